@@ -1,0 +1,252 @@
+"""Datasets as tensors, standardised, kept whole on one device.
+
+`load(name)` returns a :class:`Dataset` whose images have shape ``[N, C, H, W]`` (float32,
+standardised per channel with the training set's mean and std) and labels shape ``[N]`` (int64).
+Batches are taken by indexing (see :func:`batches`), not through a DataLoader: on a GPU a
+loader costs more than the small models' training steps.
+
+Datasets:
+- ``digits``: scikit-learn's bundled 8x8 digits (1797 images, 10 classes), the offline default.
+  CHOICE: a fixed stratified split, 80 % train / 20 % test, ``random_state=0``.
+- ``fashion_mnist``: the 28x28 originals, looked for in ``data_dir``, then in the folder of
+  Debian's ``dataset-fashion-mnist`` package, then downloaded by torchvision when allowed.
+- ``cifar10`` / ``cifar100``: torchvision's loaders over ``data_dir`` (download when allowed).
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATASETS = ("digits", "fashion_mnist", "cifar10", "cifar100")
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = (
+    "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+)
+CACHE_DIR = Path.home() / ".cache" / "gflib"
+
+AUGMENTATION = {
+    "digits": "random shift by up to 1 pixel in each direction (zero padding); no flip: digits "
+              "are not mirror-symmetric",
+    "fashion_mnist": "random crop 28x28 from the image zero-padded by 2, then horizontal flip "
+                     "with probability 1/2",
+    "cifar10": "random crop 32x32 from the image zero-padded by 4, then horizontal flip with "
+               "probability 1/2 (the usual CIFAR recipe)",
+    "cifar100": "random crop 32x32 from the image zero-padded by 4, then horizontal flip with "
+                "probability 1/2 (the usual CIFAR recipe)",
+}
+"""The DA variant's recipe per dataset (CHOICE: the paper does not give one)."""
+
+_PAD = {"digits": 1, "fashion_mnist": 2, "cifar10": 4, "cifar100": 4}
+_FLIP = {"digits": False, "fashion_mnist": True, "cifar10": True, "cifar100": True}
+
+
+@dataclass
+class Dataset:
+    """A standardised dataset held as tensors.
+
+    x_train: ``[N_train, C, H, W]`` float32; y_train: ``[N_train]`` int64; likewise the test
+    split. ``mean``/``std`` (per channel, pixel units in [0, 1]) are the training set's values used
+    for standardisation.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    n_classes: int
+    mean: tuple
+    std: tuple
+
+    @property
+    def shape(self) -> tuple:
+        """One image's shape ``(C, H, W)``."""
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def in_features(self) -> int:
+        """Number of inputs of an MLP on this data: ``C * H * W``."""
+        return int(np.prod(self.shape))
+
+    def to(self, device) -> "Dataset":
+        """The same dataset with every tensor on ``device``."""
+        move = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")}
+        return Dataset(self.name, n_classes=self.n_classes, mean=self.mean, std=self.std, **move)
+
+    def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0):
+        """A stratified-by-chance random subset (``None`` keeps a split whole), fixed by ``seed``."""
+        g = torch.Generator().manual_seed(seed)
+
+        def pick(x, y, n):
+            if n is None or n >= len(y):
+                return x, y
+            if n < 1:
+                raise ValueError(f"subset size {n} must be >= 1")
+            idx = torch.randperm(len(y), generator=g)[:n].to(y.device)
+            return x[idx], y[idx]
+
+        xtr, ytr = pick(self.x_train, self.y_train, n_train)
+        xte, yte = pick(self.x_test, self.y_test, n_test)
+        return Dataset(self.name, xtr, ytr, xte, yte, self.n_classes, self.mean, self.std)
+
+
+def load(name: str = "digits", data_dir: str | Path | None = None, download: bool = False) -> Dataset:
+    """Load dataset ``name`` (one of :data:`DATASETS`) standardised with its training statistics.
+
+    ``data_dir`` is where torchvision's files live (or go, with ``download=True``). A dataset that is
+    not found raises ValueError naming every folder tried.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    if name == "digits":
+        xtr, ytr, xte, yte, k = _digits()
+    elif name == "fashion_mnist":
+        xtr, ytr, xte, yte, k = _fashion_mnist(data_dir, download)
+    else:
+        xtr, ytr, xte, yte, k = _cifar(name, data_dir, download)
+    return standardise(name, xtr, ytr, xte, yte, k)
+
+
+def standardise(name, x_train, y_train, x_test, y_test, n_classes) -> Dataset:
+    """Standardise images in [0, 1] (``[N, C, H, W]``) per channel with the training statistics."""
+    mean = x_train.mean(dim=(0, 2, 3))
+    std = x_train.std(dim=(0, 2, 3))
+    shift, scale = mean[None, :, None, None], std[None, :, None, None]
+    return Dataset(
+        name, ((x_train - shift) / scale).contiguous(), y_train,
+        ((x_test - shift) / scale).contiguous(), y_test, n_classes,
+        tuple(mean.tolist()), tuple(std.tolist()),
+    )
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32) / 16.0
+    xtr, xte, ytr, yte = train_test_split(
+        x, bunch.target, test_size=0.2, random_state=0, stratify=bunch.target)
+    as_x = lambda a: torch.from_numpy(a).unsqueeze(1)  # noqa: E731
+    as_y = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
+    return as_x(xtr), as_y(ytr), as_x(xte), as_y(yte), 10
+
+
+def _fashion_mnist(data_dir, download):
+    from torchvision.datasets import FashionMNIST
+
+    tried = []
+    candidates = []
+    if data_dir is not None:
+        candidates.append(Path(data_dir))
+    candidates.append(DEBIAN_FASHION_MNIST)
+    for folder in candidates:
+        root = _fashion_mnist_root(folder)
+        tried.append(str(folder))
+        if root is not None:
+            return _torchvision_split(FashionMNIST, root, False) + (10,)
+    if download:
+        if data_dir is None:
+            raise ValueError("download=True needs a data_dir to download Fashion-MNIST into")
+        return _torchvision_split(FashionMNIST, Path(data_dir), True) + (10,)
+    raise ValueError(
+        "Fashion-MNIST not found; looked in: " + ", ".join(tried)
+        + " (the four IDX files, plain or .gz, directly there or under FashionMNIST/raw/). "
+        "Install them with `apt-get install dataset-fashion-mnist` (Debian), pass data_dir= a "
+        "folder holding them, or pass download=True with a data_dir to let torchvision fetch them."
+    )
+
+
+def _fashion_mnist_root(folder: Path) -> Path | None:
+    """A torchvision root holding ``FashionMNIST/raw/<file>`` for ``folder``, or None.
+
+    Files found as ``.gz`` (as Debian ships them) are gunzipped once into gflib's cache, since
+    torchvision reads the raw files only.
+    """
+    for raw in (folder / "FashionMNIST" / "raw", folder):
+        if all((raw / f).is_file() for f in FASHION_MNIST_FILES):
+            if raw.name == "raw" and raw.parent.name == "FashionMNIST":
+                return raw.parent.parent
+            return _gunzip_into_cache(raw, plain=True)
+        if all((raw / f"{f}.gz").is_file() for f in FASHION_MNIST_FILES):
+            return _gunzip_into_cache(raw, plain=False)
+    return None
+
+
+def _gunzip_into_cache(raw: Path, plain: bool) -> Path:
+    root = CACHE_DIR / "fashion_mnist" / hashlib.sha1(str(raw.resolve()).encode()).hexdigest()[:12]
+    dest = root / "FashionMNIST" / "raw"
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in FASHION_MNIST_FILES:
+        target = dest / f
+        if target.is_file():
+            continue
+        tmp = dest / f"{f}.part"
+        if plain:
+            shutil.copyfile(raw / f, tmp)
+        else:
+            with gzip.open(raw / f"{f}.gz", "rb") as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out)
+        tmp.replace(target)
+    return root
+
+
+def _cifar(name, data_dir, download):
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls, k = (CIFAR10, 10) if name == "cifar10" else (CIFAR100, 100)
+    if data_dir is None:
+        raise ValueError(f"{name} needs data_dir= (a folder holding {cls.base_folder}/ or one to "
+                         "download into with download=True)")
+    folder = Path(data_dir)
+    if not download and not (folder / cls.base_folder).is_dir():
+        raise ValueError(f"{name} not found: no folder {folder / cls.base_folder}; pass "
+                         "download=True to let torchvision fetch it")
+    return _torchvision_split(cls, folder, download) + (k,)
+
+
+def _torchvision_split(cls, root: Path, download: bool):
+    out = []
+    for train in (True, False):
+        ds = cls(root=str(root), train=train, download=download)
+        data = ds.data
+        x = torch.as_tensor(np.asarray(data)).float() / 255.0
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        y = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+        out += [x.contiguous(), y]
+    return tuple(out)
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator, device="cpu"):
+    """Index tensors of one shuffled epoch over ``n`` examples (the last batch may be smaller)."""
+    perm = torch.randperm(n, generator=generator).to(device)
+    return perm.split(batch_size)
+
+
+def augment(x: torch.Tensor, name: str, generator: torch.Generator) -> torch.Tensor:
+    """The DA recipe of :data:`AUGMENTATION` applied to a batch ``[B, C, H, W]`` with tensor ops.
+
+    Each image gets its own shift (and flip); the random draws come from ``generator`` (CPU).
+    """
+    if name not in _PAD:
+        raise ValueError(f"no augmentation recipe for {name!r}; allowed: {', '.join(_PAD)}")
+    pad = _PAD[name]
+    b, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # [B, H]
+    cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # [B, W]
+    if _FLIP[name]:
+        flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+        cols = torch.where(flip[:, None], cols.flip(1), cols)
+    batch_idx = torch.arange(b, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch_idx, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous()

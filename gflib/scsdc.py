@@ -1,0 +1,106 @@
+"""SC-SDC: same-capacity sparse vs dense pairs of MLPs.
+
+A sparse MLP S of hidden width ``s`` and a dense MLP D of width ``d <= s`` with the same depth have,
+layer by layer, the same number of active weights: every layer of S is masked to exactly the
+weight count of D's layer. S's active weights are drawn from D's layer distribution (torch's default
+``U(-1/sqrt(fan_in_D), 1/sqrt(fan_in_D))``), not from S's own wider default.
+
+CHOICE on biases: S keeps all its biases (they are not counted in the matching) and draws them
+from the same D-layer bound; with BatchNorm the hidden layers have no bias.
+"""
+from __future__ import annotations
+
+import torch
+
+from .masks import apply_masks, masks_with_counts, sparsity_aware_init_
+from .models import MLP, maskable_weights
+
+PAPER_SPARSE_WIDTH = 3076
+PAPER_DENSITY_RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)
+INITS = ("dense", "sparsity_aware")
+
+
+def paper_widths(sparse_width: int = PAPER_SPARSE_WIDTH, ratios=PAPER_DENSITY_RATIOS) -> list:
+    """Dense widths ``round(r * sparse_width)``: 308, 923, 1538, 2153, 2768 for 3076."""
+    return [int(round(r * sparse_width)) for r in ratios]
+
+
+def layer_sizes(in_features: int, out_features: int, depth: int, width: int) -> list:
+    """``[(fan_in, fan_out)]`` of the MLP's Linear layers, input to output."""
+    dims = [in_features] + [width] * depth + [out_features]
+    return list(zip(dims[:-1], dims[1:]))
+
+
+def active_counts(in_features, out_features, depth, dense_width) -> list:
+    """Weights per layer of the dense MLP: the active counts the sparse one must match."""
+    return [i * o for i, o in layer_sizes(in_features, out_features, depth, dense_width)]
+
+
+def layer_densities(in_features, out_features, depth, sparse_width, dense_width) -> list:
+    """Per-layer density of the sparse MLP: dense count / sparse count (first and last layers
+    ``d/s``, hidden-to-hidden ``(d/s)^2``)."""
+    check_widths(sparse_width, dense_width)
+    dense = active_counts(in_features, out_features, depth, dense_width)
+    sparse = active_counts(in_features, out_features, depth, sparse_width)
+    return [a / b for a, b in zip(dense, sparse)]
+
+
+def check_widths(sparse_width, dense_width):
+    for label, v in (("sparse_width", sparse_width), ("dense_width", dense_width)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{label} must be an integer >= 1, got {v!r}")
+    if dense_width > sparse_width:
+        raise ValueError(f"dense_width {dense_width} is larger than sparse_width {sparse_width}: "
+                         "the sparse member of a pair must be at least as wide")
+
+
+def sparse_member(in_features, out_features, depth, sparse_width, dense_width, seed,
+                  init: str = "dense", **mlp_options):
+    """The sparse MLP of a pair and its masks: ``(model, masks)``; masks applied.
+
+    ``init="dense"`` draws active weights (and biases) from the dense layer's distribution;
+    ``"sparsity_aware"`` then rescales each unit by its masked fan-in (Evci et al. 2020).
+    Seeds: the model's draws use ``seed``, the masks ``seed + 1``.
+    """
+    check_widths(sparse_width, dense_width)
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; allowed: {', '.join(INITS)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MLP(in_features, out_features, depth, sparse_width, **mlp_options)
+        weights = maskable_weights(model)
+        sizes = layer_sizes(in_features, out_features, depth, dense_width)
+        with torch.no_grad():
+            for (name, w), (fan_in, _) in zip(weights.items(), sizes):
+                bound = 1.0 / fan_in ** 0.5
+                w.uniform_(-bound, bound)
+                bias = _bias_of(model, name)
+                if bias is not None:
+                    bias.uniform_(-bound, bound)
+    counts = dict(zip(weights, active_counts(in_features, out_features, depth, dense_width)))
+    masks = masks_with_counts(model, counts, seed + 1)
+    apply_masks(model, masks)
+    if init == "sparsity_aware":
+        sparsity_aware_init_(model, masks, {n: f for n, (f, _) in zip(weights, sizes)})
+    return model, masks
+
+
+def dense_member(in_features, out_features, depth, dense_width, seed, **mlp_options):
+    """The dense MLP of a pair, torch's default init under ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MLP(in_features, out_features, depth, dense_width, **mlp_options)
+
+
+def pair(in_features, out_features, depth, sparse_width, dense_width, seed, init="dense",
+         **mlp_options):
+    """``(sparse_model, sparse_masks, dense_model)``: an SC-SDC pair (see the module doc)."""
+    sparse, masks = sparse_member(in_features, out_features, depth, sparse_width, dense_width,
+                                  seed, init=init, **mlp_options)
+    dense = dense_member(in_features, out_features, depth, dense_width, seed, **mlp_options)
+    return sparse, masks, dense
+
+
+def _bias_of(model, weight_name):
+    module = model.get_submodule(weight_name.rsplit(".", 1)[0])
+    return module.bias

@@ -1,0 +1,76 @@
+"""Run a grid of configs through a results store and return one table row per run."""
+from __future__ import annotations
+
+from concurrent.futures import Executor, Future, as_completed
+
+import pandas as pd
+
+from .flow import MEASURES
+from .store import ResultStore
+from .train import RunConfig, RunResult, run as run_one
+
+
+class InlineExecutor(Executor):
+    """Runs each submitted call at once in this process (the default executor)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the caller through the future
+            future.set_exception(exc)
+        return future
+
+
+def _run_and_store(config: RunConfig, store_dir: str) -> RunResult:
+    result = run_one(config)
+    ResultStore(store_dir).put(result)
+    return result
+
+
+def run(configs, store_dir, executor: Executor | None = None, progress: bool = True,
+        desc: str = "runs") -> pd.DataFrame:
+    """Run every config not yet in ``store_dir`` and return the table of all of them.
+
+    Configs are validated before anything trains. ``executor``: any
+    ``concurrent.futures.Executor`` (a ProcessPoolExecutor, a Dask client's executor); the default
+    runs in this process. Each finished run is stored at once, so a stopped sweep resumes.
+    Returns :func:`table` of the results, in the order of ``configs``.
+    """
+    configs = [c.validate() for c in configs]
+    store = ResultStore(store_dir)
+    results = {}
+    todo = []
+    for c in configs:
+        stored = store.get(c)
+        if stored is None:
+            todo.append(c)
+        else:
+            results[c] = stored
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(configs), initial=len(configs) - len(set(todo)), desc=desc)
+    pending = {}
+    executor = executor or InlineExecutor()
+    for c in dict.fromkeys(todo):
+        pending[executor.submit(_run_and_store, c, str(store.root))] = c
+    for fut in as_completed(pending):
+        results[pending[fut]] = fut.result()
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return table([results[c] for c in configs])
+
+
+def table(results) -> pd.DataFrame:
+    """One row per result: config fields, final metrics, mean flow measures, divergence."""
+    rows = []
+    for r in results:
+        row = dict(r.config)
+        row.update(r.final)
+        row.update({f"mean_{k}": r.flow_mean.get(k) for k in MEASURES})
+        row.update(diverged=r.diverged, wall_s=r.wall_s)
+        rows.append(row)
+    return pd.DataFrame(rows)
