@@ -1,0 +1,159 @@
+"""The chapters' grids of runs, and the tables they are read into.
+
+Each chapter calls one ``*_configs(preset)`` to get its SC-SDC grid, runs it through
+:func:`gflib.sweep.run`, and reads the result with :func:`pairs` and the analysis functions here.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .flow import MEASURES
+from .presets import Preset
+from .train import RunConfig
+
+VARIANT_PARTS = ("DA", "L2", "SC", "BN", "WD")
+RESULTS_ENV = "GFLIB_RESULTS"
+
+
+def results_dir(chapter: str, preset: str, root: str | os.PathLike | None = None) -> Path:
+    """Where a chapter's raw results go: ``<root>/<chapter>/<preset>``; ``root`` defaults to
+    ``$GFLIB_RESULTS`` or ``results/`` at the repository root (git-ignored)."""
+    if root is None:
+        root = os.environ.get(RESULTS_ENV) or Path(__file__).resolve().parent.parent / "results"
+    return Path(root) / chapter / preset
+
+
+def variant_flags(variant: str, l2: float) -> dict:
+    """RunConfig fields of a variant name such as ``"DA_L2_SC_BN"`` (``NR`` = none).
+
+    DA: augmentation; L2: ``l2`` added to the loss; SC: skip connections; BN: BatchNorm;
+    WD: AdamW's decoupled weight decay (``WD_DECAY``).
+    """
+    parts = [] if variant == "NR" else variant.split("_")
+    bad = [p for p in parts if p not in VARIANT_PARTS]
+    if bad or not variant:
+        raise ValueError(f"unknown variant {variant!r}; allowed: NR or parts of "
+                         f"{', '.join(VARIANT_PARTS)} joined by '_'")
+    return {"augment": "DA" in parts, "l2": l2 if "L2" in parts else 0.0, "skip": "SC" in parts,
+            "batchnorm": "BN" in parts, "weight_decay": WD_DECAY if "WD" in parts else 0.0}
+
+
+WD_DECAY = 0.01
+"""CHOICE: AdamW's decoupled weight decay for the WD variants (torch's default)."""
+
+
+def pair_configs(base: RunConfig, sparse_width: int, dense_widths, seeds) -> list:
+    """For every dense width and seed, the SC-SDC sparse member then the dense member of ``base``."""
+    out = []
+    for d in dense_widths:
+        for s in seeds:
+            out.append(base.__class__(**{**base.to_dict(), "width": sparse_width,
+                                         "match_width": d, "seed": s}))
+            out.append(base.__class__(**{**base.to_dict(), "width": d, "match_width": None,
+                                         "seed": s}))
+    return out
+
+
+def _base(preset: Preset, device: str, data_dir, **fields) -> RunConfig:
+    return RunConfig(dataset=preset.dataset, epochs=preset.epochs, batch_size=preset.batch_size,
+                     train_subset=preset.train_subset, test_subset=preset.test_subset,
+                     device=device, data_dir=data_dir, **fields)
+
+
+def egf_configs(preset: Preset, device: str = "cpu", data_dir=None) -> list:
+    """Chapter 1's grid: depths x optimizers x learning rates x SC-SDC widths x seeds, ReLU MLPs
+    without regularisation, sparse and dense members of every pair."""
+    out = []
+    for depth in preset.depths:
+        for opt in preset.optimizers:
+            for lr in preset.lrs:
+                base = _base(preset, device, data_dir, depth=depth, optimizer=opt, lr=lr)
+                out += pair_configs(base, preset.sparse_width, preset.dense_widths, preset.seeds)
+    return out
+
+
+def batchnorm_configs(preset: Preset, device: str = "cpu", data_dir=None) -> list:
+    """The BatchNorm chapter's grid: optimizers x variants x SC-SDC widths x seeds at
+    ``preset.bn_depth`` hidden layers, each optimizer at its ``preset.bn_lrs`` learning rate."""
+    out = []
+    for opt in preset.optimizers:
+        for variant in preset.bn_variants:
+            base = _base(preset, device, data_dir, depth=preset.bn_depth, optimizer=opt,
+                         lr=preset.bn_lrs[opt], **variant_flags(variant, preset.l2))
+            out += pair_configs(base, preset.sparse_width, preset.dense_widths, preset.seeds)
+    return out
+
+
+def variant_name(row) -> str:
+    """The variant name of a table row (inverse of :func:`variant_flags`)."""
+    parts = [p for p, on in (("DA", row["augment"]), ("L2", row["l2"] > 0), ("WD", row["weight_decay"] > 0),
+                             ("SC", row["skip"]), ("BN", row["batchnorm"])) if on]
+    return "_".join(parts) or "NR"
+
+
+def pairs(df: pd.DataFrame) -> pd.DataFrame:
+    """Match each sparse run with its dense partner (same config and seed, dense width =
+    the sparse run's ``match_width``). One row per pair: the shared config columns, ``dense_width``,
+    ``sparse_width``, and every metric with suffix ``_sparse`` / ``_dense``."""
+    metrics = ["test_loss", "test_acc", "train_loss", "train_acc", "diverged", "wall_s"]
+    metrics += [f"mean_{m}" for m in MEASURES]
+    sparse = df[df["match_width"].notna()].copy()
+    dense = df[df["match_width"].isna() & (df["density"] == 1.0)].copy()
+    sparse["dense_width"] = sparse["match_width"].astype(int)
+    sparse = sparse.rename(columns={"width": "sparse_width"})
+    dense["dense_width"] = dense["width"]
+    keys = [c for c in df.columns
+            if c not in metrics + ["width", "match_width", "init", "device", "data_dir"]]
+    keys = keys + ["dense_width"]
+    merged = sparse.merge(dense.drop(columns=["width", "match_width", "init"]), on=keys,
+                          suffixes=("_sparse", "_dense"), validate="one_to_one")
+    merged["variant"] = merged.apply(variant_name, axis=1) if len(merged) else []
+    return merged
+
+
+def correlations(df: pd.DataFrame, group_by=("depth",), targets=("test_loss", "test_acc"),
+                 measures=MEASURES, ci_level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Kendall tau of each mean flow measure with each target, per kind (sparse/dense) and group.
+
+    Diverged runs are left out (their flow is undefined). One row per
+    (kind, group..., measure, target) with ``tau``, ``abs_tau``, ``pvalue``, ``n``, ``ci_low``,
+    ``ci_high`` (bootstrap CI of tau).
+    """
+    rows = []
+    df = df[~df["diverged"]].assign(kind=np.where(df["match_width"].notna(), "sparse", "dense"))
+    for keys, g in df.groupby(["kind", *group_by]):
+        for m in measures:
+            for t in targets:
+                res = stats.kendall(g[f"mean_{m}"].to_numpy(), g[t].to_numpy())
+                lo, hi = stats.kendall_ci(g[f"mean_{m}"].to_numpy(), g[t].to_numpy(),
+                                          level=ci_level, seed=seed)
+                rows.append(dict(zip(["kind", *group_by], keys), measure=m, target=t,
+                                 **res, ci_low=lo, ci_high=hi))
+    return pd.DataFrame(rows)
+
+
+def correlation_summary(corr: pd.DataFrame) -> pd.DataFrame:
+    """|tau| averaged over the groups: rows = measure, columns = (kind, target), the layout of the
+    paper's table."""
+    table = corr.groupby(["measure", "kind", "target"])["abs_tau"].mean().unstack(["kind", "target"])
+    order = [(k, t) for k in ("sparse", "dense") for t in ("test_loss", "test_acc")]
+    return table.reindex(columns=[c for c in order if c in table.columns]).reindex(list(MEASURES))
+
+
+def sparse_vs_dense_table(paired: pd.DataFrame, rows: str, cols: str,
+                          metric: str = "test_acc") -> pd.DataFrame:
+    """One-sided p-values (H1 sparse > dense, Wilcoxon over matched pairs) of ``metric`` in each
+    (``rows`` x ``cols``) cell; also returns the n per cell as ``table.attrs['n']``."""
+    pvals, ns = {}, {}
+    for (r, c), g in paired.groupby([rows, cols]):
+        res = stats.sparse_vs_dense(g[f"{metric}_sparse"].to_numpy(), g[f"{metric}_dense"].to_numpy())
+        pvals[(r, c)] = res["pvalue"]
+        ns[(r, c)] = res["n"]
+    table = pd.Series(pvals).unstack()
+    table.attrs["n"] = pd.Series(ns).unstack()
+    return table
