@@ -157,3 +157,69 @@ def sparse_vs_dense_table(paired: pd.DataFrame, rows: str, cols: str,
     table = pd.Series(pvals).unstack()
     table.attrs["n"] = pd.Series(ns).unstack()
     return table
+
+
+def beside_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Our |tau| table and the paper's, interleaved: columns (kind, target, source)."""
+    parts = {"ours": ours, "paper": paper.reindex(index=ours.index, columns=ours.columns)}
+    out = pd.concat(parts, axis=1, names=["source"])
+    out = out.reorder_levels([1, 2, 0], axis=1)
+    return out.reindex(columns=[(k, t, s) for k, t in ours.columns for s in ("ours", "paper")])
+
+
+def egf_verdict(summary: pd.DataFrame) -> dict:
+    """Which measure has the largest mean |tau| for each (kind, target), and whether an EGF
+    measure beats both baseline norms there.
+
+    Returns ``{"sparse/test_acc": {"best": measure, "best_tau": float, "egf_best": bool,
+    "egf_margin": best EGF |tau| - best baseline |tau|}, ...}``.
+    """
+    out = {}
+    for kind, target in summary.columns:
+        col = summary[(kind, target)].dropna()
+        if col.empty:
+            continue
+        egf = col[[m for m in col.index if m.startswith("egf")]]
+        base = col[[m for m in col.index if m.startswith("gf")]]
+        out[f"{kind}/{target}"] = {
+            "best": col.idxmax(), "best_tau": float(col.max()),
+            "egf_best": bool(egf.max() > base.max()),
+            "egf_margin": float(egf.max() - base.max()),
+        }
+    return out
+
+
+def egf_analysis(df: pd.DataFrame, dataset: str, seed: int = 0) -> dict:
+    """Everything chapter 1 shows from one results table (live or stored).
+
+    Keys: ``corr`` (per-depth Kendall taus with CIs), ``summary`` (mean |tau| per measure x
+    (kind, target)), ``beside`` (ours next to the paper's), ``verdict`` (:func:`egf_verdict`),
+    ``paired`` (:func:`pairs`), ``pvalues`` (H1 sparse > dense test accuracy, optimizer x depth),
+    ``n_runs``, ``n_diverged``.
+    """
+    from .reference import egf_correlations
+
+    corr = correlations(df, seed=seed)
+    summary = correlation_summary(corr)
+    paired = pairs(df)
+    return {
+        "corr": corr, "summary": summary,
+        "beside": beside_paper(summary, egf_correlations(dataset)),
+        "verdict": egf_verdict(summary), "paired": paired,
+        "pvalues": sparse_vs_dense_table(paired, "optimizer", "depth"),
+        "n_runs": len(df), "n_diverged": int(df["diverged"].sum()),
+    }
+
+
+def verdict_sentence(verdict: dict, scale: str) -> str:
+    """Chapter 1's verdict in words, from :func:`egf_verdict`, for the sparse rows."""
+    parts = []
+    for key, v in verdict.items():
+        kind, target = key.split("/")
+        if kind != "sparse":
+            continue
+        word = "beats" if v["egf_best"] else "does not beat"
+        parts.append(f"for sparse nets and test {target.split('_')[1]}, the best measure is "
+                     f"{v['best']} (mean |tau| = {v['best_tau']:.3f}); EGF {word} the gradient "
+                     f"norm (margin {v['egf_margin']:+.3f})")
+    return f"At the `{scale}` scale, " + "; ".join(parts) + "."

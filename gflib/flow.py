@@ -97,3 +97,22 @@ def schedule(epochs: int, points: int = 11) -> list:
     """The epochs at which flow is measured: ``round(linspace(0, epochs, points))``, deduplicated;
     0 is before training, ``epochs`` after the last."""
     return sorted({int(round(e)) for e in np.linspace(0, epochs, points)})
+
+
+def layer_norms(grads: Mapping, masks: Mapping | None = None):
+    """Per-tensor view of the measures: a DataFrame with one row per measured tensor and columns
+    ``layer, weights, active, l1_all, l1_active, l2_all, l2_active`` (norms of ``g_l`` over all
+    entries and over the active ones)."""
+    import pandas as pd
+
+    masks = masks or {}
+    rows = []
+    for name, g in grads.items():
+        g = g.detach().double()
+        m = masks.get(name)
+        ga = g if m is None else g * m.to(g.device, g.dtype)
+        rows.append({"layer": name, "weights": g.numel(),
+                     "active": g.numel() if m is None else int(m.sum()),
+                     "l1_all": g.abs().sum().item(), "l1_active": ga.abs().sum().item(),
+                     "l2_all": g.norm().item(), "l2_active": ga.norm().item()})
+    return pd.DataFrame(rows)

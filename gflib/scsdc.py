@@ -104,3 +104,16 @@ def pair(in_features, out_features, depth, sparse_width, dense_width, seed, init
 def _bias_of(model, weight_name):
     module = model.get_submodule(weight_name.rsplit(".", 1)[0])
     return module.bias
+
+
+def layer_table(sparse_model, sparse_masks, dense_model):
+    """One row per Linear layer of a pair: ``layer, sparse_weights, sparse_active,
+    dense_weights`` (counts; ``sparse_active`` counts non-zero mask entries)."""
+    import pandas as pd
+
+    sw, dw = maskable_weights(sparse_model), maskable_weights(dense_model)
+    return pd.DataFrame([
+        {"layer": name, "sparse_weights": w.numel(),
+         "sparse_active": int(sparse_masks[name].sum()) if name in sparse_masks else w.numel(),
+         "dense_weights": dw[name].numel()}
+        for name, w in sw.items()])
