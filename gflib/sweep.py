@@ -64,13 +64,29 @@ def run(configs, store_dir, executor: Executor | None = None, progress: bool = T
     return table([results[c] for c in configs])
 
 
+CURVE_MEASURE = "egf_l2"
+
+
 def table(results) -> pd.DataFrame:
-    """One row per result: config fields, final metrics, mean flow measures, divergence."""
+    """One row per result: config fields, final metrics, mean flow measures, divergence, and the
+    EGF_2 curve as columns ``egf_l2@<epoch>`` (one per scheduled epoch; NaN after divergence)."""
     rows = []
     for r in results:
         row = dict(r.config)
         row.update(r.final)
         row.update({f"mean_{k}": r.flow_mean.get(k) for k in MEASURES})
         row.update(diverged=r.diverged, wall_s=r.wall_s)
+        row.update({f"{CURVE_MEASURE}@{e}": f[CURVE_MEASURE] for e, f in sorted(r.flow.items())})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def curves(table: pd.DataFrame, measure: str = CURVE_MEASURE) -> pd.DataFrame:
+    """The flow curves of a :func:`table` in long form: one row per (run, epoch) with columns
+    ``run`` (the table's index), ``epoch``, ``value`` and the table's other columns."""
+    cols = [c for c in table.columns if c.startswith(f"{measure}@")]
+    long = table.reset_index(names="run").melt(
+        id_vars=["run"] + [c for c in table.columns if "@" not in c], value_vars=cols,
+        var_name="epoch", value_name="value")
+    long["epoch"] = long["epoch"].str.split("@").str[1].astype(int)
+    return long.dropna(subset=["value"]).sort_values(["run", "epoch"], ignore_index=True)
