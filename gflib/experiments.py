@@ -107,8 +107,8 @@ def pairs(df: pd.DataFrame) -> pd.DataFrame:
     sparse["dense_width"] = sparse["match_width"].astype(int)
     sparse = sparse.rename(columns={"width": "sparse_width"})
     dense["dense_width"] = dense["width"]
-    keys = [c for c in df.columns
-            if c not in metrics + ["width", "match_width", "init", "device", "data_dir"]]
+    keys = [c for c in df.columns if "@" not in c
+            and c not in metrics + ["width", "match_width", "init", "device", "data_dir"]]
     keys = keys + ["dense_width"]
     merged = sparse.merge(dense.drop(columns=["width", "match_width", "init"]), on=keys,
                           suffixes=("_sparse", "_dense"), validate="one_to_one")
@@ -223,3 +223,71 @@ def verdict_sentence(verdict: dict, scale: str) -> str:
                      f"{v['best']} (mean |tau| = {v['best_tau']:.3f}); EGF {word} the gradient "
                      f"norm (margin {v['egf_margin']:+.3f})")
     return f"At the `{scale}` scale, " + "; ".join(parts) + "."
+
+
+BN_PAIRS = {"NR": "BN", "DA": "DA_BN", "L2": "L2_BN", "SC": "SC_BN"}
+"""Each variant without BatchNorm and its BatchNorm counterpart."""
+
+
+def bn_gains(paired: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
+    """The BatchNorm gain of every matched pair: one row per (optimizer, base variant, dense
+    width, seed) with ``sparse_gain`` = sparse ``metric`` with BN - without, ``dense_gain`` likewise
+    and ``excess`` = sparse_gain - dense_gain (> 0: BN helps the sparse net more)."""
+    keys = ["optimizer", "dense_width", "seed", "depth", "lr"]
+    cols = keys + [f"{metric}_sparse", f"{metric}_dense"]
+    rows = []
+    for base, with_bn in BN_PAIRS.items():
+        plain = paired.loc[paired["variant"] == base, cols]
+        bn = paired.loc[paired["variant"] == with_bn, cols]
+        m = plain.merge(bn, on=keys, suffixes=("_plain", "_bn"), validate="one_to_one")
+        rows.append(pd.DataFrame({
+            **{k: m[k] for k in keys}, "variant": base,
+            "sparse_plain": m[f"{metric}_sparse_plain"], "sparse_bn": m[f"{metric}_sparse_bn"],
+            "dense_plain": m[f"{metric}_dense_plain"], "dense_bn": m[f"{metric}_dense_bn"]}))
+    out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    if len(out):
+        out["sparse_gain"] = out["sparse_bn"] - out["sparse_plain"]
+        out["dense_gain"] = out["dense_bn"] - out["dense_plain"]
+        out["excess"] = out["sparse_gain"] - out["dense_gain"]
+    return out
+
+
+def bn_gain_tests(gains: pd.DataFrame, by: str | None = "optimizer") -> pd.DataFrame:
+    """:func:`gflib.stats.bn_gain_test` on all gains, and per value of ``by``: one row each."""
+    groups = [("all", gains)] + (list(gains.groupby(by)) if by else [])
+    rows = []
+    for key, g in groups:
+        res = stats.bn_gain_test(g["sparse_bn"].to_numpy(), g["sparse_plain"].to_numpy(),
+                                 g["dense_bn"].to_numpy(), g["dense_plain"].to_numpy())
+        rows.append({"group": key, **res})
+    return pd.DataFrame(rows).set_index("group")
+
+
+def flow_stability(table: pd.DataFrame, measure: str = "egf_l2") -> pd.DataFrame:
+    """How unsteady each run's flow is over its scheduled epochs.
+
+    One row per run with the config columns, ``kind`` (sparse/dense) and ``log_std``: the standard
+    deviation over the scheduled epochs of ``log10`` of the measure (0 = perfectly flat). Diverged
+    runs are left out.
+    """
+    cols = [c for c in table.columns if c.startswith(f"{measure}@")]
+    ok = table[~table["diverged"].astype(bool)]
+    logs = np.log10(ok[cols].astype(float).clip(lower=1e-30))
+    out = ok[[c for c in table.columns if "@" not in c]].copy()
+    out["kind"] = np.where(out["match_width"].notna(), "sparse", "dense")
+    out["variant"] = out.apply(variant_name, axis=1) if len(out) else []
+    out["log_std"] = logs.std(axis=1, ddof=1)
+    out["log_mean"] = logs.mean(axis=1)
+    return out
+
+
+def stability_summary(stab: pd.DataFrame) -> pd.DataFrame:
+    """Median over runs of ``log_std`` (over epochs), and the spread across seeds (std of each
+    config's mean log flow over its seeds, median over configs), by kind and BatchNorm."""
+    over_epochs = stab.groupby(["kind", "batchnorm"])["log_std"].median().rename(
+        "median log10-std over epochs")
+    cfg = ["kind", "batchnorm", "optimizer", "variant", "width", "match_width"]
+    seeds = (stab.assign(match_width=stab["match_width"].fillna(0))
+             .groupby(cfg)["log_mean"].std(ddof=1).groupby(["kind", "batchnorm"]).median()
+             .rename("median log10-std across seeds"))
+    return pd.concat([over_epochs, seeds], axis=1)
