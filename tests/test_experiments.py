@@ -74,7 +74,7 @@ def fake_table():
                     row = dict(base, width=20 if kind == "sparse" else d,
                                match_width=d if kind == "sparse" else None)
                     delta = (0.1 if opt == "adam" else -0.1) if kind == "sparse" else 0.0
-                    row.update(test_acc=acc + delta, test_loss=1 - acc, train_loss=0.0,
+                    row.update(test_acc=acc + delta, test_loss=1 - acc - delta, train_loss=0.0,
                                train_acc=1.0, diverged=False, wall_s=1.0,
                                **{f"mean_{m}": (acc + delta) * k for k, m in
                                   enumerate(("gf_l1", "gf_l2", "egf_l1", "egf_l2"), 1)})
