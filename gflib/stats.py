@@ -6,16 +6,30 @@
 - :func:`bootstrap_ci`: a percentile bootstrap interval of any statistic.
 - :func:`bn_gain_test`: "BatchNorm helps sparse more than dense", a one-sided test on the per-pair
   difference of BatchNorm gains.
-- :func:`benjamini_hochberg`: false-discovery-rate adjusted p-values for a table of tests.
+- :func:`benjamini_hochberg`: false-discovery-rate adjusted p-values for a table of tests (scipy
+  has no Holm adjustment; Benjamini-Hochberg controls the FDR, not the family-wise error).
 
-CHOICE: zero differences in signed-rank tests are split between the positive and negative ranks
-(``zero_method="zsplit"``), so ties count against neither side and an all-zero sample gives p = 0.5
-rather than an error; NaN entries (diverged runs without a metric) are dropped pairwise.
+CHOICEs:
+
+- zero differences in signed-rank tests are split between the positive and negative ranks
+  (``zero_method="zsplit"``), so ties count against neither side;
+- when every difference is zero the signed-rank test is undefined (scipy raises for a single
+  zero); we report ``statistic = nan`` and ``pvalue = 1.0``: no evidence for H1;
+- non-finite entries (NaN from a diverged run, inf) are dropped: pairwise for paired samples,
+  value by value for unpaired ones; with no usable pair or value, statistic and pvalue are NaN;
+- in :func:`bn_gain_test`, a difference of gains within float rounding of 0 is a tie (0);
+- bootstrap intervals use the percentile method (scipy's default BCa needs a jackknife and fails
+  on degenerate bootstrap distributions).
 """
 from __future__ import annotations
 
+import inspect
+import warnings
+
 import numpy as np
 from scipy import stats as ss
+
+NAN = float("nan")
 
 
 def _finite_pairs(a, b):
@@ -26,106 +40,160 @@ def _finite_pairs(a, b):
     return a[keep], b[keep]
 
 
-def signed_rank_greater(d) -> dict:
-    """One-sided Wilcoxon signed-rank test of H1: median of ``d`` > 0.
+def _finite(a):
+    a = np.asarray(a, dtype=float).ravel()
+    return a[np.isfinite(a)]
 
-    Returns ``statistic``, ``pvalue``, ``n`` (finite differences used) and ``median_diff``;
-    with no usable difference, statistic and pvalue are NaN.
+
+def _check_level(level):
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+
+
+def _rng(seed):
+    """scipy >= 1.15 takes ``rng``; older versions ``random_state``."""
+    key = "rng" if "rng" in inspect.signature(ss.bootstrap).parameters else "random_state"
+    return {key: np.random.default_rng(seed)}
+
+
+def signed_rank_greater(d) -> dict:
+    """One-sided Wilcoxon signed-rank test (scipy.stats.wilcoxon, ``zero_method="zsplit"``) of
+    H1: the differences ``d`` (any shape, flattened) are located above 0.
+
+    Returns ``statistic`` (sum of ranks of the positive differences, zeros split), ``pvalue``,
+    ``n`` (finite differences used, zeros included) and ``median_diff``; see the module's CHOICEs
+    for the no-data and all-zero cases.
     """
-    d = np.asarray(d, dtype=float)
-    d = d[np.isfinite(d)]
+    d = _finite(d)
     if d.size == 0:
-        return {"statistic": float("nan"), "pvalue": float("nan"), "n": 0,
-                "median_diff": float("nan")}
+        return {"statistic": NAN, "pvalue": NAN, "n": 0, "median_diff": NAN}
+    if not np.any(d):
+        return {"statistic": NAN, "pvalue": 1.0, "n": int(d.size), "median_diff": 0.0}
     res = ss.wilcoxon(d, alternative="greater", zero_method="zsplit")
     return {"statistic": float(res.statistic), "pvalue": float(res.pvalue), "n": int(d.size),
             "median_diff": float(np.median(d))}
 
 
 def sparse_vs_dense(sparse, dense, paired: bool = True) -> dict:
-    """One-sided test of H1: sparse > dense.
+    """One-sided test of H0: sparse <= dense against H1: sparse > dense.
 
-    ``paired=True``: ``sparse[i]`` and ``dense[i]`` are a matched pair (same width, seed, config);
-    Wilcoxon signed-rank on the differences. ``paired=False``: two independent samples;
-    Mann-Whitney U (``alternative="greater"``), and ``n`` is the smaller sample's size.
-    Returns ``statistic``, ``pvalue``, ``n`` and ``median_diff`` (median of the paired differences,
-    or difference of medians when unpaired).
+    ``paired=True``: ``sparse[i]`` and ``dense[i]`` (equal shapes) are a matched pair (same width
+    pair, seed, config); Wilcoxon signed-rank on ``sparse - dense``, pairs with a non-finite
+    member dropped; ``n`` = pairs used and ``median_diff`` = median of the differences.
+    ``paired=False``: two independent samples of any sizes; Mann-Whitney U
+    (scipy.stats.mannwhitneyu, ``alternative="greater"``, U of the sparse sample), non-finite
+    values dropped; ``n`` = ``n_sparse + n_dense`` values used and ``median_diff`` =
+    ``median(sparse) - median(dense)``.
+
+    Returns ``statistic``, ``pvalue``, ``n``, ``median_diff``, and ``n_sparse``, ``n_dense``
+    (values used from each side; both equal ``n`` when paired). Values in the metric's units.
     """
     if paired:
         s, d = _finite_pairs(sparse, dense)
-        return signed_rank_greater(s - d)
-    s = np.asarray(sparse, dtype=float)
-    d = np.asarray(dense, dtype=float)
-    s, d = s[np.isfinite(s)], d[np.isfinite(d)]
+        return {**signed_rank_greater(s - d), "n_sparse": int(s.size), "n_dense": int(d.size)}
+    s, d = _finite(sparse), _finite(dense)
+    out = {"n": int(s.size + d.size), "n_sparse": int(s.size), "n_dense": int(d.size)}
     if s.size == 0 or d.size == 0:
-        return {"statistic": float("nan"), "pvalue": float("nan"), "n": 0,
-                "median_diff": float("nan")}
+        return {"statistic": NAN, "pvalue": NAN, **out, "median_diff": NAN}
     res = ss.mannwhitneyu(s, d, alternative="greater")
-    return {"statistic": float(res.statistic), "pvalue": float(res.pvalue),
-            "n": int(min(s.size, d.size)), "median_diff": float(np.median(s) - np.median(d))}
+    return {"statistic": float(res.statistic), "pvalue": float(res.pvalue), **out,
+            "median_diff": float(np.median(s) - np.median(d))}
 
 
 def kendall(x, y) -> dict:
-    """Kendall's tau-b of ``x`` and ``y`` (pairs with a NaN dropped): ``tau``, ``abs_tau``,
-    ``pvalue`` (two-sided), ``n``. Fewer than 2 pairs, or a constant sample, gives NaN."""
+    """Kendall's tau-b (scipy.stats.kendalltau) of two equal-shaped samples, pairs with a
+    non-finite member dropped.
+
+    Returns ``tau`` (signed, in [-1, 1]), ``abs_tau``, ``pvalue`` (two-sided; exact for small
+    samples without ties) and ``n`` (pairs used). Fewer than 2 pairs, or a constant sample,
+    gives NaN tau and pvalue.
+    """
     x, y = _finite_pairs(x, y)
-    if x.size < 2:
-        return {"tau": float("nan"), "abs_tau": float("nan"), "pvalue": float("nan"), "n": int(x.size)}
+    if x.size < 2 or np.all(x == x[0]) or np.all(y == y[0]):
+        return {"tau": NAN, "abs_tau": NAN, "pvalue": NAN, "n": int(x.size)}
     res = ss.kendalltau(x, y)
     tau = float(res.statistic)
     return {"tau": tau, "abs_tau": abs(tau), "pvalue": float(res.pvalue), "n": int(x.size)}
 
 
-def bootstrap_ci(values, stat=np.median, level: float = 0.95, n_resamples: int = 2000,
+def bootstrap_ci(values, stat=np.mean, level: float = 0.95, n_resamples: int = 2000,
                  seed: int = 0) -> tuple:
-    """``(low, high)``: a bootstrap confidence interval of ``stat(values)`` at ``level``
-    (scipy.stats.bootstrap, percentile method). NaNs are dropped; fewer than 2 values gives
-    ``(nan, nan)``; a constant sample gives that constant twice."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size < 2 or np.all(v == v[0]):
-        return (float(v[0]), float(v[0])) if v.size >= 2 else (float("nan"), float("nan"))
+    """``(low, high)``: a percentile bootstrap interval (scipy.stats.bootstrap) of
+    ``stat(values)`` at confidence ``level``, in the values' units.
+
+    ``values``: a 1-D sample (flattened); non-finite values dropped. ``stat`` takes a 1-D array
+    (an ``axis`` keyword makes it vectorised, as numpy's reductions are). Fewer than 2 values
+    gives ``(nan, nan)``; a constant sample gives ``(stat, stat)``. ``seed`` fixes the resamples.
+    """
+    _check_level(level)
+    v = _finite(values)
+    if v.size < 2:
+        return NAN, NAN
+    if np.all(v == v[0]):
+        s = float(stat(v))
+        return s, s
     res = ss.bootstrap((v,), stat, confidence_level=level, n_resamples=n_resamples,
-                       random_state=np.random.default_rng(seed), method="percentile")
+                       method="percentile", **_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def kendall_ci(x, y, level: float = 0.95, n_resamples: int = 1000, seed: int = 0) -> tuple:
-    """``(low, high)``: a paired bootstrap percentile interval of Kendall's tau of ``x``, ``y``."""
+    """``(low, high)``: a paired percentile bootstrap interval (scipy.stats.bootstrap,
+    ``paired=True``) of Kendall's tau-b of ``x`` and ``y`` (non-finite pairs dropped).
+
+    A resample whose ``x`` or ``y`` is constant has no tau; such resamples are left out of the
+    percentiles (so a perfectly ordered sample gives ``(1, 1)`` instead of NaN). Fewer than 3
+    pairs, or a constant sample, gives ``(nan, nan)``.
+    """
+    _check_level(level)
     x, y = _finite_pairs(x, y)
-    if x.size < 3:
-        return float("nan"), float("nan")
+    if x.size < 3 or np.all(x == x[0]) or np.all(y == y[0]):
+        return NAN, NAN
 
     def tau(a, b):
         return ss.kendalltau(a, b).statistic
 
-    res = ss.bootstrap((x, y), tau, paired=True, vectorized=False, confidence_level=level,
-                       n_resamples=n_resamples, random_state=np.random.default_rng(seed),
-                       method="percentile")
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ss.DegenerateDataWarning)
+        res = ss.bootstrap((x, y), tau, paired=True, vectorized=False, confidence_level=level,
+                           n_resamples=n_resamples, method="percentile", **_rng(seed))
+    low, high = res.confidence_interval.low, res.confidence_interval.high
+    dist = res.bootstrap_distribution
+    if np.isnan(dist).any():
+        alpha = (1 - level) / 2
+        low, high = np.nanpercentile(dist, [100 * alpha, 100 * (1 - alpha)])
+    return float(low), float(high)
 
 
 def bn_gain_test(sparse_bn, sparse_plain, dense_bn, dense_plain, level: float = 0.95,
                  seed: int = 0) -> dict:
     """Does BatchNorm help sparse nets more than dense ones?
 
-    All four arrays are matched element-wise (the same optimizer, variant, width pair and seed).
-    Per pair, ``d = (sparse_bn - sparse_plain) - (dense_bn - dense_plain)``; one-sided Wilcoxon
-    signed-rank test of H1: d > 0. Returns ``statistic``, ``pvalue``, ``n``, ``median_diff`` and
-    ``ci_low``/``ci_high``, a bootstrap interval of the median difference at ``level``.
+    All four arrays have one shape and are matched element-wise (the same optimizer, variant,
+    width pair and seed), in the metric's units (e.g. test accuracy in [0, 1]). Per pair,
+    ``d = (sparse_bn - sparse_plain) - (dense_bn - dense_plain)``; pairs with a non-finite entry
+    are dropped; a ``d`` within float rounding of 0 (``|d| <= 4 eps sum of |terms|``, e.g.
+    ``(.8 - .5) - (.7 - .4)``) counts as a tie, 0; one-sided Wilcoxon signed-rank test of
+    H1: d > 0 (:func:`signed_rank_greater`).
+    Returns ``statistic``, ``pvalue``, ``n``, ``median_diff`` (median of d) and
+    ``ci_low``/``ci_high``, a percentile bootstrap interval of the median of d at ``level``.
     """
     arrays = [np.asarray(a, dtype=float) for a in (sparse_bn, sparse_plain, dense_bn, dense_plain)]
     if len({a.shape for a in arrays}) != 1:
-        raise ValueError(f"bn_gain_test needs four equal-shaped arrays, got {[a.shape for a in arrays]}")
+        shapes = [a.shape for a in arrays]
+        raise ValueError(f"bn_gain_test needs four equal-shaped arrays, got {shapes}")
     d = (arrays[0] - arrays[1]) - (arrays[2] - arrays[3])
+    rounding = 4 * np.finfo(float).eps * sum(np.abs(a) for a in arrays)
+    d = np.where(np.abs(d) <= rounding, 0.0, d)
     out = signed_rank_greater(d)
     out["ci_low"], out["ci_high"] = bootstrap_ci(d, np.median, level=level, seed=seed)
     return out
 
 
 def benjamini_hochberg(pvalues):
-    """Benjamini-Hochberg adjusted p-values (scipy.stats.false_discovery_control) of an array of
-    any shape; NaNs stay NaN."""
+    """Benjamini-Hochberg adjusted p-values (scipy.stats.false_discovery_control, ``method="bh"``)
+    of an array of any shape, returned in that shape; NaNs stay NaN and are not counted as tests.
+    """
     p = np.asarray(pvalues, dtype=float)
     out = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
