@@ -209,7 +209,10 @@ def _cifar(name, data_dir, download):
     if not download and not (folder / cls.base_folder).is_dir():
         raise ValueError(f"{name} not found: no folder {folder / cls.base_folder}; pass "
                          "download=True to let torchvision fetch it")
-    return _torchvision_split(cls, folder, download) + (k,)
+    try:
+        return _torchvision_split(cls, folder, download) + (k,)
+    except RuntimeError as exc:  # torchvision: a file missing or failing its md5 check
+        raise ValueError(f"{name} not usable in {folder / cls.base_folder}: {exc}") from exc
 
 
 def _torchvision_split(cls, root: Path, download: bool):

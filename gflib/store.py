@@ -75,6 +75,6 @@ class ResultStore:
             if payload.get("format") != FORMAT or payload.get("key") != path.stem:
                 return None
             result = RunResult.from_dict(payload["result"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # JSON of another shape
             return None
         return result if config_key(result.config) == path.stem else None

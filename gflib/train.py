@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -25,6 +26,16 @@ from .scsdc import INITS, check_widths, sparse_member
 
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "adam", "rmsprop", "adamw")
 PROBE_SIZE = 1000
+
+
+def _one_thread_after_fork():
+    torch.set_num_threads(1)
+
+
+# A forked child (a ProcessPoolExecutor's workers on Linux before Python 3.14) inherits the
+# parent's OpenMP thread pool without its threads and hangs in its first parallel torch op once
+# the parent has run one: give forked children one thread each, as torch's DataLoader workers do.
+os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
 @dataclass(frozen=True)
