@@ -28,16 +28,31 @@ def _run_and_store(config: RunConfig, store_dir: str) -> RunResult:
     return result
 
 
+def _run_stack_and_store(configs, store_dir: str) -> list:
+    from .stacked import run_stacked
+
+    results = run_stacked(configs)
+    store = ResultStore(store_dir)
+    for r in results:
+        store.put(r)
+    return results
+
+
 def run(configs, store_dir, executor: Executor | None = None, progress: bool = True,
-        desc: str = "runs") -> pd.DataFrame:
+        desc: str = "runs", stack: int | None = None) -> pd.DataFrame:
     """Run every config not yet in ``store_dir`` and return the table of all of them.
 
     Configs are validated before anything trains. ``executor``: any
     ``concurrent.futures.Executor`` (a ProcessPoolExecutor, a Dask client's executor); the default
     runs in this process. Each finished run is stored at once, so a stopped sweep resumes.
+    ``stack``: at most this many runs train together as one stacked model
+    (:mod:`gflib.stacked`; same results up to float summation order), grouped by
+    :func:`gflib.stacked.stack_key`; None or 1 runs them one by one.
     Returns :func:`table` of the results, in the order of ``configs``.
     """
     configs = [c.validate() for c in configs]
+    if stack is not None and (isinstance(stack, bool) or not isinstance(stack, int) or stack < 1):
+        raise ValueError(f"stack must be None or an integer >= 1, got {stack!r}")
     store = ResultStore(store_dir)
     results = {}
     todo = []
@@ -53,12 +68,23 @@ def run(configs, store_dir, executor: Executor | None = None, progress: bool = T
         bar = tqdm(total=len(configs), initial=len(configs) - len(set(todo)), desc=desc)
     pending = {}
     executor = executor or InlineExecutor()
-    for c in dict.fromkeys(todo):
-        pending[executor.submit(_run_and_store, c, str(store.root))] = c
+    todo = list(dict.fromkeys(todo))
+    if stack is not None and stack > 1:
+        from .stacked import groups
+        batches = groups(todo, stack)
+    else:
+        batches = [[c] for c in todo]
+    for group in batches:
+        if len(group) == 1:
+            pending[executor.submit(_run_and_store, group[0], str(store.root))] = group
+        else:
+            pending[executor.submit(_run_stack_and_store, group, str(store.root))] = group
     for fut in as_completed(pending):
-        results[pending[fut]] = fut.result()
+        out = fut.result()
+        for c, r in zip(pending[fut], out if isinstance(out, list) else [out]):
+            results[c] = r
         if bar is not None:
-            bar.update(1)
+            bar.update(len(pending[fut]))
     if bar is not None:
         bar.close()
     return table([results[c] for c in configs])

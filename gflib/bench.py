@@ -1,0 +1,281 @@
+"""Where the time goes: the overheads of masks and flow measurement, and what stacking buys.
+
+``python -m gflib.bench`` prints a table of ratios measured side by side in one process;
+``--json PATH`` also writes them; ``--quick`` is a short run (seconds; for tests, proves nothing);
+``--threads N`` sets torch's intra-op threads (default: torch's own choice); ``--device cuda``
+measures on a GPU (the goals below are the 2-core CPU's).
+
+Figures (each a ratio, so it carries over between machines better than a time):
+
+- ``masked_step_ratio``: one training step of a masked MLP 784-1024-1024-10 (density 0.1, masks
+  kept by :func:`gflib.masks.apply_masks`) / the same step of the plain dense MLP; batch 128, Adam.
+  Goal <= 1.10.
+- ``flow_fraction``: time spent in the gradient-flow measurements / the whole run, at the 11-point
+  schedule, for a book-scale run (:data:`FLOW_RUN`: digits, the SC-SDC sparse member of width 100
+  matched to dense width 50, depth 2, Adam, 20 epochs). Goal <= 0.03.
+- ``stacked_speedup_k16``: 16 runs one by one (:func:`gflib.train.run`) / the same 16 stacked
+  (:func:`gflib.stacked.run_stacked`); digits MLP 64-32-32-10, batch 128, Adam, whole 5-epoch
+  runs with flow. Goal >= 5 on 2 cores. ``stacked_speedup_by_width``: the same (2 epochs) at
+  hidden widths 32 ... 1024 (goal: never below 1; :data:`gflib.stacked.CPU_MAX_WIDTH` keeps a
+  CPU sweep from stacking where it does not pay).
+- ``peak_fraction``: useful training FLOP/s of the dense 784-1024-1024-10 MLP (``6 * params *
+  batch`` per Adam step) / this machine's fp32 matmul FLOP/s (a 2048 x 2048 product). Goal >= 0.5.
+
+Timing: warm-up, then the two sides alternate round by round and each side's median is taken, so
+load from other processes hits both sides alike.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from . import stacked, train
+from .flow import schedule
+from .masks import apply_masks, random_masks
+from .models import MLP
+
+GOALS = {
+    "masked_step_ratio": ("<=", 1.10),
+    "flow_fraction": ("<=", 0.03),
+    "stacked_speedup_k16": (">=", 5.0),
+    "stacked_speedup_by_width": ("min >=", 1.0),
+    "peak_fraction": (">=", 0.5),
+}
+FIGURES = tuple(GOALS)
+WIDTHS = (32, 64, 128, 256, 512, 1024)
+FLOW_RUN = train.RunConfig(dataset="digits", depth=2, width=100, match_width=50, optimizer="adam",
+                           lr=1e-3, epochs=20, seed=0)
+"""The book-scale run of ``flow_fraction`` (the book preset's sparse member at ratio 0.5)."""
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _alternate(fns: dict, rounds: int, warmup: int = 2, device="cpu") -> dict:
+    """Median seconds per call of each function, calls alternating round by round."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            _sync(device)
+            t = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def _step_fn(model, batch: int = 128, **adam):
+    device = model.out.weight.device
+    x = torch.randn(batch, model.hidden[0].layer.in_features, device=device)
+    y = torch.randint(0, model.out.out_features, (batch,), device=device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, **adam)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return step
+
+
+def _pair(device):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        dense = MLP(784, 10, depth=2, width=1024).to(device)
+        masked = MLP(784, 10, depth=2, width=1024).to(device)
+    apply_masks(masked, random_masks(masked, 0.1, seed=1))
+    return dense, masked
+
+
+def step_figures(rounds: int, device="cpu") -> dict:
+    """``masked_step_ratio`` and ``peak_fraction`` with their raw times; also the masked/dense
+    ratio with torch's fused Adam on both sides (``fused_masked_step_ratio``: not what gflib
+    trains with, but it shows how much of the overhead is the default Adam's ``sqrt`` of the
+    all-zero second moments at masked positions, which is slow on some CPUs)."""
+    dense, masked = _pair(device)
+    fused_dense, fused_masked = _pair(device)
+    a = torch.randn(2048, 2048, device=device)
+    b = torch.randn(2048, 2048, device=device)
+    fns = {"dense": _step_fn(dense), "masked": _step_fn(masked), "matmul": lambda: torch.mm(a, b)}
+    try:
+        fns["fused_dense"] = _step_fn(fused_dense, fused=True)
+        fns["fused_masked"] = _step_fn(fused_masked, fused=True)
+        fns["fused_dense"]()
+    except (RuntimeError, TypeError):  # no fused Adam for this device / torch
+        fns.pop("fused_dense", None)
+        fns.pop("fused_masked", None)
+    t = _alternate(fns, rounds, device=device)
+    fused = {}
+    if "fused_dense" in t:
+        fused["fused_masked_step_ratio"] = t["fused_masked"] / t["fused_dense"]
+    params = sum(p.numel() for p in dense.parameters())
+    train_flops = 6 * params * 128 / t["dense"]
+    peak = 2 * 2048 ** 3 / t["matmul"]
+    return {
+        "masked_step_ratio": t["masked"] / t["dense"],
+        "peak_fraction": train_flops / peak,
+        "dense_step_ms": 1e3 * t["dense"], "masked_step_ms": 1e3 * t["masked"],
+        "train_gflops": train_flops / 1e9, "matmul_gflops": peak / 1e9, **fused,
+    }
+
+
+@contextlib.contextmanager
+def _timed_measure(total: list):
+    inner = train.measure
+
+    def timed(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            total[0] += time.perf_counter() - t
+    train.measure = timed
+    try:
+        yield
+    finally:
+        train.measure = inner
+
+
+def flow_figures(config: train.RunConfig, repeats: int) -> dict:
+    """``flow_fraction``: time inside :func:`gflib.flow.measure` / wall time of ``train.run``
+    (median over ``repeats`` runs)."""
+    fractions, walls = [], []
+    for _ in range(repeats):
+        spent = [0.0]
+        with _timed_measure(spent):
+            t = time.perf_counter()
+            train.run(config)
+            wall = time.perf_counter() - t
+        fractions.append(spent[0] / wall)
+        walls.append(wall)
+    n_train = len(train.dataset_for(config).y_train)
+    probed = len(schedule(config.epochs, config.flow_points)) * min(train.PROBE_SIZE, n_train)
+    return {"flow_fraction": statistics.median(fractions), "flow_run_s": statistics.median(walls),
+            "flow_examples_per_train_example": probed / (config.epochs * n_train)}
+
+
+def stacked_speedup(width: int, k: int, epochs: int, rounds: int, device="cpu",
+                    **fields) -> dict:
+    """16 (``k``) runs one by one / stacked; digits MLP of ``width``, whole runs with flow."""
+    configs = [train.RunConfig(dataset="digits", depth=2, width=width, optimizer="adam",
+                               epochs=epochs, seed=s, device=str(device), **fields)
+               for s in range(k)]
+    t = _alternate({"sequential": lambda: [train.run(c) for c in configs],
+                    "stacked": lambda: stacked.run_stacked(configs)}, rounds, warmup=1,
+                   device=device)
+    return {"speedup": t["sequential"] / t["stacked"], "sequential_s": t["sequential"],
+            "stacked_s": t["stacked"]}
+
+
+def run(quick: bool = False, threads: int | None = None, device: str = "cpu") -> dict:
+    """Every figure as a dict (see the module doc); ``quick`` shrinks every measurement;
+    ``device``: where everything runs (``"cuda"`` for a GPU)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    out = {}
+    details = {}
+    steps = step_figures(rounds=3 if quick else 15, device=device)
+    out["masked_step_ratio"] = steps.pop("masked_step_ratio")
+    out["peak_fraction"] = steps.pop("peak_fraction")
+    details.update(steps)
+    flow_cfg = dataclasses.replace(FLOW_RUN, device=device)
+    if quick:
+        flow_cfg = dataclasses.replace(flow_cfg, epochs=2, train_subset=256)
+    flow = flow_figures(flow_cfg, repeats=1 if quick else 3)
+    out["flow_fraction"] = flow.pop("flow_fraction")
+    details.update(flow)
+    small = dict(train_subset=256) if quick else {}
+    k16 = stacked_speedup(32, 16, epochs=1 if quick else 5, rounds=1 if quick else 3,
+                          device=device, **small)
+    out["stacked_speedup_k16"] = k16["speedup"]
+    details["k16_sequential_s"], details["k16_stacked_s"] = k16["sequential_s"], k16["stacked_s"]
+    by_width = {}
+    for w in (WIDTHS[:2] if quick else WIDTHS):
+        r = stacked_speedup(w, 4 if quick else 16, epochs=1 if quick else 2, rounds=1,
+                            device=device, **small)
+        by_width[str(w)] = r["speedup"]
+    out["stacked_speedup_by_width"] = by_width
+    out["meta"] = {
+        "mode": "quick" if quick else "full", "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "device": _describe(device),
+        "load_avg_before": load_before, "load_avg_after": os.getloadavg()[0],
+        "bench_s": time.perf_counter() - start, "flow_run": dataclasses.asdict(flow_cfg),
+        "stacked_k": 4 if quick else 16, **details,
+    }
+    return out
+
+
+def _describe(device) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def met(name: str, value) -> bool:
+    op, goal = GOALS[name]
+    if op == "min >=":
+        return min(value.values()) >= goal
+    return value <= goal if op == "<=" else value >= goal
+
+
+def format_table(figures: dict) -> str:
+    """The figures, their goals and whether each is met, as plain-text lines."""
+    m = figures["meta"]
+    lines = [f"{'figure':<28}{'value':>10}  {'goal':<12}met"]
+    for name in FIGURES:
+        value = figures[name]
+        op, goal = GOALS[name]
+        shown = min(value.values()) if isinstance(value, dict) else value
+        lines.append(f"{name:<28}{shown:>10.3f}  {op + ' ' + str(goal):<12}"
+                     f"{'yes' if met(name, value) else 'NO'}")
+        if isinstance(value, dict):
+            for w, v in value.items():
+                alone = m["device"] == "cpu" and int(w) > stacked.CPU_MAX_WIDTH
+                lines.append(f"  width {w:<20}{v:>10.3f}"
+                             + ("  (a CPU sweep runs these one by one)" if alone else ""))
+    lines.append(f"({m['mode']} mode on {m['device']}, torch {m['torch']}, {m['threads']} threads "
+                 f"on {m['cpus']} "
+                 f"CPUs, load average {m['load_avg_before']:.1f} -> {m['load_avg_after']:.1f}, "
+                 f"{m['bench_s']:.0f} s)")
+    if m["load_avg_before"] > 0.5 * m["cpus"] and m["device"] == "cpu":
+        hint = "try --threads 1 or a quiet machine" if m["threads"] > 1 else "try a quiet machine"
+        lines.append("(other processes were busy on this machine: the ratios are unreliable; "
+                     f"{hint})")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m gflib.bench",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
+    parser.add_argument("--quick", action="store_true", help="a short run (seconds)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--device", default="cpu", help="where to run: cpu (default) or cuda")
+    args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    figures = run(quick=args.quick, threads=args.threads, device=args.device)
+    print(format_table(figures))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2, allow_nan=True)
+    return figures
+
+
+if __name__ == "__main__":
+    main()

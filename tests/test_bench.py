@@ -1,0 +1,38 @@
+"""gflib.bench runs end to end and writes every figure (no timing is asserted: timings belong to
+the machine, not to the code)."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+from gflib import bench
+
+
+def test_quick_bench_writes_every_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "gflib.bench", "--quick", "--threads", "1",
+                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(out.read_text())
+    for name in bench.FIGURES:
+        value = figures[name]
+        values = value.values() if isinstance(value, dict) else [value]
+        assert values and all(isinstance(v, float) and math.isfinite(v) and v > 0
+                               for v in values), (name, value)
+        assert name in proc.stdout
+    assert set(figures["stacked_speedup_by_width"]) <= {str(w) for w in bench.WIDTHS}
+    assert "book_execute_s" not in figures
+    assert figures["meta"]["mode"] == "quick" and figures["meta"]["threads"] == 1
+
+
+def test_goal_check_and_table():
+    figures = {"masked_step_ratio": 1.05, "flow_fraction": 0.05, "stacked_speedup_k16": 6.0,
+               "stacked_speedup_by_width": {"32": 3.0, "1024": 0.9}, "peak_fraction": 0.6,
+               "meta": {"mode": "quick", "device": "cpu", "torch": "x", "threads": 1, "cpus": 2,
+                        "load_avg_before": 0.0, "load_avg_after": 0.0, "bench_s": 1.0}}
+    assert bench.met("masked_step_ratio", 1.05) and not bench.met("flow_fraction", 0.05)
+    assert not bench.met("stacked_speedup_by_width", figures["stacked_speedup_by_width"])
+    table = bench.format_table(figures)
+    assert table.count("NO") == 2 and "width 1024" in table
