@@ -117,12 +117,14 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--train-subset", type=int, default=None)
+    parser.add_argument("--stack", type=int, default=None,
+                        help="train up to this many compatible runs at once (gflib.stacked)")
     args = parser.parse_args(argv)
     overrides = {"sparse_width": args.sparse_width, "epochs": args.epochs,
                  "seeds": tuple(args.seeds) if args.seeds else None,
                  "train_subset": args.train_subset}
     csv = publish(args.chapter, args.preset, overrides, args.device, args.data_dir, args.results,
-                  Path(args.out))
+                  Path(args.out), stack=args.stack)
     print(csv)
 
 
