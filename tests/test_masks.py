@@ -12,14 +12,7 @@ from gflib.models import MLP, maskable_weights
 from gflib.train import OPTIMIZERS, make_optimizer
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread, and several threads crawl on a loaded machine
-    (measured: 0.25 s against 20 s for one run with 2 threads on 2 busy cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _mlp(seed=0, **kw):

@@ -15,14 +15,7 @@ from gflib.models import maskable_weights
 from gflib.train import RunConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread, and several threads crawl on a loaded machine
-    (measured: 0.25 s against 20 s for one run with 2 threads on 2 busy cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = dict(dataset="digits", depth=1, width=16, epochs=4, flow_points=3, train_subset=400,
             test_subset=200)
