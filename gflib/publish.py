@@ -1,15 +1,20 @@
 """Run a chapter's sweep at a preset and write a small summary the book can show.
 
     python -m gflib.publish batchnorm --preset fmnist [--device cuda] [--results DIR]
+                            [--stack K] [--workers N]
 
 writes ``book/data/<chapter>/<preset>.csv`` (one row per run: config, final metrics, mean flow
 measures, the EGF curve, diverged) and ``<preset>.json`` (provenance: preset and overrides, gflib
 git commit, torch version, device name, date, wall time, number of runs). The raw per-run results
 stay in the results store (``results/`` by default, git-ignored); a stopped command resumes.
+``--workers N`` trains in N processes (spawned, so each may use CUDA): on a GPU, small runs are
+bound by Python's per-step overhead, and N processes keep the GPU busier.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import multiprocessing
 import datetime as dt
 import json
 import os
@@ -17,6 +22,7 @@ import platform
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -44,12 +50,14 @@ def device_name(device: str) -> str:
 
 
 def git_commit() -> str | None:
+    """The checkout's commit; ``$GFLIB_COMMIT`` where the tree is a copy without ``.git`` (the
+    GPU machine's)."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
                              timeout=10)
-        return out.stdout.strip() or None
+        return out.stdout.strip() or os.environ.get("GFLIB_COMMIT")
     except (OSError, subprocess.SubprocessError):
-        return None
+        return os.environ.get("GFLIB_COMMIT")
 
 
 def _write_atomic(path: Path, text: str):
@@ -61,20 +69,37 @@ def _write_atomic(path: Path, text: str):
 
 
 def publish(chapter: str, preset: str, overrides: dict | None = None, device: str = "cpu",
-            data_dir=None, results_root=None, out_root: Path = DATA, **sweep_options) -> Path:
-    """Run (or resume) ``chapter``'s sweep at ``preset`` and write its summary; returns the CSV."""
+            data_dir=None, results_root=None, out_root: Path = DATA, stack: int | None = None,
+            workers: int = 1, name: str | None = None, progress: bool = True) -> Path:
+    """Run (or resume) ``chapter``'s sweep at ``preset`` and write its summary; returns the CSV.
+    ``stack``: see :func:`gflib.sweep.run`; ``workers``: processes training at once; ``name``:
+    the summary's file name and the results store's folder (default: the preset's name; give
+    another when overrides or the device make it a different scale, e.g. ``fmnist-h100``)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     p = presets.get(preset, **overrides)
     configs = configs_for(chapter, p, device=device, data_dir=data_dir)
-    store = experiments.results_dir(chapter, p.name, results_root)
+    name = name or p.name
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"summary name {name!r}: use letters, digits, '-' and '_' only")
+    store = experiments.results_dir(chapter, name, results_root)
     start = time.perf_counter()
-    table = sweep.run(configs, store, desc=f"{chapter} @ {p.name}", **sweep_options)
+    with contextlib.ExitStack() as resources:
+        executor = None
+        if workers > 1:
+            executor = resources.enter_context(ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=torch.set_num_threads, initargs=(max(1, os.cpu_count() // workers),)))
+        table = sweep.run(configs, store, executor=executor, progress=progress,
+                          desc=f"{chapter} @ {name}", stack=stack)
     wall = time.perf_counter() - start
     table = table.drop(columns=["device", "data_dir"], errors="ignore")
-    csv = Path(out_root) / chapter / f"{p.name}.csv"
+    csv = Path(out_root) / chapter / f"{name}.csv"
     _write_atomic(csv, table.to_csv(index=False))
     provenance = {
-        "chapter": chapter, "preset": p.name, "overrides": overrides,
+        "chapter": chapter, "name": name, "preset": p.name, "overrides": overrides, "stack": stack,
+        "workers": workers,
         "gflib_commit": git_commit(), "torch": torch.__version__, "device": str(device),
         "device_name": device_name(device),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -86,9 +111,15 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
     return csv
 
 
-def load(chapter: str, preset: str, root: Path = DATA):
-    """``(table, provenance)`` of a stored summary, or ``None`` when there is none."""
-    csv = Path(root) / chapter / f"{preset}.csv"
+def names(chapter: str, root: Path = DATA) -> list:
+    """The names of ``chapter``'s stored summaries (those with both files), sorted."""
+    folder = Path(root) / chapter
+    return sorted(p.stem for p in folder.glob("*.csv") if p.with_suffix(".json").is_file())
+
+
+def load(chapter: str, name: str, root: Path = DATA):
+    """``(table, provenance)`` of the stored summary ``name``, or ``None`` when there is none."""
+    csv = Path(root) / chapter / f"{name}.csv"
     meta = csv.with_suffix(".json")
     if not (csv.is_file() and meta.is_file()):
         return None
@@ -119,12 +150,17 @@ def main(argv=None):
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--stack", type=int, default=None,
                         help="train up to this many compatible runs at once (gflib.stacked)")
+    parser.add_argument("--name", default=None,
+                        help="summary name (default: the preset's), e.g. fmnist-h100")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes training at once (default 1: this process)")
     args = parser.parse_args(argv)
     overrides = {"sparse_width": args.sparse_width, "epochs": args.epochs,
                  "seeds": tuple(args.seeds) if args.seeds else None,
                  "train_subset": args.train_subset}
     csv = publish(args.chapter, args.preset, overrides, args.device, args.data_dir, args.results,
-                  Path(args.out), stack=args.stack)
+                  Path(args.out), stack=args.stack, workers=args.workers,
+                  name=args.name)
     print(csv)
 
 

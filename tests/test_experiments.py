@@ -147,6 +147,29 @@ def test_publish_writes_summary_and_provenance(tmp_path):
     assert "4 runs" in line and "smoke" in line
 
 
+def test_publish_in_worker_processes_matches_one_process(tmp_path):
+    grid = {"depths": (1,), "optimizers": ("adam",), "seeds": (0,)}
+    common = dict(results_root=tmp_path / "results", out_root=tmp_path / "data", progress=False)
+    publish.publish("sc_sdc_and_egf", "smoke", grid, **common)
+    publish.publish("sc_sdc_and_egf", "smoke", grid, workers=2, name="smoke-w2", **common)
+    assert publish.names("sc_sdc_and_egf", root=tmp_path / "data") == ["smoke", "smoke-w2"]
+    one, _ = publish.load("sc_sdc_and_egf", "smoke", root=tmp_path / "data")
+    two, meta = publish.load("sc_sdc_and_egf", "smoke-w2", root=tmp_path / "data")
+    assert meta["workers"] == 2 and meta["name"] == "smoke-w2" and meta["preset"] == "smoke"
+    assert (tmp_path / "results" / "sc_sdc_and_egf" / "smoke-w2").is_dir()
+    assert np.allclose(one["test_loss"], two["test_loss"], rtol=1e-5)
+    assert np.allclose(one["mean_egf_l2"], two["mean_egf_l2"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("options, message", [({"workers": 0}, "workers"),
+                                              ({"name": "../up"}, "'../up'")])
+def test_publish_rejects_bad_options(tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        publish.publish("sc_sdc_and_egf", "smoke", results_root=tmp_path, out_root=tmp_path,
+                        **options)
+    assert not any(tmp_path.iterdir())
+
+
 def test_publish_rejects_unknown_chapter():
     with pytest.raises(ValueError, match="'nope'"):
         publish.configs_for("nope", presets.get("smoke"))

@@ -1,0 +1,85 @@
+"""gflib.cost: the cost model's terms are solved exactly from timings that follow the model,
+and extrapolated by hand-checkable arithmetic."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+
+from gflib import cost
+from gflib.flow import schedule
+from gflib.train import RunConfig
+
+TERMS = {"setup_s": 0.7, "flow_s": 0.05, "step_s": 0.002, "eval_s": 0.03}
+
+
+def model_timer(config: RunConfig) -> float:
+    """What the cost model says a run takes, with :data:`TERMS`."""
+    batches = math.ceil(config.train_subset / config.batch_size)
+    return (TERMS["setup_s"] + len(schedule(config.epochs, config.flow_points)) * TERMS["flow_s"]
+            + config.epochs * (batches * TERMS["step_s"] + TERMS["eval_s"]))
+
+
+def test_shape_ignores_seed_optimizer_lr_epochs_and_partner():
+    a = RunConfig(width=100, match_width=30, optimizer="sgd", lr=0.1, seed=0, epochs=5)
+    b = RunConfig(width=100, match_width=70, optimizer="adam", lr=1e-3, seed=3, epochs=9)
+    assert cost.shape(a) == cost.shape(b)
+    assert cost.shape(a) != cost.shape(dataclasses.replace(a, batchnorm=True))
+    assert cost.shape(a) != cost.shape(dataclasses.replace(a, match_width=None))
+    assert cost.shape(a) != cost.shape(dataclasses.replace(a, width=99, match_width=None))
+
+
+def test_time_shape_solves_the_terms_and_times_adam():
+    seen = []
+
+    def timer(config):
+        seen.append(config)
+        return model_timer(config)
+
+    terms = cost.time_shape(RunConfig(optimizer="sgd", lr=0.1), a=2, b=8, timer=timer)
+    assert terms == pytest.approx(TERMS, rel=1e-9)
+    assert {c.optimizer for c in seen} == {"adam"}
+    assert {c.train_subset for c in seen} == {256, 1024}
+
+
+def test_time_shape_shrinks_b_to_the_training_split():
+    seen = []
+    cost.time_shape(RunConfig(), a=10, b=40, timer=lambda c: seen.append(c) or model_timer(c))
+    assert {c.train_subset for c in seen} == {2 * 128, 11 * 128}  # digits: 1437 examples
+
+
+def test_time_shape_rejects_bad_batches():
+    with pytest.raises(ValueError, match="a=4, b=4"):
+        cost.time_shape(RunConfig(), a=4, b=4, timer=model_timer)
+
+
+def test_run_seconds_by_hand():
+    config = RunConfig(epochs=10, flow_points=11, batch_size=128)
+    terms = {"setup_s": 1.0, "flow_s": 0.5, "step_s": 0.01, "eval_s": 0.2}
+    # 11 flow points; 1000 examples = 8 steps: 1 + 11 * 0.5 + 10 * (8 * 0.01 + 0.2)
+    assert cost.run_seconds(config, terms, 1000) == pytest.approx(9.3)
+
+
+def test_estimate_times_each_shape_once_and_sums_its_runs():
+    configs = [RunConfig(width=32, seed=s, epochs=e) for s, e in [(0, 3), (1, 6)]]
+    configs.append(RunConfig(width=32, batchnorm=True, epochs=3))
+    calls = []
+    shapes = cost.estimate(configs, a=2, b=8, timer=lambda c: calls.append(c) or model_timer(c))
+    assert len(shapes) == 2 and list(shapes["runs"]) == [2, 1]
+    assert len(calls) == 2 * 5
+    n = 1437
+    expected = sum(cost.run_seconds(c, TERMS, n) for c in configs[:2])
+    assert shapes["estimate_s"].iloc[0] == pytest.approx(expected, rel=1e-9)
+    assert (shapes["n_train"] == n).all()
+
+
+def test_command_line_writes_an_estimate(tmp_path, one_torch_thread):
+    out = tmp_path / "cost.json"
+    figures = cost.main(["sc_sdc_and_egf", "--preset", "smoke", "--batches", "1", "3",
+                         "--json", str(out)])
+    stored = json.loads(out.read_text())
+    chapter = stored["chapters"]["sc_sdc_and_egf"]
+    assert chapter["runs"] == 32 and len(chapter["shapes"]) == 6
+    assert stored["total_h"] == pytest.approx(figures["total_h"]) and stored["total_h"] > 0
