@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import math
+import statistics
 import time
 
 import pandas as pd
@@ -51,17 +52,23 @@ def _timed_run(config: train.RunConfig) -> float:
     return time.perf_counter() - t
 
 
-def time_shape(config: train.RunConfig, a: int = 10, b: int = 40, timer=_timed_run) -> dict:
+def time_shape(config: train.RunConfig, a: int = 10, b: int = 40, timer=_timed_run,
+               repeats: int = 3) -> dict:
     """Seconds of each term of the cost model for runs shaped like ``config``.
 
     Times four runs of ``config`` (with Adam) on ``a * batch_size`` or ``b * batch_size`` training
     examples (``b`` shrunk to what the training split holds, ``a`` to at most ``b / 4``):
     ``T1`` (a batches, 1 epoch, 2 flow points), ``T2`` (b, 1, 2), ``T3`` (a, 2, 2),
     ``T4`` (a, 2, 3); then ``step = (T2 - T1) / (b - a)``, ``eval = T3 - T1 - a * step``,
-    ``flow = T4 - T3``, ``setup = T1 - 2 * flow - a * step - eval``, each at least 0.
+    ``flow = T4 - T3``, ``setup = T1 - 2 * flow - a * step - eval``, each at least 0. Each ``T``
+    is the median of ``repeats`` timings, after one warm-up run: single timings of short runs
+    proved too noisy on a GPU (an H100 gave 0 to 35 ms per step for shapes whose neighbours took
+    2 to 5 ms).
     """
     if not 0 < a < b:
         raise ValueError(f"need 0 < a < b batches, got a={a}, b={b}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
     base = dataclasses.replace(config, optimizer="adam", lr=1e-3, weight_decay=0.0)
     available = len(train.dataset_for(dataclasses.replace(base, train_subset=None)).y_train)
     if b * base.batch_size > available:
@@ -71,12 +78,17 @@ def time_shape(config: train.RunConfig, a: int = 10, b: int = 40, timer=_timed_r
             raise ValueError(f"{config.dataset} has {available} training examples: too few for "
                              f"4 batches of {base.batch_size}")
 
-    def t(batches, epochs, points):
+    def timed(batches, epochs, points):
         return timer(dataclasses.replace(base, train_subset=batches * base.batch_size,
                                          epochs=epochs, flow_points=points))
 
-    t(a, 1, 2)
-    t1, t2, t3, t4 = t(a, 1, 2), t(b, 1, 2), t(a, 2, 2), t(a, 2, 3)
+    timed(a, 1, 2)
+    plan = [(a, 1, 2), (b, 1, 2), (a, 2, 2), (a, 2, 3)]
+    samples = [[] for _ in plan]
+    for _ in range(repeats):
+        for i, args in enumerate(plan):
+            samples[i].append(timed(*args))
+    t1, t2, t3, t4 = (statistics.median(ts) for ts in samples)
     step = max(0.0, (t2 - t1) / (b - a))
     evaluation = max(0.0, t3 - t1 - a * step)
     flow = max(0.0, t4 - t3)
@@ -92,7 +104,8 @@ def run_seconds(config: train.RunConfig, terms: dict, n_train: int) -> float:
             + config.epochs * (steps * terms["step_s"] + terms["eval_s"]))
 
 
-def estimate(configs, a: int = 10, b: int = 40, timer=_timed_run) -> pd.DataFrame:
+def estimate(configs, a: int = 10, b: int = 40, timer=_timed_run,
+             repeats: int = 3) -> pd.DataFrame:
     """One row per shape in ``configs``: ``runs``, the measured terms (seconds), ``n_train`` and
     ``estimate_s`` (the cost model summed over that shape's runs)."""
     groups: dict = {}
@@ -102,7 +115,7 @@ def estimate(configs, a: int = 10, b: int = 40, timer=_timed_run) -> pd.DataFram
     for members in groups.values():
         first = members[0]
         n_train = len(train.dataset_for(first).y_train)
-        terms = time_shape(first, a, b, timer)
+        terms = time_shape(first, a, b, timer, repeats)
         rows.append({"depth": first.depth, "width": first.width, "sparse": first.sparse,
                      "batchnorm": first.batchnorm, "skip": first.skip, "augment": first.augment,
                      "l2": first.l2 > 0, "runs": len(members), "n_train": n_train, **terms,
@@ -119,6 +132,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--batches", type=int, nargs=2, default=(10, 40), metavar=("A", "B"),
                         help="batches per epoch of the short timing runs (default 10 40)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timings per term, their median is used (default 3)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     p = presets.get(args.preset)
@@ -130,7 +145,7 @@ def main(argv=None) -> dict:
     for chapter in args.chapters:
         configs = publish.configs_for(chapter, p, device=args.device, data_dir=args.data_dir)
         started = time.perf_counter()
-        shapes = estimate(configs, *args.batches)
+        shapes = estimate(configs, *args.batches, repeats=args.repeats)
         seconds = float(shapes["estimate_s"].sum())
         total += seconds
         out["chapters"][chapter] = {"runs": len(configs), "estimate_h": seconds / 3600,

@@ -291,3 +291,75 @@ def stability_summary(stab: pd.DataFrame) -> pd.DataFrame:
              .groupby(cfg)["log_mean"].std(ddof=1).groupby(["kind", "batchnorm"]).median()
              .rename("median log10-std across seeds"))
     return pd.concat([over_epochs, seeds], axis=1)
+
+
+def significance_shares(pvalues: pd.DataFrame, level: float = 0.05) -> pd.Series:
+    """Share of the optimizer x variant cells of ``pvalues`` below ``level``, for the variants
+    without BatchNorm and for those with it (empty cells do not count)."""
+    with_bn = [v for v in pvalues.columns if "BN" in v.split("_")]
+    without = [v for v in pvalues.columns if v not in with_bn]
+
+    def share(cols):
+        values = pvalues[cols].to_numpy(dtype=float).ravel()
+        values = values[~np.isnan(values)]
+        return float((values < level).mean()) if len(values) else float("nan")
+    return pd.Series({"without BN": share(without), "with BN": share(with_bn)})
+
+
+def bn_claim(tests: pd.DataFrame) -> tuple:
+    """``(holds, sentence)`` of the direct test: the ``"all"`` row of :func:`bn_gain_tests`."""
+    o = tests.loc["all"]
+    holds = bool(o["pvalue"] < 0.05 and o["median_diff"] > 0)
+    sentence = (f"the sparse net's BatchNorm gain exceeds the dense net's by a median of "
+                f"{100 * o['median_diff']:+.1f} accuracy points (95 % CI {100 * o['ci_low']:+.1f}"
+                f" to {100 * o['ci_high']:+.1f}; one-sided Wilcoxon p = {o['pvalue']:.3g}, "
+                f"n = {int(o['n'])} matched comparisons)")
+    return holds, sentence
+
+
+def stability_test(stab: pd.DataFrame) -> dict:
+    """Is the flow of sparse runs less steady over epochs without BatchNorm than with it?
+    One-sided Mann-Whitney on :func:`flow_stability`'s ``log_std``; returns the test's dict with
+    the two medians (``median_without``, ``median_with``) and a ``sentence``."""
+    sparse = stab[stab["kind"] == "sparse"]
+    without = sparse.loc[~sparse["batchnorm"].astype(bool), "log_std"].dropna().to_numpy()
+    with_bn = sparse.loc[sparse["batchnorm"].astype(bool), "log_std"].dropna().to_numpy()
+    res = stats.sparse_vs_dense(without, with_bn, paired=False)
+    res.update(median_without=float(np.median(without)) if len(without) else float("nan"),
+               median_with=float(np.median(with_bn)) if len(with_bn) else float("nan"))
+    res["sentence"] = (f"sparse runs without BatchNorm have a median log10-std of EGF over epochs "
+                       f"of {res['median_without']:.3f} against {res['median_with']:.3f} with it "
+                       f"(one-sided Mann-Whitney p = {res['pvalue']:.3g} for 'less stable "
+                       f"without')")
+    return res
+
+
+def bn_analysis(df: pd.DataFrame, optimizers, variants) -> dict:
+    """Everything the BatchNorm chapter shows from one results table (live or stored).
+
+    Keys: ``paired``; ``pvalues`` (H1 sparse > dense in test accuracy, ``optimizers`` x
+    ``variants``) and ``n`` (pairs per cell), ``paper`` (the paper's table, same layout),
+    ``shares`` (:func:`significance_shares`, ours and the paper's), ``gains``, ``gain_tests``,
+    ``holds`` and ``claim`` (:func:`bn_claim`), ``stability`` (:func:`stability_summary`),
+    ``steadier`` (:func:`stability_test`), ``n_runs``, ``n_diverged``.
+    """
+    from .reference import batchnorm_pvalues
+
+    paired = pairs(df)
+    table = sparse_vs_dense_table(paired, "optimizer", "variant")
+    layout = dict(index=list(optimizers), columns=list(variants))
+    pvalues = table.reindex(**layout)
+    paper = batchnorm_pvalues().reindex(**layout)
+    gains = bn_gains(paired)
+    tests = bn_gain_tests(gains)
+    holds, claim = bn_claim(tests)
+    stab = flow_stability(df)
+    return {
+        "paired": paired, "pvalues": pvalues, "n": table.attrs["n"].reindex(**layout),
+        "paper": paper,
+        "shares": pd.DataFrame({"ours": significance_shares(pvalues),
+                                "paper": significance_shares(paper)}),
+        "gains": gains, "gain_tests": tests, "holds": holds, "claim": claim,
+        "stability": stability_summary(stab), "steadier": stability_test(stab),
+        "n_runs": len(df), "n_diverged": int(df["diverged"].sum()),
+    }

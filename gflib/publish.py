@@ -50,14 +50,16 @@ def device_name(device: str) -> str:
 
 
 def git_commit() -> str | None:
-    """The checkout's commit; ``$GFLIB_COMMIT`` where the tree is a copy without ``.git`` (the
-    GPU machine's)."""
+    """``$GFLIB_COMMIT`` when set (a copied tree, such as the GPU machine's, may carry another
+    ``.git`` or none), else the checkout's commit."""
+    if os.environ.get("GFLIB_COMMIT"):
+        return os.environ["GFLIB_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
                              timeout=10)
-        return out.stdout.strip() or os.environ.get("GFLIB_COMMIT")
+        return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("GFLIB_COMMIT")
+        return None
 
 
 def _write_atomic(path: Path, text: str):

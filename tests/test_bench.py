@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from gflib import bench
 
@@ -36,3 +38,21 @@ def test_goal_check_and_table():
     assert not bench.met("stacked_speedup_by_width", figures["stacked_speedup_by_width"])
     table = bench.format_table(figures)
     assert table.count("NO") == 2 and "width 1024" in table
+
+
+def test_book_figures_build_a_copy_twice(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(args, cwd, env, **kwargs):
+        calls.append((args, Path(cwd), env))
+        assert (Path(cwd) / "_toc.yml").is_file() and (Path(cwd) / "book" / "intro.md").is_file()
+        assert not list(Path(cwd).rglob("_build"))
+        return subprocess.CompletedProcess(args, 0)
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    figures = bench.book_figures(preset="smoke")
+    assert len(calls) == 2 and calls[0][1] == calls[1][1]
+    assert calls[0][0][:2] == ["jupyter-book", "build"]
+    assert calls[0][2]["GFLIB_PRESET"] == "smoke"
+    assert calls[0][2]["GFLIB_RESULTS"] != os.environ.get("GFLIB_RESULTS")
+    assert figures["book_rebuild_fraction"] == figures["book_rebuild_s"] / figures["book_execute_s"]
+    assert bench.met("book_execute_s", 899.0) and not bench.met("book_rebuild_fraction", 0.2)

@@ -1,13 +1,14 @@
 """The book as a whole: chapters collected by nbval, run through papermill, built by jupyter-book."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from gflib import bench
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ["sc_sdc_and_egf", "batchnorm"]
@@ -61,12 +62,7 @@ def test_papermill_command_runs_a_chapter_with_parameters(tmp_path):
 
 @pytest.mark.slow
 def test_book_builds_with_the_smoke_preset(tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "book", src / "book",
-                    ignore=shutil.ignore_patterns("*.ipynb", "_build", ".ipynb_checkpoints"))
+    src = bench.copy_book(tmp_path / "src", ROOT)
     env = dict(os.environ, GFLIB_PRESET="smoke")
     proc = subprocess.run(["jupyter-book", "build", str(src), "-W", "-n", "--keep-going"],
                           cwd=src, env=env, capture_output=True, text=True, timeout=1200)

@@ -50,9 +50,19 @@ def test_time_shape_shrinks_b_to_the_training_split():
     assert {c.train_subset for c in seen} == {2 * 128, 11 * 128}  # digits: 1437 examples
 
 
-def test_time_shape_rejects_bad_batches():
+def test_time_shape_rejects_bad_batches_and_repeats():
     with pytest.raises(ValueError, match="a=4, b=4"):
         cost.time_shape(RunConfig(), a=4, b=4, timer=model_timer)
+    with pytest.raises(ValueError, match="repeats"):
+        cost.time_shape(RunConfig(), repeats=0, timer=model_timer)
+
+
+def test_time_shape_takes_the_median_of_repeated_timings():
+    noise = iter([0.0] + [5.0, 0.0, 0.0] * 4)  # warm-up, then one wild timing of every three
+
+    terms = cost.time_shape(RunConfig(), a=2, b=8, timer=lambda c: model_timer(c) + next(noise),
+                            repeats=3)
+    assert terms == pytest.approx(TERMS, rel=1e-9)
 
 
 def test_run_seconds_by_hand():
@@ -68,7 +78,7 @@ def test_estimate_times_each_shape_once_and_sums_its_runs():
     calls = []
     shapes = cost.estimate(configs, a=2, b=8, timer=lambda c: calls.append(c) or model_timer(c))
     assert len(shapes) == 2 and list(shapes["runs"]) == [2, 1]
-    assert len(calls) == 2 * 5
+    assert len(calls) == 2 * (1 + 4 * 3)
     n = 1437
     expected = sum(cost.run_seconds(c, TERMS, n) for c in configs[:2])
     assert shapes["estimate_s"].iloc[0] == pytest.approx(expected, rel=1e-9)

@@ -126,6 +126,44 @@ def test_bn_gains_difference_of_differences():
     assert tests.loc["all", "n"] == 24 and tests.loc["all", "pvalue"] < 1e-3
 
 
+def bn_table():
+    """:func:`fake_table` (NR) and its BN twin: BN adds 0.2 accuracy to sparse nets, 0.05 to dense,
+    and flattens the sparse nets' flow curve."""
+    t = fake_table()
+    bn = t.copy()
+    bn["batchnorm"] = True
+    sparse = bn["match_width"].notna()
+    bn.loc[sparse, "test_acc"] += 0.2
+    bn.loc[~sparse, "test_acc"] += 0.05
+    bn.loc[sparse, "egf_l2@10"] = 1.0
+    return pd.concat([t, bn], ignore_index=True)
+
+
+def test_bn_analysis_by_hand():
+    a = experiments.bn_analysis(bn_table(), ["adam", "sgd"], ["NR", "BN"])
+    p = a["pvalues"]
+    assert list(p.index) == ["adam", "sgd"] and list(p.columns) == ["NR", "BN"]
+    # sparse - dense: adam NR +0.1, adam BN +0.25, sgd NR -0.1, sgd BN +0.05, 12 pairs each
+    assert (a["n"] == 12).all().all()
+    assert p.loc["adam", "NR"] < 0.05 and p.loc["sgd", "BN"] < 0.05 and p.loc["sgd", "NR"] > 0.95
+    assert a["shares"].loc["without BN", "ours"] == 0.5
+    assert a["shares"].loc["with BN", "ours"] == 1.0
+    assert list(a["paper"].index) == ["adam", "sgd"] and a["paper"].notna().all().all()
+    assert a["holds"] and "+15.0 accuracy points" in a["claim"] and "n = 24" in a["claim"]
+    steadier = a["steadier"]
+    assert steadier["median_without"] == pytest.approx(np.std([0.0, np.log10(2.0)], ddof=1))
+    assert steadier["median_with"] == 0.0 and steadier["pvalue"] < 1e-3
+    assert "0.213 against 0.000" in steadier["sentence"]
+    assert a["n_runs"] == 96 and a["n_diverged"] == 0
+
+
+def test_significance_shares_skip_empty_cells():
+    p = pd.DataFrame({"NR": [0.01, 0.5], "BN": [0.01, np.nan], "SC_BN": [0.2, 0.3]},
+                     index=["adam", "sgd"])
+    shares = experiments.significance_shares(p)
+    assert shares["without BN"] == 0.5 and shares["with BN"] == pytest.approx(1 / 3)
+
+
 def test_flow_stability_reads_the_curves():
     stab = experiments.flow_stability(fake_table())
     assert np.allclose(stab["log_std"], np.std([0.0, np.log10(2.0)], ddof=1))
