@@ -50,14 +50,19 @@ def device_name(device: str) -> str:
 
 
 def git_commit() -> str | None:
-    """``$GFLIB_COMMIT`` when set (a copied tree, such as the GPU machine's, may carry another
-    ``.git`` or none), else the checkout's commit."""
+    """The commit of the gflib that runs: ``$GFLIB_COMMIT`` when set (a copied tree, such as the
+    GPU machine's, may carry another ``.git`` or none), else the checkout's ``HEAD``, with
+    ``-dirty`` appended when ``gflib/`` differs from it."""
     if os.environ.get("GFLIB_COMMIT"):
         return os.environ["GFLIB_COMMIT"]
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                             timeout=10)
-        return out.stdout.strip() or None
+        head = git("rev-parse", "HEAD").stdout.strip()
+        if not head:
+            return None
+        return head + ("-dirty" if git("diff", "--quiet", "HEAD", "--", "gflib").returncode else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -86,6 +91,7 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"summary name {name!r}: use letters, digits, '-' and '_' only")
     store = experiments.results_dir(chapter, name, results_root)
+    commit = git_commit()
     start = time.perf_counter()
     with contextlib.ExitStack() as resources:
         executor = None
@@ -102,7 +108,7 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
     provenance = {
         "chapter": chapter, "name": name, "preset": p.name, "overrides": overrides, "stack": stack,
         "workers": workers,
-        "gflib_commit": git_commit(), "torch": torch.__version__, "device": str(device),
+        "gflib_commit": commit, "torch": torch.__version__, "device": str(device),
         "device_name": device_name(device),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "wall_s": round(wall, 1), "runs_wall_s": round(float(table["wall_s"].sum()), 1),

@@ -208,6 +208,17 @@ def test_publish_rejects_bad_options(tmp_path, options, message):
     assert not any(tmp_path.iterdir())
 
 
+def test_git_commit_names_the_code_that_runs(monkeypatch):
+    monkeypatch.setenv("GFLIB_COMMIT", "abc123")
+    assert publish.git_commit() == "abc123"
+    monkeypatch.delenv("GFLIB_COMMIT")
+    commit = publish.git_commit()
+    if commit is None:
+        pytest.skip("not a git checkout")
+    head, _, dirty = commit.partition("-")
+    assert len(head) == 40 and int(head, 16) >= 0 and dirty in ("", "dirty")
+
+
 def test_publish_rejects_unknown_chapter():
     with pytest.raises(ValueError, match="'nope'"):
         publish.configs_for("nope", presets.get("smoke"))
