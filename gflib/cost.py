@@ -30,13 +30,10 @@ import torch
 from . import presets, publish, train
 from .flow import schedule
 
-TERMS = ("setup_s", "flow_s", "step_s", "eval_s")
-
-
 def shape(config: train.RunConfig) -> tuple:
     """What sets the cost of one step of ``config``: every field but the seed, the optimizer and
-    its learning rate, the epochs, the flow schedule and the SC-SDC partner's width (a sparse
-    member's step costs the same at any density)."""
+    its learning rate, the epochs, the flow schedule, the initialisation and the SC-SDC partner's
+    width (a sparse member's step costs the same at any density)."""
     return (config.dataset, config.model, config.depth, config.width, config.activation,
             config.batchnorm, config.skip, config.sparse, config.augment, config.l2 > 0,
             config.weight_decay > 0, config.batch_size, config.train_subset, config.test_subset,
