@@ -225,6 +225,16 @@ def verdict_sentence(verdict: dict, scale: str) -> str:
     return f"At the `{scale}` scale, " + "; ".join(parts) + "."
 
 
+def verdict_table(verdicts: dict, kind: str = "sparse") -> pd.DataFrame:
+    """Chapter 1's verdicts at several scales side by side: one row per scale (the keys of
+    ``verdicts``, each an :func:`egf_verdict`), columns ``"<target>: best"`` (the measure with
+    the largest mean |tau|) and ``"<target>: egf_margin"`` for the nets of ``kind``."""
+    return pd.DataFrame({
+        scale: {f"{key.split('/')[1]}: {field}": v[field] for key, v in verdict.items()
+                if key.startswith(f"{kind}/") for field in ("best", "egf_margin")}
+        for scale, verdict in verdicts.items()}).T
+
+
 BN_PAIRS = {"NR": "BN", "DA": "DA_BN", "L2": "L2_BN", "SC": "SC_BN"}
 """Each variant without BatchNorm and its BatchNorm counterpart."""
 
@@ -363,3 +373,12 @@ def bn_analysis(df: pd.DataFrame, optimizers, variants) -> dict:
         "stability": stability_summary(stab), "steadier": stability_test(stab),
         "n_runs": len(df), "n_diverged": int(df["diverged"].sum()),
     }
+
+
+def bn_verdict_sentence(analysis: dict, scale: str) -> str:
+    """The BatchNorm chapter's verdict in words, from :func:`bn_analysis`."""
+    shares = analysis["shares"]["ours"]
+    return (f"at `{scale}` the claim {'holds' if analysis['holds'] else 'is not reproduced'}: "
+            f"{analysis['claim']}; sparse beat dense (p < 0.05) in {shares['without BN']:.0%} of "
+            f"the cells without BatchNorm and {shares['with BN']:.0%} with it; "
+            f"{analysis['steadier']['sentence']}")

@@ -111,21 +111,6 @@ def test_correlations_and_verdict():
     assert verdict["sparse/test_acc"]["egf_best"] is False
 
 
-def test_bn_gains_difference_of_differences():
-    t = fake_table()
-    bn = t.copy()
-    bn["batchnorm"] = True
-    sparse = bn["match_width"].notna()
-    bn.loc[sparse, "test_acc"] += 0.2
-    bn.loc[~sparse, "test_acc"] += 0.05
-    gains = experiments.bn_gains(experiments.pairs(pd.concat([t, bn], ignore_index=True)))
-    assert len(gains) == 24
-    assert np.allclose(gains["sparse_gain"], 0.2) and np.allclose(gains["dense_gain"], 0.05)
-    assert np.allclose(gains["excess"], 0.15)
-    tests = experiments.bn_gain_tests(gains)
-    assert tests.loc["all", "n"] == 24 and tests.loc["all", "pvalue"] < 1e-3
-
-
 def bn_table():
     """:func:`fake_table` (NR) and its BN twin: BN adds 0.2 accuracy to sparse nets, 0.05 to dense,
     and flattens the sparse nets' flow curve."""
@@ -137,6 +122,25 @@ def bn_table():
     bn.loc[~sparse, "test_acc"] += 0.05
     bn.loc[sparse, "egf_l2@10"] = 1.0
     return pd.concat([t, bn], ignore_index=True)
+
+
+def test_verdict_table_puts_scales_side_by_side():
+    verdict = experiments.egf_verdict(experiments.correlation_summary(
+        experiments.correlations(fake_table())))
+    table = experiments.verdict_table({"book (live)": verdict, "fmnist": verdict})
+    assert list(table.index) == ["book (live)", "fmnist"]
+    assert list(table.columns) == ["test_loss: best", "test_loss: egf_margin",
+                                   "test_acc: best", "test_acc: egf_margin"]
+    assert table.loc["fmnist", "test_acc: egf_margin"] == pytest.approx(0.0)
+
+
+def test_bn_gains_difference_of_differences():
+    gains = experiments.bn_gains(experiments.pairs(bn_table()))
+    assert len(gains) == 24
+    assert np.allclose(gains["sparse_gain"], 0.2) and np.allclose(gains["dense_gain"], 0.05)
+    assert np.allclose(gains["excess"], 0.15)
+    tests = experiments.bn_gain_tests(gains)
+    assert tests.loc["all", "n"] == 24 and tests.loc["all", "pvalue"] < 1e-3
 
 
 def test_bn_analysis_by_hand():
@@ -155,6 +159,9 @@ def test_bn_analysis_by_hand():
     assert steadier["median_with"] == 0.0 and steadier["pvalue"] < 1e-3
     assert "0.213 against 0.000" in steadier["sentence"]
     assert a["n_runs"] == 96 and a["n_diverged"] == 0
+    sentence = experiments.bn_verdict_sentence(a, "fmnist")
+    assert sentence.startswith("at `fmnist` the claim holds: the sparse net's BatchNorm gain")
+    assert "in 50% of the cells without BatchNorm and 100% with it" in sentence
 
 
 def test_significance_shares_skip_empty_cells():
