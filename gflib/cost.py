@@ -27,10 +27,11 @@ import time
 import pandas as pd
 import torch
 
-from . import presets, publish, train
+from . import chapters, presets, publish, train
+from .config import RunConfig
 from .flow import schedule
 
-def shape(config: train.RunConfig) -> tuple:
+def shape(config: RunConfig) -> tuple:
     """What sets the cost of one step of ``config``: every field but the seed, the optimizer and
     its learning rate, the epochs, the flow schedule, the initialisation and the SC-SDC partner's
     width (a sparse member's step costs the same at any density)."""
@@ -40,7 +41,7 @@ def shape(config: train.RunConfig) -> tuple:
             config.data_dir, config.device)
 
 
-def _timed_run(config: train.RunConfig) -> float:
+def _timed_run(config: RunConfig) -> float:
     sync = torch.cuda.synchronize if torch.device(config.device).type == "cuda" else (lambda: None)
     sync()
     t = time.perf_counter()
@@ -49,7 +50,7 @@ def _timed_run(config: train.RunConfig) -> float:
     return time.perf_counter() - t
 
 
-def time_shape(config: train.RunConfig, a: int = 10, b: int = 40, timer=_timed_run,
+def time_shape(config: RunConfig, a: int = 10, b: int = 40, timer=_timed_run,
                repeats: int = 3) -> dict:
     """Seconds of each term of the cost model for runs shaped like ``config``.
 
@@ -93,7 +94,7 @@ def time_shape(config: train.RunConfig, a: int = 10, b: int = 40, timer=_timed_r
     return {"setup_s": setup, "flow_s": flow, "step_s": step, "eval_s": evaluation}
 
 
-def run_seconds(config: train.RunConfig, terms: dict, n_train: int) -> float:
+def run_seconds(config: RunConfig, terms: dict, n_train: int) -> float:
     """The cost model's seconds for ``config`` given its shape's ``terms`` and training size."""
     points = len(schedule(config.epochs, config.flow_points))
     steps = math.ceil(n_train / config.batch_size)
@@ -123,7 +124,7 @@ def estimate(configs, a: int = 10, b: int = 40, timer=_timed_run,
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m gflib.cost",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("chapters", nargs="+", choices=sorted(publish.GRIDS))
+    parser.add_argument("chapters", nargs="+", choices=chapters.names())
     parser.add_argument("--preset", default="paper")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data-dir", default=None)
@@ -140,7 +141,7 @@ def main(argv=None) -> dict:
     total = 0.0
     print(f"preset {p.name} on {out['device_name']}: runs trained one by one, Adam per step")
     for chapter in args.chapters:
-        configs = publish.configs_for(chapter, p, device=args.device, data_dir=args.data_dir)
+        configs = chapters.get(chapter).grid(p, device=args.device, data_dir=args.data_dir)
         started = time.perf_counter()
         shapes = estimate(configs, *args.batches, repeats=args.repeats)
         seconds = float(shapes["estimate_s"].sum())

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
+import os
 import shutil
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-DATASETS = ("digits", "fashion_mnist", "cifar10", "cifar100")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = (
     "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -98,20 +101,32 @@ class Dataset:
 
 
 def load(name: str = "digits", data_dir: str | Path | None = None, download: bool = False) -> Dataset:
-    """Load dataset ``name`` (one of :data:`DATASETS`) standardised with its training statistics.
+    """Load dataset ``name`` (a key of :data:`gflib.config.DATASETS`) standardised with its
+    training statistics.
 
     ``data_dir`` is where torchvision's files live (or go, with ``download=True``). A dataset that is
-    not found raises ValueError naming every folder tried.
+    not found raises ValueError naming every folder tried; a bad Fashion-MNIST file, one naming it.
     """
-    if name not in DATASETS:
+    from .config import DATASETS
+
+    if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
-    if name == "digits":
-        xtr, ytr, xte, yte, k = _digits()
-    elif name == "fashion_mnist":
-        xtr, ytr, xte, yte, k = _fashion_mnist(data_dir, download)
-    else:
-        xtr, ytr, xte, yte, k = _cifar(name, data_dir, download)
-    return standardise(name, xtr, ytr, xte, yte, k)
+    return DATASETS[name](data_dir, download)
+
+
+def digits() -> Dataset:
+    """scikit-learn's 8x8 digits, standardised (see the module doc)."""
+    return standardise("digits", *_digits())
+
+
+def fashion_mnist(data_dir=None, download: bool = False) -> Dataset:
+    """Fashion-MNIST, standardised (see the module doc for where it is looked for)."""
+    return standardise("fashion_mnist", *_fashion_mnist(data_dir, download))
+
+
+def cifar(name: str, data_dir=None, download: bool = False) -> Dataset:
+    """CIFAR-10 (``name="cifar10"``) or CIFAR-100, standardised, through torchvision."""
+    return standardise(name, *_cifar(name, data_dir, download))
 
 
 def standardise(name, x_train, y_train, x_test, y_test, n_classes) -> Dataset:
@@ -148,10 +163,15 @@ def _fashion_mnist(data_dir, download):
         candidates.append(Path(data_dir))
     candidates.append(DEBIAN_FASHION_MNIST)
     for folder in candidates:
-        root = _fashion_mnist_root(folder)
+        found = _fashion_mnist_root(folder)
         tried.append(str(folder))
-        if root is not None:
-            return _torchvision_split(FashionMNIST, root, False) + (10,)
+        if found is not None:
+            root, sources = found
+            try:
+                return _torchvision_split(FashionMNIST, root, False) + (10,)
+            except (AssertionError, RuntimeError, TypeError, ValueError) as exc:
+                raise ValueError(f"Fashion-MNIST files {', '.join(map(str, sources.values()))} "
+                                 f"not readable by torchvision: {exc}") from exc
     if download:
         if data_dir is None:
             raise ValueError("download=True needs a data_dir to download Fashion-MNIST into")
@@ -164,38 +184,110 @@ def _fashion_mnist(data_dir, download):
     )
 
 
-def _fashion_mnist_root(folder: Path) -> Path | None:
-    """A torchvision root holding ``FashionMNIST/raw/<file>`` for ``folder``, or None.
+def _fashion_mnist_root(folder: Path) -> tuple[Path, dict] | None:
+    """A torchvision root holding ``FashionMNIST/raw/<file>`` for ``folder`` and the source files
+    (``{name: path}``) it was made from, or None when ``folder`` lacks the four files.
 
-    Files found as ``.gz`` (as Debian ships them) are gunzipped once into gflib's cache, since
-    torchvision reads the raw files only.
+    Files already in torchvision's layout are read in place; others (plain, or ``.gz`` as Debian
+    ships them) are copied or gunzipped into gflib's cache (see :func:`_into_cache`), since
+    torchvision reads the raw files only. Either way every file is checked (:func:`_check_idx`)
+    and a bad one raises ValueError naming it.
     """
     for raw in (folder / "FashionMNIST" / "raw", folder):
         if all((raw / f).is_file() for f in FASHION_MNIST_FILES):
+            sources = {f: raw / f for f in FASHION_MNIST_FILES}
             if raw.name == "raw" and raw.parent.name == "FashionMNIST":
-                return raw.parent.parent
-            return _gunzip_into_cache(raw, plain=True)
+                _check_idx_files(raw, sources)
+                return raw.parent.parent, sources
+            return _into_cache(sources, gz=False), sources
         if all((raw / f"{f}.gz").is_file() for f in FASHION_MNIST_FILES):
-            return _gunzip_into_cache(raw, plain=False)
+            sources = {f: raw / f"{f}.gz" for f in FASHION_MNIST_FILES}
+            return _into_cache(sources, gz=True), sources
     return None
 
 
-def _gunzip_into_cache(raw: Path, plain: bool) -> Path:
-    root = CACHE_DIR / "fashion_mnist" / hashlib.sha1(str(raw.resolve()).encode()).hexdigest()[:12]
+def _into_cache(sources: dict, gz: bool) -> Path:
+    """A torchvision root in gflib's cache holding the files ``sources`` (``{name: path}``), copied
+    or (``gz``) gunzipped.
+
+    The entry is keyed on each source's resolved path, size (bytes) and mtime (ns), so a replaced
+    or repaired source gets a new entry. Each file is written under a temporary name, checked, then
+    moved into place; once all four are there, older entries for the same source folder are removed.
+    """
+    folder = next(iter(sources.values())).parent.resolve()
+    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in sources.values()]
+    prefix = hashlib.sha1(str(folder).encode()).hexdigest()[:12]
+    key = hashlib.sha1(repr(stats).encode()).hexdigest()[:12]
+    root = CACHE_DIR / "fashion_mnist" / f"{prefix}-{key}"
     dest = root / "FashionMNIST" / "raw"
     dest.mkdir(parents=True, exist_ok=True)
-    for f in FASHION_MNIST_FILES:
-        target = dest / f
+    for name, src in sources.items():
+        target = dest / name
         if target.is_file():
             continue
-        tmp = dest / f"{f}.part"
-        if plain:
-            shutil.copyfile(raw / f, tmp)
-        else:
-            with gzip.open(raw / f"{f}.gz", "rb") as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out)
+        tmp = dest / f"{name}.{os.getpid()}.part"
+        try:
+            if gz:
+                _gunzip(src, tmp)
+            else:
+                shutil.copyfile(src, tmp)
+            _check_idx(tmp, src)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         tmp.replace(target)
+    _check_idx_files(dest, sources)
+    for old in root.parent.glob(f"{prefix}*"):
+        if old != root:
+            shutil.rmtree(old, ignore_errors=True)
     return root
+
+
+def _gunzip(src: Path, out_path: Path) -> None:
+    """Decompress ``src`` into ``out_path``; a file that is not (complete) gzip raises ValueError
+    naming ``src``."""
+    try:
+        with gzip.open(src, "rb") as fin, open(out_path, "wb") as out:
+            shutil.copyfileobj(fin, out)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise ValueError(f"{src}: not a valid gzip file ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_idx(path: Path, source: Path) -> int:
+    """The item count ``N`` of the uint8 IDX file ``path``, images ``[N, H, W]`` or labels ``[N]``
+    (as ``source``'s name says).
+
+    Raises ValueError naming ``source`` (the file as found, e.g. the ``.gz``) unless the file starts
+    with the magic number 0x00000803 (images, 3 dims) or 0x00000801 (labels, 1 dim), then the
+    sizes as big-endian int32, and holds exactly header + product of the sizes bytes.
+    """
+    kind, magic, nd = ("images", 0x803, 3) if "-images-" in source.name else ("labels", 0x801, 1)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header = f.read(4 * (nd + 1))
+    if len(header) < 4 * (nd + 1):
+        raise ValueError(f"{source}: not an IDX {kind} file: {size} bytes, shorter than the "
+                         f"{4 * (nd + 1)}-byte header")
+    found, *dims = struct.unpack(f">{nd + 1}I", header)
+    if found != magic:
+        raise ValueError(f"{source}: not an IDX {kind} file: magic number 0x{found:08x}, expected "
+                         f"0x{magic:08x} (uint8, {nd} dimension{'s' * (nd > 1)})")
+    want = len(header) + math.prod(dims)
+    if size != want:
+        raise ValueError(f"{source}: IDX {kind} file of shape {dims} must hold {want} bytes, holds "
+                         f"{size} ({'truncated' if size < want else 'trailing bytes'})")
+    return dims[0]
+
+
+def _check_idx_files(raw: Path, sources: dict) -> None:
+    """Check the four files ``raw/<name>`` made from ``sources`` (:func:`_check_idx`) and that each
+    split has as many labels as images; errors name the source files."""
+    n = {name: _check_idx(raw / name, src) for name, src in sources.items()}
+    for split in ("train", "t10k"):
+        images, labels = f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
+        if n[images] != n[labels]:
+            raise ValueError(f"{sources[images]} holds {n[images]} images but {sources[labels]} "
+                             f"holds {n[labels]} labels")
 
 
 def _cifar(name, data_dir, download):

@@ -1,17 +1,24 @@
 """Run one chapter with parameters through papermill and keep what it wrote.
 
-    python -m gflib.execute book/sc_sdc_and_egf.md OUT_DIR -p preset paper -p dataset cifar10 \\
+    python -m gflib.execute sc_sdc_and_egf OUT_DIR -p preset paper -p dataset cifar10 \\
         -p device cuda
 
-papermill reads .ipynb only: the MyST chapter is converted in memory with jupytext, executed with
-the parameters injected after its ``parameters`` cell, and saved as ``OUT_DIR/<chapter>.ipynb``.
-Unless ``results_dir`` is given, the chapter's raw results go to ``OUT_DIR/results``.
+``chapter`` is a chapter's name (``python -m gflib.execute --help`` lists them with their
+parameters) or the path of its ``book/<name>.md``. papermill reads .ipynb only: the MyST chapter
+is converted in memory with jupytext, executed with the parameters injected after its
+``parameters`` cell, and saved as ``OUT_DIR/<chapter>.ipynb``. Unless ``results_dir`` is given,
+the chapter's raw results go to ``OUT_DIR/results``. A parameter the chapter does not have is an
+error (papermill itself only warns).
 """
 from __future__ import annotations
 
 import argparse
 import ast
 from pathlib import Path
+
+from . import chapters, presets
+
+BOOK = chapters.REPO / "book"
 
 
 def parse_value(text: str):
@@ -23,34 +30,81 @@ def parse_value(text: str):
         return text
 
 
+def chapter_path(chapter) -> Path:
+    """The notebook of ``chapter``: a chapter name or a path to a ``.md`` file."""
+    path = Path(chapter)
+    if path.suffix == ".md":
+        if not path.is_file():
+            raise ValueError(f"no chapter file {path}")
+        return path.resolve()
+    return BOOK / f"{chapters.get(str(chapter)).NAME}.md"
+
+
+def parameters_of(chapter) -> dict:
+    """``{name: source line}`` of the chapter's ``parameters`` cell, in order."""
+    import jupytext
+
+    nb = jupytext.read(chapter_path(chapter))
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        raise ValueError(f"{chapter} has no cell tagged 'parameters'")
+    out = {}
+    lines = cells[0].source.splitlines()
+    for node in ast.parse(cells[0].source).body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    out[target.id] = lines[node.lineno - 1].strip()
+    return out
+
+
 def execute(chapter, out_dir, parameters: dict | None = None, kernel_name: str = "python3",
             progress: bool = False) -> Path:
-    """Execute the MyST notebook ``chapter`` into ``out_dir`` with ``parameters``; return the
-    executed notebook's path."""
+    """Execute ``chapter`` (a name or a ``book/*.md`` path) into ``out_dir`` with
+    ``parameters``; return the executed notebook's path. Unknown parameters raise ValueError
+    before anything runs."""
     import jupytext
     import papermill
 
-    chapter, out_dir = Path(chapter).resolve(), Path(out_dir).resolve()
-    if not chapter.is_file():
-        raise ValueError(f"no chapter file {chapter}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    path = chapter_path(chapter)
     parameters = dict(parameters or {})
+    known = parameters_of(path)
+    unknown = sorted(set(parameters) - set(known))
+    if unknown:
+        raise ValueError(f"{path.stem} has no parameter {', '.join(map(repr, unknown))}; "
+                         f"allowed: {', '.join(known)}")
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
     parameters.setdefault("results_dir", str(out_dir / "results"))
-    output = out_dir / f"{chapter.stem}.ipynb"
+    output = out_dir / f"{path.stem}.ipynb"
     papermill.execute_notebook(
-        jupytext.read(chapter), str(output), parameters=parameters, kernel_name=kernel_name,
-        cwd=str(chapter.parent), progress_bar=progress)
+        jupytext.read(path), str(output), parameters=parameters, kernel_name=kernel_name,
+        cwd=str(path.parent), progress_bar=progress)
     return output
+
+
+def _epilog() -> str:
+    lines = ["chapters and their parameters (-p NAME VALUE; defaults as in the notebook):"]
+    for name in chapters.names():
+        lines.append(f"  {name}")
+        lines += [f"      {line}" for line in parameters_of(name).values()]
+    lines.append("presets:")
+    lines += [f"  {p.name:<8}{p.note}" for p in presets.PRESETS.values()]
+    return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m gflib.execute", description=__doc__,
+                                     epilog=_epilog(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("chapter", help="a book/*.md chapter")
+    parser.add_argument("chapter", help="a chapter's name or its book/*.md file")
     parser.add_argument("out_dir", help="folder for the executed notebook and the results")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
-                        metavar=("NAME", "VALUE"), help="a parameter (repeatable)")
-    parser.add_argument("-k", "--kernel", default="python3")
+                        metavar=("NAME", "VALUE"),
+                        help="a chapter parameter (repeatable); VALUE is read as a Python "
+                             "literal when it is one")
+    parser.add_argument("-k", "--kernel", default="python3",
+                        help="Jupyter kernel to run the chapter in (default python3)")
     args = parser.parse_args(argv)
     params = {name: parse_value(value) for name, value in args.parameter}
     print(execute(args.chapter, args.out_dir, params, args.kernel, progress=True))

@@ -18,12 +18,9 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
-
+from .ensemble import Single, weight_gradients
 from .masks import masks_of
-from .models import maskable_weights
 
 MEASURES = ("gf_l1", "gf_l2", "egf_l1", "egf_l2")
 SCOPES = ("weights", "all")
@@ -33,28 +30,20 @@ def gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, scope: str = "
     """``{name: dC/dW}`` for the measured tensors, cross-entropy averaged over the batch.
 
     ``scope="weights"``: weight tensors of Linear/Conv layers; ``"all"``: every trainable
-    parameter. The model's state is left exactly as it was.
+    parameter (biases, BatchNorm and activation parameters too). The model's state is left
+    exactly as it was (:func:`gflib.ensemble.weight_gradients` on the model as one run).
     """
+    ens = Single(model)
+    grads = weight_gradients(ens, x, y, _names(ens, scope))
+    return {n: g[0] for n, g in grads.items()}
+
+
+def _names(ens, scope):
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; allowed: {', '.join(SCOPES)}")
-    names = (list(maskable_weights(model)) if scope == "weights"
-             else [n for n, p in model.named_parameters() if p.requires_grad])
-    params = {n: p.detach() for n, p in model.named_parameters()}
-    leaves = {n: params[n].clone().requires_grad_(True) for n in names}
-    params.update(leaves)
-    buffers = {n: b.clone() for n, b in model.named_buffers()}
-    modes = {m: m.training for m in model.modules()}
-    devices = [x.device.index or 0] if x.is_cuda else []
-    try:
-        model.train()
-        with torch.random.fork_rng(devices=devices), torch.enable_grad():
-            logits = functional_call(model, {**params, **buffers}, (x,))
-            loss = F.cross_entropy(logits, y)
-            grads = torch.autograd.grad(loss, [leaves[n] for n in names], allow_unused=True)
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
-    return {n: (torch.zeros_like(leaves[n]) if g is None else g) for n, g in zip(names, grads)}
+    if scope == "weights":
+        return list(ens.weight_names)
+    return [n for n, p in ens.net.named_parameters() if p.requires_grad]
 
 
 def norms(grads: Mapping, masks: Mapping | None = None, per_weight: bool = False) -> dict:
@@ -91,6 +80,15 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, masks: Mapping |
     if masks is None:
         masks = masks_of(model)
     return norms(gradients(model, x, y, scope), masks, per_weight)
+
+
+def measure_runs(ens, x: torch.Tensor, y: torch.Tensor, scope: str = "weights",
+                 per_weight: bool = False) -> list:
+    """The four measures of every run of an ensemble (:mod:`gflib.ensemble`) on one shared batch,
+    each run with its own masks: a list of K dicts, in one backward pass for all runs."""
+    grads = weight_gradients(ens, x, y, _names(ens, scope))
+    return [norms({n: g[r] for n, g in grads.items()}, ens.masks[r], per_weight)
+            for r in range(ens.k)]
 
 
 def schedule(epochs: int, points: int = 11) -> list:

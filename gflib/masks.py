@@ -5,7 +5,6 @@ weight tensors of Linear/Conv layers (:func:`gflib.models.maskable_weights`).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import torch
@@ -37,9 +36,17 @@ def _densities(model: nn.Module, density) -> dict:
 
 
 def counts_for(model: nn.Module, density) -> dict:
-    """``{name: round(density * numel)}``: the active count per maskable tensor (at least 1)."""
+    """``{name: round(density * numel)}``: the active count per maskable tensor; a density that
+    leaves a tensor no weight raises ValueError (it is not silently raised to one)."""
     weights = maskable_weights(model)
-    return {n: max(1, round(d * weights[n].numel())) for n, d in _densities(model, density).items()}
+    counts = {}
+    for n, d in _densities(model, density).items():
+        counts[n] = round(d * weights[n].numel())
+        if counts[n] < 1:
+            raise ValueError(f"density {d!r} leaves {n} ({weights[n].numel()} weights) with no "
+                             f"active weight; the smallest density it allows is "
+                             f"{0.5 / weights[n].numel():.3g}")
+    return counts
 
 
 def random_masks(model: nn.Module, density, seed: int) -> dict:
@@ -66,16 +73,27 @@ def masks_with_counts(model: nn.Module, counts: Mapping, seed: int) -> dict:
     return masks
 
 
-def magnitude_masks(model: nn.Module, density, scope: str = "layer") -> dict:
-    """Keep the largest-|w| weights: per tensor (``scope="layer"``, ``round(density*numel)`` each)
-    or over all maskable tensors together (``scope="global"``, ``density`` a float). Ties break by
-    position (``torch.topk``)."""
+def magnitude_masks(weights: Mapping, density, scope: str = "layer") -> dict:
+    """Keep the largest-|w| entries of ``weights`` (``{name: tensor}``, e.g.
+    :func:`gflib.models.maskable_weights` or one run's slice of an ensemble): per tensor
+    (``scope="layer"``, ``round(d * numel)`` each, ``density`` a float or ``{name: float}``) or over
+    all tensors together (``scope="global"``, ``density`` a float). Ties break by position
+    (``torch.topk``). Returns bool masks of the tensors' shapes."""
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; allowed: {', '.join(SCOPES)}")
-    weights = maskable_weights(model)
+    if isinstance(weights, nn.Module):
+        weights = maskable_weights(weights)
     if scope == "layer":
-        counts = counts_for(model, density)
-        return {n: _top(w.detach().abs().flatten(), counts[n]).view_as(w) for n, w in weights.items()}
+        dens = dict(density) if isinstance(density, Mapping) else {n: density for n in weights}
+        unknown = set(dens) - set(weights)
+        if unknown:
+            raise ValueError(f"density names {sorted(unknown)} are not among {', '.join(weights)}")
+        out = {}
+        for n, w in weights.items():
+            d = dens.get(n, 1.0)
+            check_density(d, f"density of {n}")
+            out[n] = _top(w.detach().abs().flatten(), max(1, round(d * w.numel()))).view_as(w)
+        return out
     check_density(density)
     flat = torch.cat([w.detach().abs().flatten() for w in weights.values()])
     keep = _top(flat, max(1, round(density * flat.numel())))
@@ -92,33 +110,56 @@ def _top(values: torch.Tensor, k: int) -> torch.Tensor:
     return keep
 
 
-def apply_masks(model: nn.Module, masks: Mapping) -> nn.Module:
-    """Zero the masked weights and keep them zero under any torch.optim optimizer.
+def check_mask(name: str, mask, weight: torch.Tensor) -> torch.Tensor:
+    """``mask`` as a bool tensor after checking it against ``weight``'s shape; a non-bool mask
+    must hold only 0 and 1 (a float 0.3 is refused, not read as "active")."""
+    if not isinstance(mask, torch.Tensor):
+        raise ValueError(f"mask for {name} must be a tensor, got {type(mask).__name__}")
+    if tuple(mask.shape) != tuple(weight.shape):
+        raise ValueError(f"mask for {name} has shape {tuple(mask.shape)}, weight "
+                         f"{tuple(weight.shape)}")
+    if mask.dtype != torch.bool:
+        odd = (mask != 0) & (mask != 1)
+        if bool(odd.any()):
+            raise ValueError(f"mask for {name} must be bool or 0/1, found {mask[odd][0].item()!r}")
+        mask = mask != 0
+    return mask.to(weight.device)
 
-    Each masked parameter gets a gradient hook that multiplies its gradient by the mask, so the
-    optimizer only ever sees zero gradients at masked positions: their optimizer state (momentum,
-    Adam's moments, Adagrad's sums) stays zero and every update there, weight decay included,
-    is exactly zero. Calling again replaces earlier masks. Returns ``model``.
-    """
+
+def mask_parameter(param: nn.Parameter, keep: torch.Tensor):
+    """Zero ``param`` where ``keep`` (bool, ``param``'s shape) is False and keep it zero: a
+    gradient hook multiplies its gradient by ``keep``, so the optimizer only ever sees zero
+    gradients there, its state (momentum, Adam's moments, Adagrad's sums) stays zero and every
+    update there, weight decay included, is exactly zero. Returns the hook's handle."""
+    with torch.no_grad():
+        param.masked_fill_(~keep, 0.0)
+    factor = keep.to(param.dtype)  # g * factor costs a quarter of g.masked_fill(~keep, 0) on a CPU
+    return param.register_hook(lambda g: g * factor)
+
+
+def apply_masks(model: nn.Module, masks: Mapping) -> nn.Module:
+    """Zero the masked weights of ``model`` and keep them zero (:func:`mask_parameter`).
+    Calling again replaces earlier masks. Returns ``model``."""
     weights = maskable_weights(model)
     unknown = set(masks) - set(weights)
     if unknown:
         raise ValueError(f"mask names {sorted(unknown)} are not maskable weights of this model")
+    checked = {n: check_mask(n, m, weights[n]) for n, m in masks.items()}
     for handle in getattr(model, "_gflib_mask_hooks", []):
         handle.remove()
-    hooks = []
-    for name, mask in masks.items():
-        w = weights[name]
-        if mask.shape != w.shape:
-            raise ValueError(f"mask for {name} has shape {tuple(mask.shape)}, weight {tuple(w.shape)}")
-        m = mask.to(device=w.device, dtype=torch.bool)
-        with torch.no_grad():
-            w.masked_fill_(~m, 0.0)
-        keep = m.to(w.dtype)  # g * keep costs a quarter of g.masked_fill(~m, 0) on a CPU
-        hooks.append(w.register_hook(lambda g, keep=keep: g * keep))
-    model._gflib_mask_hooks = hooks
-    model._gflib_masks = {n: m.to(weights[n].device).bool() for n, m in masks.items()}
+    model._gflib_mask_hooks = [mask_parameter(weights[n], m) for n, m in checked.items()]
+    model._gflib_masks = checked
     return model
+
+
+def zero_masked_state(optimizer: torch.optim.Optimizer, param: nn.Parameter,
+                      keep: torch.Tensor) -> None:
+    """Zero ``optimizer``'s per-weight state of ``param`` (moments, sums, momentum buffers) where
+    ``keep`` is False: after a mask grows sparser, the pruned weights' old state would otherwise
+    move them away from zero."""
+    for value in optimizer.state.get(param, {}).values():
+        if isinstance(value, torch.Tensor) and value.shape == param.shape:
+            value.masked_fill_(~keep, 0.0)
 
 
 def masks_of(model: nn.Module) -> dict:
@@ -166,8 +207,3 @@ def sparsity_aware_init_(model: nn.Module, masks: Mapping, base_fan_in: Mapping 
             scale = (fan / active).sqrt().view((-1,) + (1,) * (w.ndim - 1))
             w.mul_(scale.to(w.dtype))
     return model
-
-
-def fan_in_bound(fan_in: int) -> float:
-    """The bound ``1/sqrt(fan_in)`` of torch's default Linear/Conv init ``U(-b, b)``."""
-    return 1.0 / math.sqrt(fan_in)

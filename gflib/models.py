@@ -1,53 +1,27 @@
-"""The study's networks: MLPs, the talk's CNN, Wide ResNet-50; and its activations.
+"""The study's networks: MLPs, the talk's CNN, Wide ResNet-50. Activations come from the registry
+:data:`gflib.config.ACTIVATIONS`.
 
 CHOICEs (the paper is silent): BatchNorm sits between a layer and its activation, and the layer
-before a BatchNorm has no bias (its true gradient is 0, see DESIGN.md); a skip connection adds a
-hidden layer's input to its output where both have the same width (every hidden layer but the
-first in an MLP).
+before a BatchNorm has no bias: that bias's true gradient is 0, and Adam or RMSProp would turn
+the float noise in it into steps of size lr, so two exact implementations (stacked and one by one)
+would drift apart there. A skip connection adds a hidden layer's input to its output where both
+have the same width (every hidden layer but the first in an MLP).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-ACTIVATIONS = ("relu", "prelu", "elu", "swish", "srelu", "sigmoid")
-MODEL_KINDS = ("mlp", "cnn", "wrn50")
-
-
-class SReLU(nn.Module):
-    """S-shaped ReLU (Jin et al. 2016) with learnable per-unit thresholds and slopes.
-
-    ``f(x) = t_r + a_r (x - t_r)`` for ``x >= t_r``, ``x`` between, ``t_l + a_l (x - t_l)`` for
-    ``x <= t_l``. Parameters have shape ``[features]``; inputs ``[B, features, ...]``.
-    CHOICE of init: ``t_l = 0, a_l = 0.2, t_r = 1, a_r = 1`` (a leaky ReLU capped smoothly above 1).
-    """
-
-    def __init__(self, features: int):
-        super().__init__()
-        self.t_left = nn.Parameter(torch.zeros(features))
-        self.a_left = nn.Parameter(torch.full((features,), 0.2))
-        self.t_right = nn.Parameter(torch.ones(features))
-        self.a_right = nn.Parameter(torch.ones(features))
-
-    def forward(self, x):
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        tl, al = self.t_left.view(shape), self.a_left.view(shape)
-        tr, ar = self.t_right.view(shape), self.a_right.view(shape)
-        return torch.where(x >= tr, tr + ar * (x - tr), torch.where(x <= tl, tl + al * (x - tl), x))
 
 
 def activation(name: str, features: int) -> nn.Module:
-    """A fresh activation module; ``features`` sizes the per-unit parameters of SReLU."""
+    """A fresh activation module from :data:`gflib.config.ACTIVATIONS`; ``features`` sizes
+    per-unit parameters (SReLU)."""
+    from .config import ACTIVATIONS
+
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; allowed: {', '.join(ACTIVATIONS)}")
-    return {
-        "relu": lambda: nn.ReLU(),
-        "prelu": lambda: nn.PReLU(num_parameters=1, init=0.25),
-        "elu": lambda: nn.ELU(alpha=1.0),
-        "swish": lambda: nn.SiLU(),
-        "srelu": lambda: SReLU(features),
-        "sigmoid": lambda: nn.Sigmoid(),
-    }[name]()
+    return ACTIVATIONS[name](features)
 
 
 class Block(nn.Module):
@@ -82,11 +56,12 @@ class MLP(nn.Module):
             blocks.append(Block(nn.Linear(fan_in, width, bias=not batchnorm), width, activation,
                                 batchnorm, skip and i > 0))
             fan_in = width
+        self.flatten = nn.Flatten()
         self.hidden = nn.Sequential(*blocks)
         self.out = nn.Linear(fan_in, out_features)
 
     def forward(self, x):
-        return self.out(self.hidden(x.flatten(1)))
+        return self.out(self.hidden(self.flatten(x)))
 
 
 def check_mlp(in_features, out_features, depth, width, activation_name):
@@ -94,8 +69,11 @@ def check_mlp(in_features, out_features, depth, width, activation_name):
                          ("depth", depth), ("width", width)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
+    from .config import ACTIVATIONS
+
     if activation_name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation_name!r}; allowed: {', '.join(ACTIVATIONS)}")
+        raise ValueError(f"unknown activation {activation_name!r}; allowed: "
+                         f"{', '.join(ACTIVATIONS)}")
 
 
 class CNN(nn.Module):

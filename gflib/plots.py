@@ -78,10 +78,11 @@ def pvalue_heatmap(table: pd.DataFrame, title: str = "", alpha: float = 0.05, ax
 
 def flow_over_training(curves: pd.DataFrame, by: str, label_of=str):
     """EGF against epoch, one line per run, coloured by ``by``; ``curves`` has columns
-    ``epoch``, ``value``, ``run`` and ``by``. Log y."""
+    ``epoch``, ``value``, ``key`` (the run) and ``by`` (:meth:`gflib.results.Results.curve_table`).
+    Log y."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     colours = dict(zip(sorted(curves[by].unique(), key=str), plt.cm.tab10.colors))
-    for (run, key), g in curves.groupby(["run", by]):
+    for (run, key), g in curves.groupby(["key", by]):
         ax.plot(g["epoch"], g["value"], color=colours[key], alpha=0.35, linewidth=1)
     for key, colour in colours.items():
         ax.plot([], [], color=colour, label=label_of(key))

@@ -11,25 +11,22 @@ A chapter's parameters cell reads the default from the environment variable ``GF
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from .scsdc import PAPER_DENSITY_RATIOS
 
 ENV = "GFLIB_PRESET"
 DEFAULT = "book"
 
-PAPER_RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)
-OPTIMIZERS5 = ("adagrad", "adam", "rmsprop", "sgd", "momentum")
-VARIANTS8 = ("NR", "DA", "L2", "SC", "BN", "DA_BN", "L2_BN", "SC_BN")
-BN_LRS = {"adagrad": 0.01, "adam": 0.001, "rmsprop": 0.001, "sgd": 0.1, "momentum": 0.01,
-          "adamw": 0.001}
-"""CHOICE: one learning rate per optimizer for the BatchNorm chapter (the paper's grid had two, and
-does not say which its p-value table used): the usual default of each optimizer."""
-
 
 @dataclass(frozen=True)
 class Preset:
-    """One scale. Widths: the sparse hidden width and the dense widths
-    ``round(r * sparse_width)`` for ``r`` in ``dense_ratios`` (the paper: 3076 and .1,...,.9)."""
+    """One scale: data, widths, seeds, epochs. Widths: the sparse hidden width and the dense
+    widths ``round(r * sparse_width)`` for ``r`` in ``dense_ratios`` (the paper: 3076 and
+    .1, ..., .9). ``trim``: chapters run a reduced grid (their own ``TRIMMED`` settings), for
+    the smoke tests. Chapter-specific settings live with each chapter (:mod:`gflib.chapters`)."""
 
     name: str
     dataset: str
@@ -37,24 +34,57 @@ class Preset:
     dense_ratios: tuple
     seeds: tuple
     epochs: int
-    depths: tuple = (1, 2, 4)
-    optimizers: tuple = OPTIMIZERS5
-    lrs: tuple = (0.001, 0.1)
-    bn_depth: int = 4
-    bn_variants: tuple = VARIANTS8
-    bn_lrs: dict = field(default_factory=lambda: dict(BN_LRS))
-    l2: float = 1e-4
     batch_size: int = 128
     train_subset: int | None = None
     test_subset: int | None = None
+    trim: bool = False
     note: str = ""
+
+    def __post_init__(self):
+        from .config import DATASETS
+
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}")
+        for label in ("sparse_width", "epochs", "batch_size"):
+            _positive_int(label, getattr(self, label))
+        for label in ("train_subset", "test_subset"):
+            if getattr(self, label) is not None:
+                _positive_int(label, getattr(self, label))
+        seeds = self.seeds
+        if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+            raise ValueError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+        seeds = tuple(int(s) if isinstance(s, numbers.Integral) and not isinstance(s, bool)
+                      else s for s in seeds)
+        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0
+                            for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be a non-empty list of distinct integers >= 0, got "
+                             f"{self.seeds!r}")
+        object.__setattr__(self, "seeds", seeds)
+        ratios = tuple(self.dense_ratios) if hasattr(self.dense_ratios, "__iter__") else ()
+        if not ratios or any(not isinstance(r, (int, float)) or not 0 < r <= 1 for r in ratios):
+            raise ValueError(f"dense_ratios must be a non-empty list of numbers in (0, 1], got "
+                             f"{self.dense_ratios!r}")
+        object.__setattr__(self, "dense_ratios", ratios)
+
+    def config(self, **fields):
+        """A :class:`gflib.config.RunConfig` at this scale (dataset, epochs, batch size, subsets)
+        with ``fields`` (e.g. ``depth``, ``optimizer``, ``device``)."""
+        from .config import RunConfig
+
+        return RunConfig(dataset=self.dataset, epochs=self.epochs, batch_size=self.batch_size,
+                         train_subset=self.train_subset, test_subset=self.test_subset, **fields)
+
+    def pick(self, full: dict, trimmed: dict) -> dict:
+        """A chapter's settings at this scale: ``trimmed`` when :attr:`trim`, else ``full``."""
+        return trimmed if self.trim else full
 
     @property
     def dense_widths(self) -> list:
         return [max(1, int(round(r * self.sparse_width))) for r in self.dense_ratios]
 
     def replace(self, **overrides) -> "Preset":
-        """A copy with the fields in ``overrides`` changed (``None`` values are ignored)."""
+        """A copy with the fields in ``overrides`` changed (``None`` values are ignored; any
+        other value is checked: an empty ``seeds`` is an error, not the preset's seeds)."""
         known = {f.name for f in dataclasses.fields(self)}
         unknown = set(overrides) - known
         if unknown:
@@ -62,23 +92,28 @@ class Preset:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def _positive_int(label, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
+
+
 PRESETS = {
     "smoke": Preset(
         "smoke", "digits", sparse_width=16, dense_ratios=(0.25, 0.75), seeds=(0, 1), epochs=2,
-        depths=(1, 2), optimizers=("adam", "sgd"), lrs=(0.1,), bn_depth=2,
-        train_subset=400, test_subset=200,
+        train_subset=400, test_subset=200, trim=True,
         note="a few seconds per chapter: checks that everything runs, proves nothing"),
     "book": Preset(
-        "book", "digits", sparse_width=100, dense_ratios=PAPER_RATIOS, seeds=(0, 1), epochs=20,
+        "book", "digits", sparse_width=100, dense_ratios=PAPER_DENSITY_RATIOS, seeds=(0, 1),
+        epochs=20,
         note="scikit-learn's 8x8 digits (1437 train / 360 test), sparse width 100, 20 epochs"),
     "fmnist": Preset(
-        "fmnist", "fashion_mnist", sparse_width=100, dense_ratios=PAPER_RATIOS, seeds=(0, 1),
-        epochs=10, train_subset=6000,
+        "fmnist", "fashion_mnist", sparse_width=100, dense_ratios=PAPER_DENSITY_RATIOS,
+        seeds=(0, 1), epochs=10, train_subset=6000,
         note="Fashion-MNIST, a fixed 6,000-image training subset, the full 10,000 test images, "
              "sparse width 100, 10 epochs"),
     "paper": Preset(
-        "paper", "fashion_mnist", sparse_width=3076, dense_ratios=PAPER_RATIOS, seeds=(0, 1, 2),
-        epochs=500,
+        "paper", "fashion_mnist", sparse_width=3076, dense_ratios=PAPER_DENSITY_RATIOS,
+        seeds=(0, 1, 2), epochs=500,
         note="the paper's Fashion-MNIST settings: sparse width 3076, dense 308-2768, 500 epochs "
              "(seeds: CHOICE)"),
 }

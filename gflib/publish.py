@@ -25,21 +25,18 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import pandas as pd
 import torch
 
-from . import experiments, presets, sweep
+from . import chapters, presets, sweep
+from .results import Results
 
-REPO = Path(__file__).resolve().parent.parent
-DATA = REPO / "book" / "data"
-GRIDS = {"sc_sdc_and_egf": experiments.egf_configs, "batchnorm": experiments.batchnorm_configs}
+REPO = chapters.REPO
+DATA = chapters.DATA
 
 
 def configs_for(chapter: str, preset, device="cpu", data_dir=None) -> list:
-    """The run configs of ``chapter`` (one of :data:`GRIDS`) at ``preset``."""
-    if chapter not in GRIDS:
-        raise ValueError(f"unknown chapter {chapter!r}; allowed: {', '.join(GRIDS)}")
-    return GRIDS[chapter](preset, device=device, data_dir=data_dir)
+    """The run configs of ``chapter`` (:func:`gflib.chapters.names`) at ``preset``."""
+    return chapters.get(chapter).grid(preset, device=device, data_dir=data_dir)
 
 
 def device_name(device: str) -> str:
@@ -67,12 +64,18 @@ def git_commit() -> str | None:
         return None
 
 
-def _write_atomic(path: Path, text: str):
+def write_atomic(path: Path, text: str):
+    """Write ``text`` to ``path`` through a temporary file in its folder and ``os.replace``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def publish(chapter: str, preset: str, overrides: dict | None = None, device: str = "cpu",
@@ -90,7 +93,7 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
     name = name or p.name
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"summary name {name!r}: use letters, digits, '-' and '_' only")
-    store = experiments.results_dir(chapter, name, results_root)
+    store = chapters.results_dir(chapter, name, results_root)
     commit = git_commit()
     start = time.perf_counter()
     with contextlib.ExitStack() as resources:
@@ -99,12 +102,12 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
             executor = resources.enter_context(ProcessPoolExecutor(
                 workers, mp_context=multiprocessing.get_context("spawn"),
                 initializer=torch.set_num_threads, initargs=(max(1, os.cpu_count() // workers),)))
-        table = sweep.run(configs, store, executor=executor, progress=progress,
-                          desc=f"{chapter} @ {name}", stack=stack)
+        results = sweep.run(configs, store, executor=executor, progress=progress,
+                            desc=f"{chapter} @ {name}", stack=stack)
     wall = time.perf_counter() - start
-    table = table.drop(columns=["device", "data_dir"], errors="ignore")
+    table = results.runs
     csv = Path(out_root) / chapter / f"{name}.csv"
-    _write_atomic(csv, table.to_csv(index=False))
+    results.save(csv)
     provenance = {
         "chapter": chapter, "name": name, "preset": p.name, "overrides": overrides, "stack": stack,
         "workers": workers,
@@ -115,23 +118,24 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
         "n_runs": len(table), "n_diverged": int(table["diverged"].sum()),
         "note": p.note,
     }
-    _write_atomic(csv.with_suffix(".json"), json.dumps(provenance, indent=2) + "\n")
+    write_atomic(csv.with_suffix(".json"), json.dumps(provenance, indent=2) + "\n")
     return csv
 
 
 def names(chapter: str, root: Path = DATA) -> list:
     """The names of ``chapter``'s stored summaries (those with both files), sorted."""
-    folder = Path(root) / chapter
+    folder = Path(root) / chapters.get(chapter).NAME
     return sorted(p.stem for p in folder.glob("*.csv") if p.with_suffix(".json").is_file())
 
 
 def load(chapter: str, name: str, root: Path = DATA):
-    """``(table, provenance)`` of the stored summary ``name``, or ``None`` when there is none."""
-    csv = Path(root) / chapter / f"{name}.csv"
+    """``(Results, provenance)`` of the stored summary ``name``, or ``None`` when there is
+    none."""
+    csv = Path(root) / chapters.get(chapter).NAME / f"{name}.csv"
     meta = csv.with_suffix(".json")
     if not (csv.is_file() and meta.is_file()):
         return None
-    return pd.read_csv(csv), json.loads(meta.read_text())
+    return Results.load(csv), json.loads(meta.read_text())
 
 
 def provenance_line(meta: dict) -> str:
@@ -146,7 +150,7 @@ def provenance_line(meta: dict) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m gflib.publish", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("chapter", choices=sorted(GRIDS))
+    parser.add_argument("chapter", choices=chapters.names())
     parser.add_argument("--preset", default="fmnist")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data-dir", default=None)

@@ -1,4 +1,5 @@
-"""The paper's reported numbers (from the talk and announcement; see PAPER.md), to set beside ours."""
+"""The paper's reported numbers (from the talk and the first author's announcement), to set
+beside ours, and the labels of its tables."""
 from __future__ import annotations
 
 import pandas as pd
@@ -21,6 +22,9 @@ _BN_P = {
     "momentum": (1.000, 1.000, 1.000, 0.999, 0.001, 0.000, 0.007, 0.008),
 }
 BN_VARIANTS = ("NR", "DA", "L2", "SC", "BN", "DA_BN", "L2_BN", "SC_BN")
+"""The paper's BatchNorm table's variants, in its order."""
+STUDY_OPTIMIZERS = tuple(_BN_P)
+"""The study's five optimizers, in its tables' order."""
 
 _ACT_P = {
     "adagrad": (0.023, 0.005, 0.050, 0.182, 0.568, 0.003),

@@ -1,5 +1,10 @@
 """A folder of run results, one JSON file per run, keyed by a hash of the run's config.
 
+The key hashes :data:`gflib.config.RESULTS_VERSION` and the config's fields that differ from
+their defaults (:func:`gflib.config.non_default_fields`), with numbers normalised (``lr=1`` is
+``lr=1.0``): a field added later with a default leaves every stored key valid, and bumping the
+version retires results whose numbers meant something else.
+
 Writes are atomic (a temporary file in the same folder, then ``os.replace``), so a run stopped
 mid-write leaves no file that reads as a result; a file that does not parse, or whose stored
 config does not hash to its name, is treated as absent (and redone by a sweep).
@@ -12,19 +17,18 @@ import os
 import tempfile
 from pathlib import Path
 
-from .train import RunConfig, RunResult
+from .config import RESULTS_VERSION, RunConfig, RunResult, non_default_fields
 
-FORMAT = 1
-KEY_EXCLUDES = ("device", "data_dir")
-"""Config fields that do not change what a run means (where it ran, where the files were)."""
+FORMAT = 2
+"""The layout of a stored file (``{"format", "key", "result"}``)."""
 
 
 def config_key(config: RunConfig | dict) -> str:
-    """A 20-hex-digit hash of the config's fields (less :data:`KEY_EXCLUDES`)."""
-    d = config.to_dict() if isinstance(config, RunConfig) else dict(config)
-    for k in KEY_EXCLUDES:
-        d.pop(k, None)
-    blob = json.dumps(d, sort_keys=True, default=str)
+    """A 20-hex-digit hash of the config (see the module doc)."""
+    if not isinstance(config, RunConfig):
+        config = RunConfig(**config)
+    blob = json.dumps({"results_version": RESULTS_VERSION, **non_default_fields(config)},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -33,7 +37,21 @@ class ResultStore:
 
     def __init__(self, root):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+
+    def check_writable(self) -> None:
+        """Create the folder if needed and prove a file can be written there, or raise
+        ValueError naming the folder: called before a sweep trains anything."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".probe-")
+            with os.fdopen(fd, "w") as f:
+                f.write("{}")
+                f.flush()
+                os.fsync(f.fileno())
+            os.unlink(tmp)
+        except OSError as exc:
+            raise ValueError(f"results store {self.root} cannot be written: {exc}; give a "
+                             "writable results_dir") from exc
 
     def path(self, config) -> Path:
         return self.root / f"{config_key(config)}.json"
@@ -44,6 +62,7 @@ class ResultStore:
 
     def put(self, result: RunResult) -> Path:
         """Write ``result`` atomically under its config's key."""
+        self.root.mkdir(parents=True, exist_ok=True)
         target = self.root / f"{config_key(result.config)}.json"
         payload = {"format": FORMAT, "key": target.stem, "result": result.to_dict()}
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".json")
@@ -75,6 +94,7 @@ class ResultStore:
             if payload.get("format") != FORMAT or payload.get("key") != path.stem:
                 return None
             result = RunResult.from_dict(payload["result"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # JSON of another shape
+            key = config_key(result.config)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # another shape
             return None
-        return result if config_key(result.config) == path.stem else None
+        return result if key == path.stem else None

@@ -1,13 +1,22 @@
-"""Run a grid of configs through a results store and return one table row per run."""
+"""Run a grid of configs through a results store and return its :class:`gflib.results.Results`.
+
+Work is sent to an executor as groups (:func:`train_group`: one stacked group of runs, or one
+run); a worker trains its group and returns the results; this process alone writes the store, as
+each group finishes, so a stopped sweep resumes with nothing lost and a worker never needs the
+store's folder. Long groups checkpoint their state per epoch (``<store>/.checkpoints``) where the
+worker can reach the store's folder, so a killed group resumes where it stopped.
+"""
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import Executor, Future, as_completed
+from pathlib import Path
 
-import pandas as pd
-
-from .flow import MEASURES
-from .store import ResultStore
-from .train import RunConfig, RunResult, run as run_one
+from . import train
+from .config import RunConfig
+from .results import Results
+from .stacked import groups
+from .store import ResultStore, config_key
 
 
 class InlineExecutor(Executor):
@@ -22,41 +31,48 @@ class InlineExecutor(Executor):
         return future
 
 
-def _run_and_store(config: RunConfig, store_dir: str) -> RunResult:
-    result = run_one(config)
-    ResultStore(store_dir).put(result)
-    return result
+def group_key(configs) -> str:
+    """A name for a group of runs: a hash of its runs' store keys."""
+    blob = ",".join(config_key(c) for c in configs)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def _run_stack_and_store(configs, store_dir: str) -> list:
-    from .stacked import run_stacked
-
-    results = run_stacked(configs)
-    store = ResultStore(store_dir)
-    for r in results:
-        store.put(r)
-    return results
+def train_group(configs, checkpoint_dir: str | None = None) -> list:
+    """The unit of work: train ``configs`` as one group (:func:`gflib.train.train`) and return
+    their results; writes nothing but the group's checkpoint in ``checkpoint_dir``."""
+    ckpt = Path(checkpoint_dir) / f"{group_key(configs)}.pt" if checkpoint_dir else None
+    return train.train(configs, checkpoint=ckpt)
 
 
 def run(configs, store_dir, executor: Executor | None = None, progress: bool = True,
-        desc: str = "runs", stack: int | None = None) -> pd.DataFrame:
-    """Run every config not yet in ``store_dir`` and return the table of all of them.
+        desc: str = "runs", stack: int | None = None, checkpoint: bool = True) -> Results:
+    """Run every config not yet in ``store_dir`` and return the results of all of them.
 
-    Configs are validated before anything trains. ``executor``: any
+    Before anything trains: every config is checked (:func:`gflib.train.check_buildable`), an
+    empty grid is refused and the store is proven writable. ``executor``: any
     ``concurrent.futures.Executor`` (a ProcessPoolExecutor, a Dask client's executor); the default
-    runs in this process. Each finished run is stored at once, so a stopped sweep resumes.
-    ``stack``: at most this many runs train together as one stacked model
+    runs in this process. ``stack``: at most this many runs train together as one stacked model
     (:mod:`gflib.stacked`; same results up to float summation order), grouped by
-    :func:`gflib.stacked.stack_key`; None or 1 runs them one by one.
-    Returns :func:`table` of the results, in the order of ``configs``.
+    :func:`gflib.stacked.stack_key`; None or 1 runs them one by one. ``checkpoint``: let long
+    groups checkpoint into the store's folder. Rows are in the order of ``configs``. A group
+    that raises does not stop the others: every group that finishes is stored, then the first
+    error is raised.
     """
-    configs = [c.validate() for c in configs]
+    configs = list(configs)
+    if not configs:
+        raise ValueError("no configs to run: the grid is empty (check the chapter's settings "
+                         "and overrides)")
+    for c in configs:
+        if not isinstance(c, RunConfig):
+            raise ValueError(f"expected RunConfig, got {type(c).__name__}")
     if stack is not None and (isinstance(stack, bool) or not isinstance(stack, int) or stack < 1):
         raise ValueError(f"stack must be None or an integer >= 1, got {stack!r}")
+    for c in dict.fromkeys(c.replace(seed=0) for c in configs):
+        train.check_buildable(c)
     store = ResultStore(store_dir)
-    results = {}
-    todo = []
-    for c in configs:
+    store.check_writable()
+    results, todo = {}, []
+    for c in dict.fromkeys(configs):
         stored = store.get(c)
         if stored is None:
             todo.append(c)
@@ -65,54 +81,23 @@ def run(configs, store_dir, executor: Executor | None = None, progress: bool = T
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(configs), initial=len(configs) - len(set(todo)), desc=desc)
-    pending = {}
+        bar = tqdm(total=len(results) + len(todo), initial=len(results), desc=desc)
+    batches = groups(todo, stack) if stack and stack > 1 else [[c] for c in todo]
     executor = executor or InlineExecutor()
-    todo = list(dict.fromkeys(todo))
-    if stack is not None and stack > 1:
-        from .stacked import groups
-        batches = groups(todo, stack)
-    else:
-        batches = [[c] for c in todo]
-    for group in batches:
-        if len(group) == 1:
-            pending[executor.submit(_run_and_store, group[0], str(store.root))] = group
-        else:
-            pending[executor.submit(_run_stack_and_store, group, str(store.root))] = group
+    ckpt_dir = str(store.root / ".checkpoints") if checkpoint else None
+    pending = {executor.submit(train_group, g, ckpt_dir): g for g in batches}
+    errors = []
     for fut in as_completed(pending):
-        out = fut.result()
-        for c, r in zip(pending[fut], out if isinstance(out, list) else [out]):
+        if fut.exception() is not None:
+            errors.append(fut.exception())
+            continue
+        for c, r in zip(pending[fut], fut.result()):
+            store.put(r)
             results[c] = r
         if bar is not None:
             bar.update(len(pending[fut]))
     if bar is not None:
         bar.close()
-    return table([results[c] for c in configs])
-
-
-CURVE_MEASURE = "egf_l2"
-
-
-def table(results) -> pd.DataFrame:
-    """One row per result: config fields, final metrics, mean flow measures, divergence, and the
-    EGF_2 curve as columns ``egf_l2@<epoch>`` (one per scheduled epoch; NaN after divergence)."""
-    rows = []
-    for r in results:
-        row = dict(r.config)
-        row.update(r.final)
-        row.update({f"mean_{k}": r.flow_mean.get(k) for k in MEASURES})
-        row.update(diverged=r.diverged, wall_s=r.wall_s)
-        row.update({f"{CURVE_MEASURE}@{e}": f[CURVE_MEASURE] for e, f in sorted(r.flow.items())})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def curves(table: pd.DataFrame, measure: str = CURVE_MEASURE) -> pd.DataFrame:
-    """The flow curves of a :func:`table` in long form: one row per (run, epoch) with columns
-    ``run`` (the table's index), ``epoch``, ``value`` and the table's other columns."""
-    cols = [c for c in table.columns if c.startswith(f"{measure}@")]
-    long = table.reset_index(names="run").melt(
-        id_vars=["run"] + [c for c in table.columns if "@" not in c], value_vars=cols,
-        var_name="epoch", value_name="value")
-    long["epoch"] = long["epoch"].str.split("@").str[1].astype(int)
-    return long.dropna(subset=["value"]).sort_values(["run", "epoch"], ignore_index=True)
+    if errors:
+        raise errors[0]
+    return Results.from_results([results[c] for c in configs])

@@ -3,20 +3,62 @@ import json
 import os
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 import yaml
 
-from gflib import bench
+from gflib import bench, chapters, execute
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAPTERS = ["sc_sdc_and_egf", "batchnorm"]
+CHAPTERS = chapters.names()
 
 
 def toc_files():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     return [toc["root"]] + [c["file"] for c in toc["chapters"]]
+
+
+def remote_assets(html_dir: Path) -> list[tuple[str, str]]:
+    """Every script or stylesheet a built page loads from the network, as ``(page, url)``.
+
+    Scans each ``*.html`` under ``html_dir`` for ``<script src=...>`` and ``<link href=...>``
+    (any ``rel`` but the navigational ``canonical``/``alternate``) whose URL is ``http(s)://`` or
+    protocol-relative ``//``; inline scripts and ``<a>`` links are not loads and are ignored.
+    """
+    found = []
+
+    class Scan(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            rel = (attrs.get("rel") or "").lower().split()
+            if tag == "script":
+                url = attrs.get("src")
+            elif tag == "link" and not {"canonical", "alternate"} & set(rel):
+                url = attrs.get("href")
+            else:
+                return
+            url = (url or "").strip()
+            if url.lower().startswith(("http://", "https://", "//")):
+                found.append((str(page.relative_to(html_dir)), url))
+
+    for page in sorted(html_dir.rglob("*.html")):
+        Scan().feed(page.read_text(encoding="utf-8", errors="replace"))
+    return found
+
+
+def test_remote_assets_finds_network_scripts_and_stylesheets(tmp_path):
+    (tmp_path / "a.html").write_text(
+        '<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>'
+        '<script SRC=//cdnjs.cloudflare.com/require.min.js></script>'
+        '<link rel="stylesheet" href="http://example.org/x.css">'
+        '<script src="../_static/mathjax/tex-chtml.js"></script>'
+        '<script>const u = "https://x";</script>'
+        '<link rel="canonical" href="https://example.org/a.html"><a href="https://arxiv.org">p</a>')
+    assert [url for _, url in remote_assets(tmp_path)] == [
+        "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js",
+        "//cdnjs.cloudflare.com/require.min.js", "http://example.org/x.css"]
 
 
 def test_every_chapter_is_a_notebook_in_the_toc_with_a_parameters_cell():
@@ -29,6 +71,25 @@ def test_every_chapter_is_a_notebook_in_the_toc_with_a_parameters_cell():
         assert nb.metadata["kernelspec"]["name"] == "python3"
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1 and "preset = os.environ.get(\"GFLIB_PRESET\"" in tagged[0].source
+
+
+def test_chapter_modules_and_notebooks_are_one_to_one():
+    """Every registered chapter has its notebook in the toc; every notebook is a registered
+    chapter (a chapter's name is spelled once, in its module)."""
+    import jupytext
+
+    notebooks = sorted(p.stem for p in (ROOT / "book").glob("*.md")
+                       if "kernelspec" in jupytext.read(p).metadata)
+    assert notebooks == sorted(chapters.names())
+
+
+def test_execute_refuses_unknown_parameters(tmp_path):
+    """Before: a misspelt papermill parameter only warned and the chapter ran with its default."""
+    with pytest.raises(ValueError, match=r"has no parameter 'sead'; allowed: preset, dataset"):
+        execute.execute("sc_sdc_and_egf", tmp_path, {"preset": "smoke", "sead": [0]})
+    assert not any(tmp_path.iterdir())
+    assert execute.chapter_path("batchnorm") == ROOT / "book" / "batchnorm.md"
+    assert "stack = 16" in execute.parameters_of("batchnorm")["stack"]
 
 
 def test_nbval_collects_every_chapter():
@@ -44,7 +105,7 @@ def test_nbval_collects_every_chapter():
 @pytest.mark.slow
 def test_papermill_command_runs_a_chapter_with_parameters(tmp_path):
     out_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "gflib.execute", "book/sc_sdc_and_egf.md", str(out_dir),
+    cmd = [sys.executable, "-m", "gflib.execute", "sc_sdc_and_egf", str(out_dir),
            "-p", "preset", "smoke", "-p", "seeds", "[0, 1]", "-p", "device", "cpu"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -72,3 +133,7 @@ def test_book_builds_with_the_smoke_preset(tmp_path):
         assert (html / f"{page}.html").is_file(), page
     chapter = (html / "book" / "sc_sdc_and_egf.html").read_text()
     assert "<img" in chapter and "Verdict" in chapter
+    # Offline: nothing is fetched from the network; MathJax is served from the book's _static.
+    assert remote_assets(html) == []
+    assert 'src="../_static/mathjax/tex-chtml.js"' in (html / "book" / "reproduce.html").read_text()
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import pickle
 import struct
 
@@ -138,8 +139,8 @@ def _fmnist_arrays():
     return xtr, ytr, xte, yte
 
 
-def _write_fmnist(folder, gz: bool):
-    xtr, ytr, xte, yte = _fmnist_arrays()
+def _write_fmnist(folder, gz: bool, arrays=None):
+    xtr, ytr, xte, yte = arrays or _fmnist_arrays()
     folder.mkdir(parents=True, exist_ok=True)
     blobs = dict(zip(data.FASHION_MNIST_FILES,
                      (_idx_images(xtr), _idx_labels(ytr), _idx_images(xte), _idx_labels(yte))))
@@ -151,8 +152,8 @@ def _write_fmnist(folder, gz: bool):
             (folder / name).write_bytes(blob)
 
 
-def _check_fmnist(ds):
-    xtr, ytr, xte, yte = _fmnist_arrays()
+def _check_fmnist(ds, arrays=None):
+    xtr, ytr, xte, yte = arrays or _fmnist_arrays()
     assert ds.x_train.shape == (N_TRAIN, 1, 28, 28) and ds.x_test.shape == (N_TEST, 1, 28, 28)
     assert ds.y_train.tolist() == ytr.tolist() and ds.y_test.tolist() == yte.tolist()
     assert ds.n_classes == 10
@@ -208,6 +209,116 @@ def test_fashion_mnist_missing_names_every_place_and_remedy(no_system_fmnist):
     assert "apt-get install dataset-fashion-mnist" in msg and "download=True" in msg
     with pytest.raises(ValueError, match="download=True needs a data_dir"):
         data.load("fashion_mnist", download=True)
+
+
+def _fmnist_file(folder, name, gz):
+    return folder / (f"{name}.gz" if gz else name)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_fashion_mnist_replaced_file_is_read_anew(no_system_fmnist, gz):
+    """Same size, new content, later mtime: the new data, and one cache entry left."""
+    root = no_system_fmnist / "d"
+    _write_fmnist(root, gz=gz)
+    _check_fmnist(data.load("fashion_mnist", data_dir=root))
+    xtr, ytr, xte, yte = _fmnist_arrays()
+    new = (255 - xtr, (ytr + 1) % 10, xte, yte)
+    _write_fmnist(root, gz=gz, arrays=new)
+    for name in data.FASHION_MNIST_FILES:  # a later mtime even on a coarse-grained clock
+        path = _fmnist_file(root, name, gz)
+        t = path.stat().st_mtime_ns + 2_000_000_000
+        os.utime(path, ns=(t, t))
+    _check_fmnist(data.load("fashion_mnist", data_dir=root), new)
+    assert len(list((no_system_fmnist / "cache" / "fashion_mnist").iterdir())) == 1
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_fashion_mnist_repaired_file_is_read_anew(no_system_fmnist, gz):
+    """A truncated images file fails; once rewritten whole, loading works (no stale cache)."""
+    root = no_system_fmnist / "d"
+    _write_fmnist(root, gz=gz)
+    xtr, ytr, xte, yte = _fmnist_arrays()
+    blob = _idx_images(xtr)[:-28 * 28]  # the header still says N_TRAIN images
+    bad = _fmnist_file(root, "train-images-idx3-ubyte", gz)
+    bad.write_bytes(gzip.compress(blob) if gz else blob)
+    with pytest.raises(ValueError, match="truncated") as err:
+        data.load("fashion_mnist", data_dir=root)
+    assert str(bad) in str(err.value)
+    _write_fmnist(root, gz=gz)
+    _check_fmnist(data.load("fashion_mnist", data_dir=root))
+    assert len(list((no_system_fmnist / "cache" / "fashion_mnist").iterdir())) == 1
+    assert not list((no_system_fmnist / "cache").rglob("*.part"))
+
+
+def _cut_gzip(blob):
+    return gzip.compress(blob)[:-100]
+
+
+@pytest.mark.parametrize("name,gz,make,says", [
+    pytest.param("t10k-labels-idx1-ubyte", True, lambda blob: blob, "not a valid gzip file",
+                 id="gz-not-gzip"),
+    pytest.param("train-images-idx3-ubyte", True, _cut_gzip, "not a valid gzip file",
+                 id="gz-cut"),
+    pytest.param("train-images-idx3-ubyte", False, lambda blob: blob[:-1], "truncated",
+                 id="idx-truncated"),
+    pytest.param("train-images-idx3-ubyte", True, lambda blob: gzip.compress(blob[:-1]),
+                 "truncated", id="gz-idx-truncated"),
+    pytest.param("t10k-labels-idx1-ubyte", False, lambda blob: blob + b"\0", "trailing bytes",
+                 id="idx-too-long"),
+    pytest.param("t10k-labels-idx1-ubyte", False, lambda blob: blob[:6],
+                 "shorter than the 8-byte header", id="idx-header-cut"),
+    pytest.param("train-labels-idx1-ubyte", True,
+                 lambda blob: gzip.compress(struct.pack(">I", 0x803) + blob[4:]),
+                 "magic number 0x00000803", id="gz-wrong-magic"),
+])
+def test_fashion_mnist_bad_file_named(no_system_fmnist, name, gz, make, says):
+    """Not gzip, cut gzip, truncated / overlong IDX, short header, wrong magic: a ValueError naming
+    the file; nothing is left in the cache under the bad file's name."""
+    root = no_system_fmnist / "d"
+    _write_fmnist(root, gz=False)
+    blob = (root / name).read_bytes()
+    if gz:
+        _write_fmnist(root, gz=True)
+        for f in data.FASHION_MNIST_FILES:
+            (root / f).unlink()
+    bad = _fmnist_file(root, name, gz)
+    bad.write_bytes(make(blob))
+    with pytest.raises(ValueError, match=says) as err:
+        data.load("fashion_mnist", data_dir=root)
+    assert str(bad) in str(err.value)
+    assert not list((no_system_fmnist / "cache").rglob(name))
+    assert not list((no_system_fmnist / "cache").rglob("*.part"))
+
+
+def test_fashion_mnist_bad_file_in_torchvision_layout_named(no_system_fmnist):
+    raw = no_system_fmnist / "d" / "FashionMNIST" / "raw"
+    _write_fmnist(raw, gz=False)
+    bad = raw / "t10k-images-idx3-ubyte"
+    bad.write_bytes(bad.read_bytes()[:-5])
+    with pytest.raises(ValueError, match="truncated") as err:
+        data.load("fashion_mnist", data_dir=no_system_fmnist / "d")
+    assert str(bad) in str(err.value)
+
+
+def test_fashion_mnist_label_count_mismatch_named(no_system_fmnist):
+    root = no_system_fmnist / "d"
+    xtr, ytr, xte, yte = _fmnist_arrays()
+    _write_fmnist(root, gz=False, arrays=(xtr, ytr, xte, yte[:-1]))
+    with pytest.raises(ValueError, match=f"{N_TEST} images but .* {N_TEST - 1} labels") as err:
+        data.load("fashion_mnist", data_dir=root)
+    assert str(root / "t10k-labels-idx1-ubyte") in str(err.value)
+
+
+def test_fashion_mnist_torchvision_error_names_files(no_system_fmnist, monkeypatch):
+    """Past gflib's own checks, an error of torchvision's reader still names the files."""
+    raw = no_system_fmnist / "d" / "FashionMNIST" / "raw"
+    _write_fmnist(raw, gz=False)
+    bad = raw / "train-images-idx3-ubyte"
+    bad.write_bytes(bad.read_bytes()[:-5])
+    monkeypatch.setattr(data, "_check_idx", lambda path, source: 0)
+    with pytest.raises(ValueError, match="not readable by torchvision") as err:
+        data.load("fashion_mnist", data_dir=no_system_fmnist / "d")
+    assert str(bad) in str(err.value)
 
 
 FMNIST_SYSTEM = data.DEBIAN_FASHION_MNIST

@@ -26,7 +26,6 @@ NAMES = ["hidden.0.layer.weight", "hidden.1.layer.weight", "out.weight"]
 @pytest.mark.parametrize("density,want", [
     (0.3, [307, 77, 48]),  # round(307.2), round(76.8), round(48.0)
     (1.0, [1024, 256, 160]),
-    (0.001, [1, 1, 1]),  # at least one active weight per tensor
     ({"hidden.0.layer.weight": 0.5, "out.weight": 0.1}, [512, 256, 16]),  # missing = dense
 ])
 def test_random_masks_exact_counts(density, want):
@@ -35,6 +34,14 @@ def test_random_masks_exact_counts(density, want):
     assert [int(v.sum()) for v in m.values()] == want
     assert all(v.dtype == torch.bool and v.shape == w.shape
                for v, w in zip(m.values(), maskable_weights(_mlp()).values()))
+
+
+def test_density_that_leaves_a_tensor_empty_is_refused():
+    """0.001 of 256 weights rounds to 0: refused with the tensor and the smallest density, not
+    silently raised to one weight."""
+    with pytest.raises(ValueError, match=r"density 0\.001 leaves hidden\.1\.layer\.weight"):
+        gm.random_masks(_mlp(), 0.001, seed=0)
+    assert [int(v.sum()) for v in gm.random_masks(_mlp(), 0.004, seed=0).values()] == [4, 1, 1]
 
 
 def test_random_masks_reproducible_by_seed():
@@ -181,3 +188,15 @@ def test_dead_units_of_hand_made_chain():
     assert gm.dead_units(full) == {"l1": 0}
     with pytest.raises(ValueError, match="l1 -> l2"):
         gm.dead_units({"l1": m1, "l2": torch.ones(2, 4, dtype=torch.bool)})
+
+
+def test_float_masks_must_be_zero_or_one():
+    """A float mask of 0.3 is refused, not read as "active"; 0/1 floats are accepted."""
+    net = _mlp()
+    bad = {"out.weight": torch.full((10, 16), 0.3)}
+    with pytest.raises(ValueError, match="out.weight must be bool or 0/1, found 0.3"):
+        gm.apply_masks(net, bad)
+    ok = torch.zeros(10, 16)
+    ok[0, 0] = 1.0
+    gm.apply_masks(net, {"out.weight": ok})
+    assert int((net.out.weight != 0).sum()) == 1

@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from gflib import models
-from gflib.models import CNN, MLP, SReLU, maskable_weights
+from gflib.activations import SReLU
+from gflib.config import ACTIVATIONS
+from gflib.models import CNN, MLP, maskable_weights
 
 
 def _linears(model):
@@ -102,7 +104,7 @@ def test_srelu_piecewise_formula_per_unit():
     assert sum(p.numel() for p in f.parameters()) == 8
 
 
-@pytest.mark.parametrize("name", models.ACTIVATIONS)
+@pytest.mark.parametrize("name", ACTIVATIONS)
 def test_each_activation_in_an_mlp(name):
     net = MLP(4, 3, depth=2, width=5, activation=name)
     assert net(torch.randn(2, 4)).shape == (2, 3)

@@ -18,8 +18,10 @@ import torch
 from gflib import store as gstore
 from gflib import sweep
 from gflib.flow import MEASURES
+from gflib.results import CURVE_COLUMNS, RUN_COLUMNS
+from gflib import config as gconfig
+from gflib.config import RunConfig, RunResult
 from gflib.store import ResultStore, config_key
-from gflib.train import RunConfig, RunResult
 
 TINY = dict(depth=1, width=4, epochs=1, flow_points=2, train_subset=100, test_subset=50)
 
@@ -37,15 +39,15 @@ def _no_bars_one_thread(monkeypatch):
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Count the runs that actually train (sweep's in-process calls of train.run)."""
+    """Count the runs that actually train (sweep's in-process calls of its worker)."""
     seen = []
-    real = sweep.run_one
+    real = sweep.train_group
 
-    def counting(config, *args, **kwargs):
-        seen.append(config)
-        return real(config, *args, **kwargs)
+    def counting(configs, *args, **kwargs):
+        seen.extend(configs)
+        return real(configs, *args, **kwargs)
 
-    monkeypatch.setattr(sweep, "run_one", counting)
+    monkeypatch.setattr(sweep, "train_group", counting)
     return seen
 
 
@@ -81,6 +83,37 @@ def test_config_key_stable_and_ignores_where_it_ran():
     for change in (dict(width=33), dict(lr=0.01), dict(seed=4), dict(batchnorm=True),
                    dict(dataset="cifar10")):
         assert config_key(dataclasses.replace(c, **change)) != k
+
+
+def test_config_key_does_not_depend_on_number_types():
+    """Before: lr=1 and lr=1.0 were one run with two keys."""
+    assert config_key(RunConfig(lr=1)) == config_key(RunConfig(lr=1.0))
+    assert config_key({"lr": 1, "seed": 2}) == config_key(RunConfig(lr=1.0, seed=2))
+
+
+def test_a_new_field_with_a_default_keeps_every_stored_key(tmp_path, monkeypatch):
+    """Keys hash the fields that differ from their defaults: a RunConfig grown by one field
+    (default) finds every result stored before, and the new field's other values are new runs."""
+    st = ResultStore(tmp_path)
+    old = _result(3)
+    st.put(old)
+
+    @dataclasses.dataclass(frozen=True)
+    class Grown(RunConfig):
+        dropout: float = 0.0
+
+    monkeypatch.setattr(gconfig, "RunConfig", Grown)
+    monkeypatch.setattr(gstore, "RunConfig", Grown)
+    again = Grown(**old.config)
+    assert config_key(again) == config_key(old.config)
+    assert st.get(again).history == old.history
+    assert st.get(Grown(**old.config, dropout=0.5)) is None
+
+
+def test_results_version_retires_old_keys(monkeypatch):
+    k = config_key(RunConfig())
+    monkeypatch.setattr(gstore, "RESULTS_VERSION", gconfig.RESULTS_VERSION + 1)
+    assert config_key(RunConfig()) != k
 
 
 # ------------------------------------------------------------------------------------- store
@@ -135,7 +168,7 @@ def test_unreadable_files_are_absent(tmp_path, content):
     if content == "half":
         content = text[:len(text) // 2]
     elif content == "format2":
-        content = json.dumps({**payload, "format": 2})
+        content = json.dumps({**payload, "format": gstore.FORMAT + 1})
     elif content == "result-not-a-dict":
         content = json.dumps({**payload, "result": [1, 2]})
     elif content == "wrong-key":  # another run's file under this run's name
@@ -155,7 +188,7 @@ def test_sweep_redoes_corrupt_and_wrong_key_files(tmp_path, calls):
     p0.write_text(p0.read_text()[:100])  # half-written
     p1.write_text(st.path(configs[2]).read_text())  # run 2's file under run 1's name
     calls.clear()
-    tab = sweep.run(configs, tmp_path, progress=False)
+    tab = sweep.run(configs, tmp_path, progress=False).runs
     assert calls == configs[:2]
     assert len(tab) == 3 and len(st.keys()) == 3
     assert tab["seed"].tolist() == [0, 1, 2]
@@ -171,13 +204,18 @@ def test_rerun_skips_stored_runs(tmp_path, calls):
     calls.clear()
     again = sweep.run(configs, tmp_path, progress=False)
     assert calls == []
-    assert again.equals(first.assign(wall_s=again["wall_s"]))  # every stored number comes back
+    assert again.runs.equals(first.runs)  # every stored number comes back
+    assert again.curves.equals(first.curves)
     more = configs + [RunConfig(**TINY, seed=3)]
-    tab = sweep.run(more, tmp_path / ".." / tmp_path.name, progress=False)
+    res = sweep.run(more, tmp_path / ".." / tmp_path.name, progress=False)
+    tab = res.runs
     assert calls == [more[3]]
     assert len(tab) == 4 and tab["seed"].tolist() == [0, 1, 2, 3]
-    for col in ("test_acc", "diverged", "mean_egf_l2", "egf_l2@0", "egf_l2@1"):
-        assert col in tab.columns
+    assert list(tab.columns) == list(RUN_COLUMNS)
+    assert (tab["kind"] == "dense").all() and not tab["diverged"].any()
+    assert list(res.curves.columns) == list(CURVE_COLUMNS)
+    assert len(res.curves) == 4 * 2 * len(MEASURES)  # runs x scheduled epochs x measures
+    assert set(res.curves["key"]) == set(tab["key"])
 
 
 def test_device_and_data_dir_do_not_cause_reruns(tmp_path, calls):
@@ -188,15 +226,47 @@ def test_device_and_data_dir_do_not_cause_reruns(tmp_path, calls):
 
 
 def test_one_bad_config_stops_the_sweep_before_any_training(tmp_path, calls):
-    bad = [RunConfig(optimizer="lbfgs"), RunConfig(density=1.5), RunConfig(width=0),
-           RunConfig(depth=0), RunConfig(lr=-1.0), RunConfig(epochs=0), RunConfig(dataset="svhn"),
-           RunConfig(activation="tanh")]
+    bad = [dict(optimizer="lbfgs"), dict(density=1.5), dict(width=0), dict(depth=0),
+           dict(lr=-1.0), dict(epochs=0), dict(dataset="svhn"), dict(activation="tanh")]
     values = ["'lbfgs'", "1.5", "got 0", "got 0", "-1.0", "got 0", "'svhn'", "'tanh'"]
     for b, v in zip(bad, values):
         with pytest.raises(ValueError) as err:
-            sweep.run([RunConfig(**TINY), b, RunConfig(**TINY, seed=1)], tmp_path, progress=False)
+            sweep.run([RunConfig(**TINY), RunConfig(**b), RunConfig(**TINY, seed=1)], tmp_path,
+                      progress=False)
         assert v in str(err.value)
     assert calls == [] and os.listdir(tmp_path) == []
+
+
+def test_empty_grid_and_unwritable_store_fail_before_training(tmp_path, calls):
+    """Before: an empty grid failed late with KeyError 'wall_s', and a store folder that could
+    not be written was found only after every run had trained (and every result was lost)."""
+    with pytest.raises(ValueError, match="grid is empty"):
+        sweep.run([], tmp_path, progress=False)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with pytest.raises(ValueError, match="cannot be written"):
+        sweep.run([RunConfig(**TINY)], blocked / "store", progress=False)
+    with pytest.raises(ValueError, match="leaves"):
+        sweep.run([RunConfig(**TINY), RunConfig(**TINY, density=1e-9)], tmp_path / "s",
+                  progress=False)
+    assert calls == []
+
+
+def test_each_group_is_stored_as_it_finishes(tmp_path, monkeypatch):
+    """The driver writes every finished group at once: a later group that fails loses only
+    itself."""
+    configs = [RunConfig(**TINY, seed=s) for s in range(3)]
+    real = sweep.train_group
+
+    def third_fails(group, *args):
+        if group[0].seed == 2:
+            raise RuntimeError("out of memory")
+        return real(group, *args)
+
+    monkeypatch.setattr(sweep, "train_group", third_fails)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        sweep.run(configs, tmp_path, progress=False)
+    assert sorted(ResultStore(tmp_path).keys()) == sorted(config_key(c) for c in configs[:2])
 
 
 def test_sweep_with_process_pool(tmp_path):
@@ -224,8 +294,9 @@ def test_sweep_with_process_pool(tmp_path):
         signal.signal(signal.SIGALRM, old)
         pool.shutdown(cancel_futures=True)
     assert len(ResultStore(tmp_path / "pool").keys()) == 4
-    cols = ["seed", "test_acc", "test_loss", "mean_egf_l2", "egf_l2@1"]
-    assert tab[cols].equals(inline[cols])  # the same numbers from other processes
+    cols = ["seed", "test_acc", "test_loss", "mean_egf_l2"]
+    assert tab.runs[cols].equals(inline.runs[cols])  # the same numbers from other processes
+    assert tab.curves.equals(inline.curves)
 
 
 KILL_CONFIGS = [dict(depth=1, width=16, epochs=40, flow_points=2, train_subset=500, seed=s)
@@ -264,7 +335,7 @@ def test_sweep_killed_midway_resumes_to_exactly_all_runs(tmp_path, calls):
     (root / ".tmp-half.json").write_text(stray.read_text()[:50])
 
     configs = [RunConfig(**kw) for kw in KILL_CONFIGS]
-    tab = sweep.run(configs, root, progress=False)
+    tab = sweep.run(configs, root, progress=False).runs
     assert len(calls) == 8 - len(done)  # only the missing runs trained
     assert {config_key(c) for c in calls}.isdisjoint(p[:-5] for p in done)
     st = ResultStore(root)

@@ -29,25 +29,54 @@ TINY = dict(dataset="digits", depth=1, width=16, epochs=4, flow_points=3, train_
     ("train_subset", 0),
 ])
 def test_validate_names_the_bad_value(field, bad):
-    cfg = RunConfig(**{field: bad})
     with pytest.raises(ValueError) as err:
-        cfg.validate()
+        RunConfig(**{field: bad})
     assert repr(bad) in str(err.value) and field.split("_")[0] in str(err.value)
-    with pytest.raises(ValueError):
-        train.run(cfg)
+
+
+@pytest.mark.parametrize("field,bad", [
+    ("batchnorm", "no"), ("batchnorm", 1), ("augment", 1), ("skip", "yes"), ("augment", None),
+    ("seed", 1.5), ("seed", "a"), ("seed", None), ("seed", -1), ("epochs", 2.0),
+    ("match_width", 4.5), ("optimizer", None), ("lr", "0.1"), ("device", None),
+])
+def test_yes_no_and_integer_fields_name_the_field(field, bad):
+    """Before: batchnorm="no" trained WITH BatchNorm, augment=1 augmented, and seed 1.5 / "a" /
+    None failed inside torch or int() without naming the field."""
+    with pytest.raises(ValueError) as err:
+        RunConfig(**{field: bad})
+    assert field in str(err.value) and repr(bad) in str(err.value)
+
+
+def test_numbers_are_normalised():
+    """numpy integers are integers and lr=1 is lr=1.0: one run, one config (and one store key)."""
+    a = RunConfig(seed=np.int64(3), width=np.int32(16), lr=1, density=np.float32(0.5))
+    assert a == RunConfig(seed=3, width=16, lr=1.0, density=0.5)
+    assert type(a.seed) is int and type(a.lr) is float and type(a.density) is float
 
 
 def test_validate_combinations():
     assert RunConfig().validate() == RunConfig()
     with pytest.raises(ValueError, match="'adam'"):
-        RunConfig(optimizer="adam", weight_decay=0.1).validate()
-    RunConfig(optimizer="adamw", weight_decay=0.1).validate()
+        RunConfig(optimizer="adam", weight_decay=0.1)
+    RunConfig(optimizer="adamw", weight_decay=0.1)
     with pytest.raises(ValueError, match="either density or match_width"):
-        RunConfig(density=0.5, match_width=8).validate()
+        RunConfig(density=0.5, match_width=8)
     with pytest.raises(ValueError, match="sparsity_aware"):
-        RunConfig(init="sparsity_aware").validate()
+        RunConfig(init="sparsity_aware")
     with pytest.raises(ValueError, match="'sideways'"):
-        RunConfig(init="sideways").validate()
+        RunConfig(init="sideways")
+    with pytest.raises(ValueError, match="needs a target"):
+        RunConfig(prune="oneshot")
+    with pytest.raises(ValueError, match="prune_start <= prune_end <= epochs"):
+        RunConfig(prune="gradual", density=0.5, prune_start=2, prune_end=20, epochs=10)
+
+
+def test_density_leaving_a_layer_empty_is_refused_before_training():
+    """Before: density 1e-9 was silently raised to one weight per tensor."""
+    with pytest.raises(ValueError, match="leaves hidden.0.layer.weight"):
+        train.check_buildable(RunConfig(**TINY, density=1e-9))
+    with pytest.raises(ValueError, match="leaves"):
+        train.run(RunConfig(**TINY, density=1e-9))
 
 
 def test_make_optimizer_unknown_name():
@@ -98,7 +127,7 @@ def test_same_config_gives_identical_numbers(extra):
 
 def test_divergence_is_recorded_not_raised():
     r = train.run(RunConfig(**TINY, optimizer="sgd", lr=1e6))
-    assert r.diverged is True
+    assert r.diverged is True and r.diverged_reason == "non-finite"
     assert 1 <= r.diverged_epoch < 4 and len(r.history) == r.diverged_epoch
     assert all(math.isnan(v) for v in r.flow_mean.values())
     assert max(r.flow) < r.diverged_epoch  # no flow measured from the diverged epoch on
@@ -129,3 +158,76 @@ def test_run_keeps_masked_weights_zero(monkeypatch):
     # sparse: EGF counts only the active entries, the baseline all of them
     for f in r.flow.values():
         assert f["egf_l1"] < f["gf_l1"] / 3
+
+
+def test_a_finite_blow_up_counts_as_diverged():
+    """Before, only non-finite losses counted: this run ends at a training loss in the hundreds
+    (its first batch: about ln 10) at chance accuracy and stayed in the statistics."""
+    r = train.run(RunConfig(**TINY, activation="elu", optimizer="sgd", lr=3.0))
+    assert all(math.isfinite(h["train_loss"]) for h in r.history)
+    assert r.history[-1]["train_loss"] > train.EXPLODE_FACTOR * 2.31
+    assert r.diverged and r.diverged_reason == "exploded" and r.diverged_epoch == 4
+    assert all(math.isnan(v) for v in r.flow_mean.values())
+    calm = train.run(RunConfig(**TINY, activation="elu", optimizer="sgd", lr=0.1))
+    assert not calm.diverged and calm.diverged_reason is None
+
+
+def test_run_is_a_group_of_one():
+    cfg = RunConfig(**TINY, density=0.5)
+    assert _numbers(train.run(cfg)) == _numbers(train.train([cfg])[0])
+
+
+def test_cosine_schedule_hook():
+    """The learning-rate hook: the rate each epoch starts with is lr * (1 + cos(pi (e-1)/E)) / 2,
+    and a constant schedule leaves the optimizer's rate alone."""
+    cfg = RunConfig(**TINY, lr_schedule="cosine", optimizer="sgd", lr=0.1)
+    assert [train.lr_factor(cfg, e) for e in (1, 3, 5)] == pytest.approx([1.0, 0.5, 0.0])
+    seen = []
+
+    class Watch:
+        def before_step(self, ens):
+            return None
+
+        def after_step(self, ens, opt, before, epoch):
+            seen.append((epoch, opt.param_groups[0]["lr"]))
+
+        def result(self, r):
+            return {}
+    train.train([cfg], observer=Watch())
+    rates = dict(seen)
+    assert rates == pytest.approx({1: 0.1, 2: 0.1 * (1 + math.cos(math.pi / 4)) / 2, 3: 0.05,
+                                   4: 0.1 * (1 + math.cos(3 * math.pi / 4)) / 2})
+    constant = train.run(RunConfig(**TINY))
+    assert constant.history != train.run(RunConfig(**TINY, lr_schedule="cosine")).history
+
+
+def test_checkpoint_resumes_a_killed_group_exactly(tmp_path):
+    """A group killed after epoch 2 (here: an observer raising in epoch 3) resumes from its
+    per-epoch checkpoint and ends with the numbers of an uninterrupted group."""
+    cfgs = [RunConfig(**TINY, seed=s, density=0.5, batchnorm=True, augment=True) for s in (0, 1)]
+    whole = train.train(cfgs)
+    ckpt = tmp_path / "group.pt"
+
+    class Kill:
+        def before_step(self, ens):
+            return None
+
+        def after_step(self, ens, opt, before, epoch):
+            if epoch == 3:
+                raise KeyboardInterrupt
+
+        def result(self, r):
+            return {}
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state):
+            pass
+    with pytest.raises(KeyboardInterrupt):
+        train.train(cfgs, checkpoint=ckpt, checkpoint_every_s=0, observer=Kill())
+    assert ckpt.is_file()
+    resumed = train.train(cfgs, checkpoint=ckpt, checkpoint_every_s=0)
+    assert not ckpt.exists()
+    for a, b in zip(whole, resumed):
+        assert _numbers(a) == _numbers(b)

@@ -1,0 +1,163 @@
+"""Analyses the chapters share: variants, SC-SDC pairs of configs and of results, Kendall
+correlations, sparse-vs-dense p-value tables, flow stability.
+
+Tables are :class:`gflib.results.Results` run tables (columns: :data:`gflib.results.RUN_COLUMNS`).
+Diverged runs are left out of every statistic here and counted by the chapters.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .config import RunConfig
+from .flow import MEASURES
+from .results import CONFIG_COLUMNS
+
+VARIANT_PARTS = ("DA", "L2", "SC", "BN", "WD")
+METRICS = ("test_loss", "test_acc", "train_loss", "train_acc") + tuple(f"mean_{m}" for m in MEASURES)
+"""The per-run numbers statistics are computed on."""
+MEMBER_FIELDS = ("width", "match_width", "density", "init")
+"""Config fields in which the two members of an SC-SDC pair differ; every other config field is
+a pairing key."""
+
+
+def variant_flags(variant: str, l2: float) -> dict:
+    """RunConfig fields of a variant name such as ``"DA_L2_SC_BN"`` (``NR`` = none).
+
+    DA: augmentation; L2: ``l2`` added to the loss; SC: skip connections; BN: BatchNorm;
+    WD: AdamW's decoupled weight decay (``WD_DECAY``).
+    """
+    parts = [] if variant == "NR" else variant.split("_")
+    bad = [p for p in parts if p not in VARIANT_PARTS]
+    if bad or not variant:
+        raise ValueError(f"unknown variant {variant!r}; allowed: NR or parts of "
+                         f"{', '.join(VARIANT_PARTS)} joined by '_'")
+    return {"augment": "DA" in parts, "l2": l2 if "L2" in parts else 0.0, "skip": "SC" in parts,
+            "batchnorm": "BN" in parts, "weight_decay": WD_DECAY if "WD" in parts else 0.0}
+
+
+WD_DECAY = 0.01
+"""CHOICE: AdamW's decoupled weight decay for the WD variants (torch's default)."""
+
+
+def pair_configs(base: RunConfig, sparse_width: int, dense_widths, seeds) -> list:
+    """For every dense width and seed, the SC-SDC sparse member then the dense member of ``base``."""
+    out = []
+    for d in dense_widths:
+        for s in seeds:
+            out.append(base.replace(width=sparse_width, match_width=d, seed=s))
+            out.append(base.replace(width=d, match_width=None, seed=s))
+    return out
+
+
+def pair_grid(preset, bases, device: str = "cpu", data_dir=None) -> list:
+    """The SC-SDC pairs (every dense width and seed of ``preset``) of each dict of config
+    fields in ``bases``, at ``preset``'s scale."""
+    out = []
+    for fields in bases:
+        base = preset.config(device=device, data_dir=data_dir, **fields)
+        out += pair_configs(base, preset.sparse_width, preset.dense_widths, preset.seeds)
+    return out
+
+
+def variant_name(row) -> str:
+    """The variant name of a table row (inverse of :func:`variant_flags`)."""
+    parts = [p for p, on in (("DA", row["augment"]), ("L2", row["l2"] > 0), ("WD", row["weight_decay"] > 0),
+                             ("SC", row["skip"]), ("BN", row["batchnorm"])) if on]
+    return "_".join(parts) or "NR"
+
+
+def correlations(df: pd.DataFrame, group_by=("depth",), targets=("test_loss", "test_acc"),
+                 measures=MEASURES, ci_level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Kendall tau of each mean flow measure with each target, per kind (sparse/dense) and group.
+
+    Diverged runs are left out (their flow is undefined). One row per
+    (kind, group..., measure, target) with ``tau``, ``abs_tau``, ``pvalue``, ``n``, ``ci_low``,
+    ``ci_high`` (bootstrap CI of tau).
+    """
+    rows = []
+    df = df[~df["diverged"]]
+    for keys, g in df.groupby(["kind", *group_by]):
+        for m in measures:
+            for t in targets:
+                res = stats.kendall(g[f"mean_{m}"].to_numpy(), g[t].to_numpy())
+                lo, hi = stats.kendall_ci(g[f"mean_{m}"].to_numpy(), g[t].to_numpy(),
+                                          level=ci_level, seed=seed)
+                rows.append(dict(zip(["kind", *group_by], keys), measure=m, target=t,
+                                 **res, ci_low=lo, ci_high=hi))
+    return pd.DataFrame(rows)
+
+
+def correlation_summary(corr: pd.DataFrame) -> pd.DataFrame:
+    """|tau| averaged over the groups: rows = measure, columns = (kind, target), the layout of the
+    paper's table."""
+    table = corr.groupby(["measure", "kind", "target"])["abs_tau"].mean().unstack(["kind", "target"])
+    order = [(k, t) for k in ("sparse", "dense") for t in ("test_loss", "test_acc")]
+    return table.reindex(columns=[c for c in order if c in table.columns]).reindex(list(MEASURES))
+
+
+def sparse_vs_dense_table(paired: pd.DataFrame, rows: str, cols: str,
+                          metric: str = "test_acc") -> pd.DataFrame:
+    """One-sided p-values (H1 sparse > dense, Wilcoxon over matched pairs) of ``metric`` in each
+    (``rows`` x ``cols``) cell; also returns the n per cell as ``table.attrs['n']``."""
+    pvals, ns = {}, {}
+    for (r, c), g in paired.groupby([rows, cols]):
+        res = stats.sparse_vs_dense(g[f"{metric}_sparse"].to_numpy(), g[f"{metric}_dense"].to_numpy())
+        pvals[(r, c)] = res["pvalue"]
+        ns[(r, c)] = res["n"]
+    table = pd.Series(pvals).unstack()
+    table.attrs["n"] = pd.Series(ns).unstack()
+    return table
+
+
+def beside_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Our |tau| table and the paper's, interleaved: columns (kind, target, source)."""
+    parts = {"ours": ours, "paper": paper.reindex(index=ours.index, columns=ours.columns)}
+    out = pd.concat(parts, axis=1, names=["source"])
+    out = out.reorder_levels([1, 2, 0], axis=1)
+    return out.reindex(columns=[(k, t, s) for k, t in ours.columns for s in ("ours", "paper")])
+
+
+def pair_keys() -> list:
+    """The columns a sparse run and its dense partner share: every config column but
+    :data:`MEMBER_FIELDS`, and ``dense_width``."""
+    return [c for c in CONFIG_COLUMNS if c not in MEMBER_FIELDS] + ["dense_width"]
+
+
+def pairs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Match each SC-SDC sparse run with its dense partner (equal :func:`pair_keys`; dense
+    width = the sparse run's ``match_width``). One row per pair: the keys, ``sparse_width``, and
+    every other column with suffix ``_sparse`` / ``_dense``; plus ``variant`` and ``diverged``
+    (either member diverged). The metrics of a diverged member are NaN, so every paired statistic
+    leaves that pair out; the pair itself stays, counted."""
+    keys = pair_keys()
+    sparse = runs[(runs["kind"] == "sparse") & runs["match_width"].notna()].copy()
+    dense = runs[runs["kind"] == "dense"].copy()
+    sparse["dense_width"] = sparse["match_width"].astype(int)
+    sparse = sparse.rename(columns={"width": "sparse_width"})
+    dense["dense_width"] = dense["width"].astype(int)
+    dense = dense.drop(columns=[c for c in MEMBER_FIELDS if c in dense])
+    sparse = sparse.drop(columns=[c for c in MEMBER_FIELDS if c in sparse])
+    merged = sparse.merge(dense, on=keys, suffixes=("_sparse", "_dense"), validate="one_to_one")
+    merged["variant"] = merged.apply(variant_name, axis=1) if len(merged) else []
+    merged["diverged"] = merged["diverged_sparse"] | merged["diverged_dense"]
+    for side in ("sparse", "dense"):
+        for metric in METRICS:
+            merged.loc[merged[f"diverged_{side}"], f"{metric}_{side}"] = np.nan
+    return merged
+
+
+def flow_stability(results, measure: str = "egf_l2") -> pd.DataFrame:
+    """How unsteady each run's flow is over its scheduled epochs.
+
+    One row per run that did not diverge: the run's columns, ``variant``, ``log_std`` (standard
+    deviation over the scheduled epochs of ``log10`` of the measure; 0 = flat) and ``log_mean``.
+    """
+    curves = results.curves[results.curves["measure"] == measure].copy()
+    curves["log"] = np.log10(curves["value"].astype(float).clip(lower=1e-30))
+    per_run = curves.groupby("key")["log"].agg(log_std=lambda v: v.std(ddof=1), log_mean="mean")
+    ok = results.runs[~results.runs["diverged"]]
+    out = ok.merge(per_run, left_on="key", right_index=True, how="inner")
+    out["variant"] = out.apply(variant_name, axis=1) if len(out) else []
+    return out

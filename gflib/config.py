@@ -1,0 +1,316 @@
+"""What a run is: :class:`RunConfig` (validated), :class:`RunResult`, and the registries.
+
+Each registry maps a name to a builder; adding an optimizer, activation, dataset or model is one
+entry here (see README, "Extending gflib"):
+
+- :data:`OPTIMIZERS`: ``name -> builder(params, lr, weight_decay) -> torch.optim.Optimizer``;
+- :data:`ACTIVATIONS`: ``name -> builder(features) -> nn.Module`` (element-wise on ``[B, F]``; a
+  module with parameters is stacked by ``torch.func.vmap`` over the run axis, so it needs no
+  stacked version of its own);
+- :data:`DATASETS`: ``name -> loader(data_dir, download) -> gflib.data.Dataset``;
+- :data:`MODELS`: ``name -> builder(config, dataset) -> nn.Module``, drawn under the config's seed.
+
+CHOICEs (the paper is silent): batch size 128, constant learning rate (``lr_schedule``),
+cross-entropy; L2 adds ``l2 * sum ||W||^2`` over the Linear/Conv weight tensors to the loss;
+``weight_decay`` is AdamW's decoupled decay; momentum 0.9 for ``momentum``; Adam and AdamW use
+torch's fused CPU/GPU kernels where the device has them (same update as the default, up to float
+rounding; see README "Performance").
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import os
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from . import data as gdata
+from .activations import SReLU
+from .scsdc import INITS, check_widths
+
+RESULTS_VERSION = 2
+"""Bump when a change alters what a stored number means; results of other versions are redone."""
+
+
+def _fused(device) -> dict:
+    """``{"fused": True}`` where torch has fused Adam kernels for ``device``, else ``{}``."""
+    return {"fused": True} if torch.device(device).type in ("cpu", "cuda") else {}
+
+
+OPTIMIZERS = {
+    "sgd": lambda params, lr, wd, device: torch.optim.SGD(params, lr=lr),
+    "momentum": lambda params, lr, wd, device: torch.optim.SGD(params, lr=lr, momentum=0.9),
+    "adagrad": lambda params, lr, wd, device: torch.optim.Adagrad(params, lr=lr),
+    "adam": lambda params, lr, wd, device: torch.optim.Adam(params, lr=lr, **_fused(device)),
+    "rmsprop": lambda params, lr, wd, device: torch.optim.RMSprop(params, lr=lr),
+    "adamw": lambda params, lr, wd, device: torch.optim.AdamW(params, lr=lr, weight_decay=wd,
+                                                             **_fused(device)),
+}
+"""Name -> ``builder(params, lr, weight_decay, device)``. The study's five and AdamW."""
+
+EWMA_OPTIMIZERS = ("adam", "rmsprop", "adamw")
+"""Optimizers that keep an exponentially weighted average of squared gradients (claim 4)."""
+
+DECOUPLED_DECAY = ("adamw",)
+"""Optimizers that take ``weight_decay`` (decoupled); the others take ``l2`` in the loss."""
+
+ACTIVATIONS = {
+    "relu": lambda features: nn.ReLU(),
+    "prelu": lambda features: nn.PReLU(num_parameters=1, init=0.25),
+    "elu": lambda features: nn.ELU(alpha=1.0),
+    "swish": lambda features: nn.SiLU(),
+    "srelu": lambda features: SReLU(features),
+    "sigmoid": lambda features: nn.Sigmoid(),
+}
+"""Name -> ``builder(features)``: the study's six activations."""
+
+DATASETS = {
+    "digits": lambda data_dir, download: gdata.digits(),
+    "fashion_mnist": lambda data_dir, download: gdata.fashion_mnist(data_dir, download),
+    "cifar10": lambda data_dir, download: gdata.cifar("cifar10", data_dir, download),
+    "cifar100": lambda data_dir, download: gdata.cifar("cifar100", data_dir, download),
+}
+"""Name -> ``loader(data_dir, download)`` returning a standardised :class:`gflib.data.Dataset`."""
+
+
+def _mlp(config, ds):
+    from .models import MLP
+    return MLP(ds.in_features, ds.n_classes, config.depth, config.width,
+               activation=config.activation, batchnorm=config.batchnorm, skip=config.skip)
+
+
+def _cnn(config, ds):
+    from .models import CNN
+    return CNN(ds.shape, ds.n_classes, activation=config.activation, batchnorm=config.batchnorm,
+               skip=config.skip, width_multiplier=config.width / 100)
+
+
+def _wrn50(config, ds):
+    from .models import wide_resnet50
+    return wide_resnet50(ds.n_classes)
+
+
+MODELS = {"mlp": _mlp, "cnn": _cnn, "wrn50": _wrn50}
+"""Name -> ``builder(config, dataset)``: ``width`` is the MLP's hidden width, the CNN's channel
+multiplier x 100; WRN-50 ignores it."""
+
+LR_SCHEDULES = ("constant", "cosine")
+PRUNING = ("none", "oneshot", "gradual")
+PRUNE_SCOPES = ("layer", "global")
+TRACES = ("none", "updates", "activations")
+"""What a run records besides its metrics and flow (:mod:`gflib.trace`): ``"updates"``, per layer
+and epoch, the size of the optimizer's steps on active weights and its second-moment estimate;
+``"activations"``, at the end, how much gradient flows where the activation's slope is
+negative. Recording never changes the run."""
+
+_INT_FIELDS = ("depth", "width", "epochs", "batch_size", "seed", "flow_points", "match_width",
+               "train_subset", "test_subset", "prune_start", "prune_end")
+_FLOAT_FIELDS = ("density", "lr", "l2", "weight_decay")
+_BOOL_FIELDS = ("batchnorm", "skip", "augment")
+_NAME_FIELDS = {"dataset": DATASETS, "model": MODELS, "activation": ACTIVATIONS,
+                "optimizer": OPTIMIZERS, "init": INITS, "lr_schedule": LR_SCHEDULES,
+                "prune": PRUNING, "prune_scope": PRUNE_SCOPES, "trace": TRACES}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one run; equal configs give equal results on CPU.
+
+    Numbers are normalised on construction (``lr=1`` is ``lr=1.0``, a numpy integer is an int)
+    and every field is checked: a bad value raises ValueError naming the field, the value and
+    what is allowed, before anything trains.
+
+    ``width``: the MLP's hidden width (the CNN's channel multiplier x 100). Sparsity: ``density``
+    masks every Linear/Conv weight tensor uniformly at random to ``round(density * numel)``
+    weights (at least one weight per tensor must result, else ValueError); or ``match_width``
+    makes this the sparse member of an SC-SDC pair with a dense MLP of that width
+    (:mod:`gflib.scsdc`). ``prune``: ``"oneshot"`` trains dense until ``prune_start`` and then
+    keeps the largest weights (at ``density`` or the SC-SDC densities of ``match_width``);
+    ``"gradual"`` ramps sparsity from 0 at ``prune_start`` to the target at ``prune_end`` on Zhu &
+    Gupta's cubic schedule (epoch granularity); ``prune_scope`` ranks per layer or globally.
+    ``train_subset``/``test_subset``: a fixed random subset of the data (None = all).
+    ``trace``: what else to record (:data:`TRACES`), kept in :attr:`RunResult.trace`.
+    """
+
+    dataset: str = "digits"
+    model: str = "mlp"
+    depth: int = 2
+    width: int = 64
+    activation: str = "relu"
+    batchnorm: bool = False
+    skip: bool = False
+    density: float = 1.0
+    match_width: int | None = None
+    init: str = "dense"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    l2: float = 0.0
+    weight_decay: float = 0.0
+    augment: bool = False
+    epochs: int = 10
+    batch_size: int = 128
+    seed: int = 0
+    train_subset: int | None = None
+    test_subset: int | None = None
+    flow_points: int = 11
+    lr_schedule: str = "constant"
+    prune: str = "none"
+    prune_scope: str = "layer"
+    prune_start: int = 0
+    prune_end: int = 0
+    trace: str = "none"
+    data_dir: str | None = field(default=None, compare=False)
+    device: str = field(default="cpu", compare=False)
+
+    def __post_init__(self):
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                object.__setattr__(self, name, int(value))
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, numbers.Real) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
+        if isinstance(self.data_dir, os.PathLike):
+            object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
+        self.validate()
+
+    def validate(self) -> "RunConfig":
+        """Raise ValueError naming the bad value and what is allowed; return self."""
+        for label, options in _NAME_FIELDS.items():
+            value = getattr(self, label)
+            if not isinstance(value, str) or value not in options:
+                raise ValueError(f"unknown {label} {value!r}; allowed: {', '.join(options)}")
+        for label in _BOOL_FIELDS:
+            value = getattr(self, label)
+            if not isinstance(value, bool):
+                raise ValueError(f"{label} must be True or False, got {value!r}")
+        for label in ("depth", "width", "epochs", "batch_size", "flow_points"):
+            _check_int(label, getattr(self, label), low=1)
+        _check_int("seed", self.seed, low=0)
+        for label in ("prune_start", "prune_end"):
+            _check_int(label, getattr(self, label), low=0)
+        for label in ("match_width", "train_subset", "test_subset"):
+            if getattr(self, label) is not None:
+                _check_int(label, getattr(self, label), low=1, none_ok=True)
+        if not isinstance(self.density, float) or not 0 < self.density <= 1:
+            raise ValueError(f"density must be a number in (0, 1], got {self.density!r}")
+        if not isinstance(self.lr, float) or not math.isfinite(self.lr) or self.lr <= 0:
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        for label in ("l2", "weight_decay"):
+            v = getattr(self, label)
+            if not isinstance(v, float) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{label} must be a finite number >= 0, got {v!r}")
+        if self.weight_decay > 0 and self.optimizer not in DECOUPLED_DECAY:
+            raise ValueError(f"weight_decay (decoupled) is for {', '.join(DECOUPLED_DECAY)}; "
+                             f"optimizer {self.optimizer!r} takes l2 (added to the loss) instead")
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(f"device must be a torch device string such as 'cpu' or 'cuda', "
+                             f"got {self.device!r}")
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise ValueError(f"data_dir must be None or a path, got {self.data_dir!r}")
+        if self.match_width is not None:
+            if self.model != "mlp":
+                raise ValueError(f"match_width (SC-SDC) is for model 'mlp', not {self.model!r}")
+            if self.density != 1.0:
+                raise ValueError("give either density or match_width, not both")
+            check_widths(self.width, self.match_width)
+        if self.init != "dense" and not self.sparse:
+            raise ValueError("init='sparsity_aware' needs a sparse model (density < 1 or "
+                             "match_width)")
+        if self.prune != "none":
+            if not self.sparse:
+                raise ValueError(f"prune={self.prune!r} needs a target: density < 1 or "
+                                 "match_width")
+            if self.init != "dense":
+                raise ValueError("a pruned run starts dense: init must be 'dense'")
+            end = self.prune_end if self.prune == "gradual" else self.prune_start
+            if not self.prune_start <= end <= self.epochs:
+                raise ValueError(f"pruning epochs must satisfy prune_start <= prune_end <= epochs"
+                                 f" ({self.epochs}), got prune_start={self.prune_start}, "
+                                 f"prune_end={self.prune_end}")
+        elif (self.prune_start, self.prune_end) != (0, 0):
+            raise ValueError("prune_start/prune_end need prune='oneshot' or 'gradual'")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "RunConfig":
+        """A validated copy with ``changes``."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def sparse(self) -> bool:
+        """True for a sparse member (masked: ``match_width`` set or ``density < 1``)."""
+        return self.match_width is not None or self.density < 1.0
+
+    @property
+    def kind(self) -> str:
+        """``"sparse"`` or ``"dense"`` (:attr:`sparse`); pruned runs are sparse."""
+        return "sparse" if self.sparse else "dense"
+
+
+def _check_int(label, value, low, none_ok=False):
+    if none_ok and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
+
+
+def non_default_fields(config: RunConfig) -> dict:
+    """The fields of ``config`` that differ from :class:`RunConfig`'s defaults, less those that
+    do not change what a run means (``device``, ``data_dir``): what a store key hashes, so a field
+    added later with a default leaves every existing key unchanged."""
+    out = {}
+    for f in dataclasses.fields(RunConfig):
+        if not f.compare:
+            continue
+        value = getattr(config, f.name)
+        if value != f.default:
+            out[f.name] = value
+    return out
+
+
+@dataclass
+class RunResult:
+    """What one run recorded.
+
+    history: one dict per epoch 1..E with ``train_loss, train_acc, test_loss, test_acc``
+    (accuracies in [0, 1]); flow: ``{epoch: {measure: value}}`` at the scheduled epochs;
+    flow_mean: each measure averaged over the scheduled epochs (the paper's "average gradient
+    flow"); diverged: the run failed numerically (``diverged_reason``: ``"non-finite"`` loss, the
+    run stopped there; or ``"exploded"``, its last-epoch training loss above
+    :data:`gflib.train.EXPLODE_FACTOR` times its first batch's); its metrics are kept as measured,
+    its flow_mean is NaN and the statistics leave it out (and count it).
+    """
+
+    config: dict
+    history: list
+    flow: dict
+    flow_mean: dict
+    final: dict
+    diverged: bool
+    diverged_epoch: int | None
+    wall_s: float
+    device: str
+    diverged_reason: str | None = None
+    trace: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["flow"] = {str(k): v for k, v in self.flow.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunResult":
+        d = dict(d)
+        d["flow"] = {int(k): v for k, v in d["flow"].items()}
+        return cls(**d)
+
+    @property
+    def run_config(self) -> RunConfig:
+        return RunConfig(**self.config)

@@ -1,0 +1,144 @@
+"""The results of a sweep as two tables, and their declared columns.
+
+``runs``: one row per run, the columns of :data:`RUN_COLUMNS` (config fields, then what the run
+recorded). ``curves``: one row per run, measure and scheduled epoch, :data:`CURVE_COLUMNS`. Both
+carry ``key`` (the run's store key), which joins them. A published summary is the two tables as
+``<name>.csv`` and ``<name>-curves.csv`` (:meth:`Results.save`, :meth:`Results.load`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .config import RunConfig
+from .flow import MEASURES
+
+CONFIG_COLUMNS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.compare)
+"""Every field of :class:`gflib.config.RunConfig` that defines a run (not ``device`` or
+``data_dir``)."""
+
+RUN_COLUMNS = {
+    "key": "the run's store key (:func:`gflib.store.config_key`)",
+    **{c: "config field (:class:`gflib.config.RunConfig`)" for c in CONFIG_COLUMNS},
+    "kind": "'sparse' or 'dense', from the config (:attr:`gflib.config.RunConfig.kind`)",
+    "test_loss": "final mean cross-entropy on the test split (nats)",
+    "test_acc": "final accuracy on the test split, in [0, 1]",
+    "train_loss": "mean training cross-entropy over the last epoch's batches (nats)",
+    "train_acc": "training accuracy over the last epoch's batches, in [0, 1]",
+    **{f"mean_{m}": f"{m} averaged over the flow schedule (NaN when diverged)" for m in MEASURES},
+    "diverged": "the run failed numerically (left out of statistics, counted)",
+    "diverged_reason": "'non-finite' or 'exploded' (see gflib.train), else empty",
+    "wall_s": "seconds of wall time (a stacked group's time divided by its runs)",
+}
+"""The run table's columns, in order, with their meaning and units."""
+
+CURVE_COLUMNS = {
+    "key": "the run's store key",
+    "measure": "one of gflib.flow.MEASURES",
+    "epoch": "scheduled epoch (0 = before training)",
+    "value": "the measure on the probe batch at that epoch",
+}
+"""The curves table's columns."""
+
+_INT_OR_NONE = ("match_width", "train_subset", "test_subset")
+
+
+@dataclass
+class Results:
+    """A sweep's ``runs`` and ``curves`` tables (see the module doc)."""
+
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+
+    @classmethod
+    def from_results(cls, results) -> "Results":
+        """The tables of a list of :class:`gflib.config.RunResult`."""
+        from .store import config_key
+
+        rows, curves = [], []
+        for r in results:
+            config = RunConfig(**r.config)
+            key = config_key(config)
+            row = {"key": key, **{c: getattr(config, c) for c in CONFIG_COLUMNS},
+                   "kind": config.kind, **r.final,
+                   **{f"mean_{m}": r.flow_mean.get(m) for m in MEASURES},
+                   "diverged": r.diverged, "diverged_reason": r.diverged_reason or "",
+                   "wall_s": r.wall_s}
+            rows.append(row)
+            curves += [{"key": key, "measure": m, "epoch": e, "value": v[m]}
+                       for e, v in sorted(r.flow.items()) for m in MEASURES]
+        return cls(typed_runs(pd.DataFrame(rows, columns=list(RUN_COLUMNS))),
+                   pd.DataFrame(curves, columns=list(CURVE_COLUMNS)))
+
+    def curve_table(self, measure: str = "egf_l2") -> pd.DataFrame:
+        """One row per (run, scheduled epoch) of ``measure``: the run's columns plus ``epoch``
+        and ``value``."""
+        c = self.curves[self.curves["measure"] == measure][["key", "epoch", "value"]]
+        return self.runs.merge(c, on="key", validate="one_to_many")
+
+    def save(self, csv: Path) -> tuple:
+        """Write ``csv`` (runs) and ``<stem>-curves.csv`` beside it; returns both paths."""
+        from .publish import write_atomic
+
+        curves = curves_path(csv)
+        write_atomic(csv, self.runs.to_csv(index=False))
+        write_atomic(curves, self.curves.to_csv(index=False))
+        return csv, curves
+
+    @classmethod
+    def load(cls, csv: Path) -> "Results":
+        """Read a saved pair of tables. A summary of the first format (one CSV whose flow curve
+        is in ``egf_l2@<epoch>`` columns) is read too: its curve becomes the curves table."""
+        runs = pd.read_csv(csv, keep_default_na=False, na_values=[""])
+        curves_file = curves_path(csv)
+        if curves_file.is_file():
+            return cls(typed_runs(runs), pd.read_csv(curves_file))
+        return _from_first_format(runs)
+
+
+def curves_path(csv: Path) -> Path:
+    return Path(csv).with_name(Path(csv).stem + "-curves.csv")
+
+
+def typed_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """A run table with its columns in their own types (as read back from a CSV): optional
+    integers as pandas' nullable Int64, flags as bool, ``diverged_reason`` as text."""
+    runs = runs.copy()
+    for c in _INT_OR_NONE:
+        if c in runs:
+            runs[c] = pd.array([None if pd.isna(v) else int(v) for v in runs[c]], dtype="Int64")
+    if "diverged_reason" in runs:
+        runs["diverged_reason"] = [("" if pd.isna(v) else str(v)) for v in runs["diverged_reason"]]
+    for c in ("diverged", "batchnorm", "skip", "augment"):
+        if c in runs:
+            runs[c] = runs[c].astype(bool)
+    return runs
+
+
+def _from_first_format(old: pd.DataFrame) -> Results:
+    from .store import config_key
+
+    old = typed_runs(old)
+    curve_cols = [c for c in old.columns if "@" in c]
+    rows = []
+    for _, row in old.iterrows():
+        fields = {c: row[c] for c in CONFIG_COLUMNS if c in old.columns}
+        fields = {c: (None if v is pd.NA else v) for c, v in fields.items()}
+        config = RunConfig(**fields)
+        rows.append({"key": config_key(config), "kind": config.kind})
+    runs = pd.concat([old.drop(columns=curve_cols), pd.DataFrame(rows, index=old.index)], axis=1)
+    for c in ("diverged_reason",):
+        runs[c] = ""
+    for c in CONFIG_COLUMNS:
+        if c not in runs:
+            runs[c] = getattr(RunConfig, c)
+    runs = runs[[c for c in RUN_COLUMNS if c in runs.columns]]
+    long = old[curve_cols].assign(key=runs["key"]).melt(id_vars=["key"], var_name="col",
+                                                          value_name="value").dropna()
+    long["measure"] = long["col"].str.split("@").str[0]
+    long["epoch"] = long["col"].str.split("@").str[1].astype(int)
+    curves = long[list(CURVE_COLUMNS)].sort_values(["key", "epoch"], ignore_index=True)
+    return Results(typed_runs(runs), curves)
