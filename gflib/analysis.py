@@ -6,6 +6,8 @@ Diverged runs are left out of every statistic here and counted by the chapters.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -98,12 +100,14 @@ def correlation_summary(corr: pd.DataFrame) -> pd.DataFrame:
 
 
 def sparse_vs_dense_table(paired: pd.DataFrame, rows: str, cols: str,
-                          metric: str = "test_acc") -> pd.DataFrame:
-    """One-sided p-values (H1 sparse > dense, Wilcoxon over matched pairs) of ``metric`` in each
-    (``rows`` x ``cols``) cell; also returns the n per cell as ``table.attrs['n']``."""
+                          metric: str = "test_acc", matched: bool = True) -> pd.DataFrame:
+    """One-sided p-values (H1 sparse > dense) of ``metric`` in each (``rows`` x ``cols``) cell:
+    Wilcoxon signed-rank over the matched pairs (``matched=False``: Mann-Whitney U of the two
+    samples, ignoring the matching); also returns the n per cell as ``table.attrs['n']``."""
     pvals, ns = {}, {}
     for (r, c), g in paired.groupby([rows, cols]):
-        res = stats.sparse_vs_dense(g[f"{metric}_sparse"].to_numpy(), g[f"{metric}_dense"].to_numpy())
+        res = stats.sparse_vs_dense(g[f"{metric}_sparse"].to_numpy(),
+                                    g[f"{metric}_dense"].to_numpy(), paired=matched)
         pvals[(r, c)] = res["pvalue"]
         ns[(r, c)] = res["n"]
     table = pd.Series(pvals).unstack()
@@ -161,3 +165,79 @@ def flow_stability(results, measure: str = "egf_l2") -> pd.DataFrame:
     out = ok.merge(per_run, left_on="key", right_index=True, how="inner")
     out["variant"] = out.apply(variant_name, axis=1) if len(out) else []
     return out
+
+
+def unit_test(table: pd.DataFrame, value: str, units, level: float = 0.95,
+              seed: int = 0) -> dict:
+    """One-sided test of H1 "``value`` > 0" at the independent unit.
+
+    The rows of ``table`` that share the ``units`` columns (e.g. optimizer x seed: runs that
+    share a seed share their initial weights and masks, and widths are fixed factors) are
+    averaged into one observation; the unit means are tested with a one-sided Wilcoxon
+    signed-rank test and their mean gets a percentile bootstrap interval. Returns ``effect``
+    (mean over units, in ``value``'s units), ``ci_low``, ``ci_high``, ``pvalue``, ``n`` (units)
+    and ``means`` (the unit means, a Series). Non-finite values are dropped first.
+    """
+    ok = table[np.isfinite(table[value].astype(float))]
+    means = ok.groupby(list(units))[value].mean() if len(ok) else pd.Series(dtype=float)
+    res = stats.signed_rank_greater(means.to_numpy())
+    low, high = stats.bootstrap_ci(means.to_numpy(), level=level, seed=seed)
+    effect = float(means.mean()) if len(means) else float("nan")
+    return {"effect": effect, "ci_low": low, "ci_high": high, "pvalue": res["pvalue"],
+            "n": int(len(means)), "means": means}
+
+
+def effect_by(table: pd.DataFrame, value: str, units, by: str, level: float = 0.95,
+              seed: int = 0) -> pd.DataFrame:
+    """:func:`unit_test` of ``value`` within each level of ``by`` (e.g. the dense width): one
+    row per level with ``effect``, ``ci_low``, ``ci_high``, ``pvalue`` and ``n``."""
+    rows = []
+    for level_value, g in table.groupby(by):
+        res = unit_test(g, value, units, level=level, seed=seed)
+        res.pop("means")
+        rows.append({by: level_value, **res})
+    return pd.DataFrame(rows).set_index(by) if rows else pd.DataFrame()
+
+
+CHUNK = 64
+"""Bootstrap resamples whose taus are computed at once (memory: CHUNK x n^2 x measures)."""
+
+
+def tau_margin(runs: pd.DataFrame, target: str, egf=("egf_l1", "egf_l2"),
+               base=("gf_l1", "gf_l2"), by: str = "depth", level: float = 0.95,
+               n_resamples: int = 1000, seed: int = 0) -> dict:
+    """How much better the best EGF measure tracks ``target`` than the best baseline, with an
+    interval: ``margin`` = max over ``egf`` of the mean over ``by`` groups of |tau| minus the
+    same over ``base`` (the paper's form: |Kendall tau| within groups of equal depth, averaged),
+    on the non-diverged ``runs`` (one kind). The interval is a percentile bootstrap that resamples
+    runs within each group (a stratified bootstrap, which scipy's ``bootstrap`` does not do; taus
+    by :func:`gflib.stats.kendall_tau_b`).
+    Returns ``margin``, ``ci_low``, ``ci_high``, ``n`` (runs), ``best_egf``, ``best_base`` (NaN
+    and None when a side has no measured values, e.g. a summary that did not record them)."""
+    ok = runs[~runs["diverged"]]
+    measures = list(egf) + list(base)
+    groups = [(g[[f"mean_{m}" for m in measures]].to_numpy(float), g[target].to_numpy(float))
+              for _, g in ok.groupby(by)]
+    groups = [(x, y) for x, y in groups if len(y) >= 2]
+    rng = np.random.default_rng(seed)
+    mean_abs = np.zeros((n_resamples + 1, len(measures)))
+    for x, y in groups:
+        idx = np.vstack([np.arange(len(y)), rng.integers(0, len(y), (n_resamples, len(y)))])
+        for start in range(0, len(idx), CHUNK):
+            rows = idx[start:start + CHUNK]
+            mean_abs[start:start + CHUNK] += np.abs(stats.kendall_tau_b(x[rows], y[rows]))
+    mean_abs /= max(len(groups), 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        e, b = mean_abs[:, :len(egf)], mean_abs[:, len(egf):]
+        if not groups or np.isnan(e[0]).all() or np.isnan(b[0]).all():
+            return {"margin": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
+                    "n": int(len(ok)), "best_egf": None, "best_base": None}
+        draws = np.nanmax(e, axis=1) - np.nanmax(b, axis=1)
+    margin, draws = draws[0], draws[1:]
+    best_egf = measures[int(np.nanargmax(e[0]))]
+    best_base = measures[len(egf) + int(np.nanargmax(b[0]))]
+    alpha = (1 - level) / 2
+    low, high = np.nanpercentile(draws, [100 * alpha, 100 * (1 - alpha)])
+    return {"margin": float(margin), "ci_low": float(low), "ci_high": float(high),
+            "n": int(len(ok)), "best_egf": best_egf, "best_base": best_base}

@@ -22,7 +22,10 @@ from torch import nn
 from .ensemble import Single, weight_gradients
 from .masks import masks_of
 
-MEASURES = ("gf_l1", "gf_l2", "egf_l1", "egf_l2")
+MEASURES = ("gf_l1", "gf_l2", "egf_l1", "egf_l2", "gfall_l1", "gfall_l2")
+"""What a run records: :func:`norms`' four, and ``gfall_p``, the baseline over every trainable
+parameter's gradient (weights, biases, BatchNorm and activation parameters: the study's "all
+gradients"), where ``gf_p`` covers the weight tensors only."""
 SCOPES = ("weights", "all")
 
 
@@ -46,49 +49,72 @@ def _names(ens, scope):
     return [n for n, p in ens.net.named_parameters() if p.requires_grad]
 
 
-def norms(grads: Mapping, masks: Mapping | None = None, per_weight: bool = False) -> dict:
-    """The four measures from ``{name: gradient}`` and ``{name: bool mask}`` (missing = dense).
-
-    Returns ``{"gf_l1", "gf_l2", "egf_l1", "egf_l2"}`` as floats.
-    """
-    masks = masks or {}
-    flat = torch.cat([g.detach().flatten().double() for g in grads.values()])
-    egf = {1: [], 2: []}
+def run_norms(grads: Mapping, keeps: Mapping | None = None, per_weight: bool = False,
+              every: Mapping | None = None) -> list:
+    """The measures of K runs at once: ``grads`` ``{name: [K, ...] gradient}`` of the measured
+    tensors, ``keeps`` ``{name: [K, ...] bool mask}`` (missing = dense), ``every`` the
+    gradients of all trainable tensors (adds ``gfall_l1``, ``gfall_l2``). Returns K dicts of
+    floats."""
+    keeps = keeps or {}
+    l1_all, sq_all, egf1, egf2 = 0.0, 0.0, [], []
     for name, g in grads.items():
-        g = g.detach().double()
-        m = masks.get(name)
-        active = g.numel() if m is None else int(m.sum())
-        if m is not None:
-            g = g * m.to(g.device, g.dtype)
-        for p in (1, 2):
-            value = torch.linalg.vector_norm(g, ord=p).item()
-            egf[p].append(value / max(active, 1) if per_weight else value)
-    return {
-        "gf_l1": torch.linalg.vector_norm(flat, ord=1).item(),
-        "gf_l2": torch.linalg.vector_norm(flat, ord=2).item(),
-        "egf_l1": float(np.mean(egf[1])),
-        "egf_l2": float(np.mean(egf[2])),
-    }
+        g = g.detach().double().flatten(1)
+        l1_all = l1_all + g.abs().sum(1)
+        sq_all = sq_all + g.pow(2).sum(1)
+        keep = keeps.get(name)
+        if keep is None:
+            active = torch.full((g.shape[0],), g.shape[1], dtype=g.dtype, device=g.device)
+        else:
+            keep = keep.to(g.device).flatten(1)
+            g = g * keep.to(g.dtype)
+            active = keep.sum(1).to(g.dtype)
+        scale = 1 / active.clamp(min=1) if per_weight else 1.0
+        egf1.append(g.abs().sum(1) * scale)
+        egf2.append(g.pow(2).sum(1).sqrt() * scale)
+    values = {"gf_l1": l1_all, "gf_l2": sq_all.sqrt(), "egf_l1": torch.stack(egf1).mean(0),
+              "egf_l2": torch.stack(egf2).mean(0)}
+    if every is not None:
+        flat = [g.detach().double().flatten(1) for g in every.values()]
+        values["gfall_l1"] = sum(g.abs().sum(1) for g in flat)
+        values["gfall_l2"] = sum(g.pow(2).sum(1) for g in flat).sqrt()
+    table = {k: v.cpu().tolist() for k, v in values.items()}
+    return [{k: v[r] for k, v in table.items()} for r in range(len(table["gf_l1"]))]
+
+
+def norms(grads: Mapping, masks: Mapping | None = None, per_weight: bool = False) -> dict:
+    """The four measures of one run from ``{name: gradient}`` and ``{name: bool mask}``
+    (missing = dense): ``{"gf_l1", "gf_l2", "egf_l1", "egf_l2"}`` as floats
+    (:func:`run_norms` with K = 1)."""
+    masks = masks or {}
+    return run_norms({n: g.unsqueeze(0) for n, g in grads.items()},
+                     {n: m.unsqueeze(0) for n, m in masks.items() if n in grads}, per_weight)[0]
 
 
 def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, masks: Mapping | None = None,
             scope: str = "weights", per_weight: bool = False) -> dict:
-    """``gf_l1, gf_l2, egf_l1, egf_l2`` of ``model`` on the batch ``(x, y)`` (see module doc).
+    """The :data:`MEASURES` of ``model`` on the batch ``(x, y)`` (see module doc); ``scope``
+    says what the four of :func:`norms` cover (``"all"``: every trainable parameter).
 
     ``masks`` defaults to the ones applied with :func:`gflib.masks.apply_masks`.
     """
     if masks is None:
         masks = masks_of(model)
-    return norms(gradients(model, x, y, scope), masks, per_weight)
+    return _measure(Single(model), x, y, scope, per_weight,
+                    {n: m.unsqueeze(0) for n, m in masks.items()})[0]
 
 
 def measure_runs(ens, x: torch.Tensor, y: torch.Tensor, scope: str = "weights",
                  per_weight: bool = False) -> list:
-    """The four measures of every run of an ensemble (:mod:`gflib.ensemble`) on one shared batch,
-    each run with its own masks: a list of K dicts, in one backward pass for all runs."""
-    grads = weight_gradients(ens, x, y, _names(ens, scope))
-    return [norms({n: g[r] for n, g in grads.items()}, ens.masks[r], per_weight)
-            for r in range(ens.k)]
+    """The :data:`MEASURES` of every run of an ensemble (:mod:`gflib.ensemble`) on one shared
+    batch, each run with its own masks: a list of K dicts, from one backward pass for all runs."""
+    keeps = {n: ens.keep(n) for n in ens.weight_names if any(n in m for m in ens.masks)}
+    return _measure(ens, x, y, scope, per_weight, keeps)
+
+
+def _measure(ens, x, y, scope, per_weight, keeps):
+    names, every = _names(ens, scope), _names(ens, "all")
+    grads = weight_gradients(ens, x, y, every)
+    return run_norms({n: grads[n] for n in names}, keeps, per_weight, grads)
 
 
 def schedule(epochs: int, points: int = 11) -> list:

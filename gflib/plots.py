@@ -92,3 +92,24 @@ def flow_over_training(curves: pd.DataFrame, by: str, label_of=str):
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def effect_by_width(table: pd.DataFrame, scale: float = 1.0, ylabel: str = "effect"):
+    """An effect and its interval against the dense width: ``table`` indexed by dense width with
+    columns ``effect``, ``ci_low``, ``ci_high`` (:func:`gflib.analysis.effect_by`), each
+    multiplied by ``scale``; a dashed line at 0."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    x = np.asarray(table.index, dtype=float)
+    y = scale * table["effect"].to_numpy(dtype=float)
+    low = y - scale * table["ci_low"].to_numpy(dtype=float)
+    high = scale * table["ci_high"].to_numpy(dtype=float) - y
+    ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=4, color="tab:red")
+    ax.axhline(0, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("dense width")
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    return fig
+
+
+ACTIVATION_COLOURS = {"relu": "tab:blue", "prelu": "tab:orange", "elu": "tab:green",
+                      "swish": "tab:red", "srelu": "tab:purple", "sigmoid": "tab:brown"}

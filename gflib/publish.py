@@ -116,7 +116,7 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "wall_s": round(wall, 1), "runs_wall_s": round(float(table["wall_s"].sum()), 1),
         "n_runs": len(table), "n_diverged": int(table["diverged"].sum()),
-        "note": p.note,
+        "note": p.summary,
     }
     write_atomic(csv.with_suffix(".json"), json.dumps(provenance, indent=2) + "\n")
     return csv
@@ -144,7 +144,8 @@ def provenance_line(meta: dict) -> str:
     return (f"{meta['n_runs']} runs at preset `{meta['preset']}`"
             + (f" with {meta['overrides']}" if meta.get("overrides") else "")
             + f" on {meta['device_name']}, torch {meta['torch']}, gflib {commit}, "
-            f"{meta['date'][:10]}, {meta['wall_s'] / 60:.1f} min; {meta['n_diverged']} diverged.")
+            f"{meta['date'][:10]}, {meta['wall_s'] / 60:.1f} min; {meta['n_diverged']} diverged"
+            + (f". Scale: {meta['note']}." if meta.get("note") else "."))
 
 
 def main(argv=None):

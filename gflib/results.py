@@ -1,9 +1,11 @@
 """The results of a sweep as two tables, and their declared columns.
 
 ``runs``: one row per run, the columns of :data:`RUN_COLUMNS` (config fields, then what the run
-recorded). ``curves``: one row per run, measure and scheduled epoch, :data:`CURVE_COLUMNS`. Both
-carry ``key`` (the run's store key), which joins them. A published summary is the two tables as
-``<name>.csv`` and ``<name>-curves.csv`` (:meth:`Results.save`, :meth:`Results.load`).
+recorded), then ``trace_<name>`` for each number the run's trace recorded (:func:`trace_columns`;
+NaN for runs without it). ``curves``: one row per run, measure and scheduled epoch,
+:data:`CURVE_COLUMNS`. Both carry ``key`` (the run's store key), which joins them. A published
+summary is the two tables as ``<name>.csv`` and ``<name>-curves.csv`` (:meth:`Results.save`,
+:meth:`Results.load`).
 """
 from __future__ import annotations
 
@@ -44,6 +46,15 @@ CURVE_COLUMNS = {
 """The curves table's columns."""
 
 _INT_OR_NONE = ("match_width", "train_subset", "test_subset")
+TRACE_PREFIX = "trace_"
+
+
+def trace_columns(trace: dict) -> dict:
+    """The run-table columns of a run's ``trace`` (:attr:`gflib.config.RunResult.trace`): each
+    top-level number ``name`` as ``trace_<name>``; anything else (lists, nested dicts) stays in
+    the store only."""
+    return {f"{TRACE_PREFIX}{k}": float(v) for k, v in (trace or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 @dataclass
@@ -66,11 +77,12 @@ class Results:
                    "kind": config.kind, **r.final,
                    **{f"mean_{m}": r.flow_mean.get(m) for m in MEASURES},
                    "diverged": r.diverged, "diverged_reason": r.diverged_reason or "",
-                   "wall_s": r.wall_s}
+                   "wall_s": r.wall_s, **trace_columns(r.trace)}
             rows.append(row)
             curves += [{"key": key, "measure": m, "epoch": e, "value": v[m]}
                        for e, v in sorted(r.flow.items()) for m in MEASURES]
-        return cls(typed_runs(pd.DataFrame(rows, columns=list(RUN_COLUMNS))),
+        traced = sorted({c for row in rows for c in row if c.startswith(TRACE_PREFIX)})
+        return cls(typed_runs(pd.DataFrame(rows, columns=list(RUN_COLUMNS) + traced)),
                    pd.DataFrame(curves, columns=list(CURVE_COLUMNS)))
 
     def curve_table(self, measure: str = "egf_l2") -> pd.DataFrame:
@@ -95,6 +107,9 @@ class Results:
         runs = pd.read_csv(csv, keep_default_na=False, na_values=[""])
         curves_file = curves_path(csv)
         if curves_file.is_file():
+            missing = [c for c in RUN_COLUMNS if c not in runs]
+            traced = [c for c in runs if c.startswith(TRACE_PREFIX)]
+            runs = runs.assign(**{c: float("nan") for c in missing})[list(RUN_COLUMNS) + traced]
             return cls(typed_runs(runs), pd.read_csv(curves_file))
         return _from_first_format(runs)
 
@@ -135,7 +150,10 @@ def _from_first_format(old: pd.DataFrame) -> Results:
     for c in CONFIG_COLUMNS:
         if c not in runs:
             runs[c] = getattr(RunConfig, c)
-    runs = runs[[c for c in RUN_COLUMNS if c in runs.columns]]
+    for c in RUN_COLUMNS:
+        if c not in runs:
+            runs[c] = float("nan")
+    runs = runs[list(RUN_COLUMNS)]
     long = old[curve_cols].assign(key=runs["key"]).melt(id_vars=["key"], var_name="col",
                                                           value_name="value").dropna()
     long["measure"] = long["col"].str.split("@").str[0]

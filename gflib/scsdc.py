@@ -117,3 +117,30 @@ def layer_table(sparse_model, sparse_masks, dense_model):
          "sparse_active": int(sparse_masks[name].sum()) if name in sparse_masks else w.numel(),
          "dense_weights": dw[name].numel()}
         for name, w in sw.items()])
+
+
+def regime(in_features: int, out_features: int, depth: int, sparse_width: int, dense_widths,
+           seed: int = 0):
+    """Is the sparse member of each pair still connected? One row per dense width: ``ratio``
+    (dense / sparse width), ``expected_fan_in`` (``ratio^2 * sparse_width``: the mean number of
+    active inputs a sparse hidden unit gets from the previous hidden layer), ``mean_fan_in``
+    (measured on the masks of seed ``seed``), ``no_input`` (share of those hidden units with no
+    active input from the previous hidden layer) and ``dead`` (share of all hidden units cut off,
+    :func:`gflib.masks.dead_units`). Needs ``depth >= 2``."""
+    import pandas as pd
+
+    from .masks import dead_units
+
+    if depth < 2:
+        raise ValueError(f"regime needs depth >= 2 (a hidden-to-hidden layer), got {depth!r}")
+    rows = []
+    for d in dense_widths:
+        _, masks = sparse_member(in_features, out_features, depth, sparse_width, d, seed)
+        hidden = [m for name, m in masks.items() if name.startswith("hidden.")][1:]
+        fan_in = torch.cat([m.sum(dim=1) for m in hidden]).float()
+        rows.append({"dense_width": d, "ratio": d / sparse_width,
+                     "expected_fan_in": (d / sparse_width) ** 2 * sparse_width,
+                     "mean_fan_in": fan_in.mean().item(),
+                     "no_input": (fan_in == 0).float().mean().item(),
+                     "dead": sum(dead_units(masks).values()) / (depth * sparse_width)})
+    return pd.DataFrame(rows).set_index("dense_width")

@@ -200,3 +200,23 @@ def benjamini_hochberg(pvalues):
     if ok.any():
         out[ok] = ss.false_discovery_control(p[ok], method="bh")
     return out
+
+
+def kendall_tau_b(x, y) -> np.ndarray:
+    """Kendall's tau-b of many samples at once, for bootstraps (scipy's ``kendalltau`` takes one
+    pair of 1-D samples a call): ``x`` ``[..., n, M]`` (M variables), ``y`` ``[..., n]``;
+    returns ``[..., M]``, the value :func:`scipy.stats.kendalltau` gives for each
+    ``(x[..., :, m], y)`` (NaN where either is constant or holds a NaN). Memory ``O(n^2 M)``
+    per sample."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    missing = np.isnan(x).any(axis=-2) | np.isnan(y).any(axis=-1)[..., None]
+    x, y = np.nan_to_num(x), np.nan_to_num(y)
+    i, j = np.triu_indices(x.shape[-2], k=1)
+    sx = np.sign(x[..., i, :] - x[..., j, :]).astype(np.int8)
+    sy = np.sign(y[..., i] - y[..., j]).astype(np.int8)[..., None]
+    concord = (sx * sy).sum(-2, dtype=np.int64)
+    tied_x = np.abs(sx).sum(-2, dtype=np.int64)
+    tied_y = np.abs(sy).sum(-2, dtype=np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau = concord / np.sqrt(tied_x * tied_y)
+    return np.where(missing, np.nan, tau)

@@ -7,6 +7,7 @@ import pytest
 from gflib import analysis, chapters, presets, publish
 from gflib.chapters import batchnorm, sc_sdc_and_egf
 from gflib.config import RunConfig
+from gflib.flow import MEASURES
 from gflib.execute import parse_value
 from gflib.results import RUN_COLUMNS, Results, typed_runs
 from gflib.store import config_key
@@ -19,7 +20,9 @@ def test_preset_from_environment_and_overrides(monkeypatch):
     assert presets.get().name == "book"
     p = presets.get("book", sparse_width=50, seeds=None)
     assert p.sparse_width == 50 and p.seeds == presets.PRESETS["book"].seeds
-    assert p.dense_widths == [5, 15, 25, 35, 45]
+    assert p.dense_widths == [12, 20, 28, 35, 42]  # round(.25, .4, .55, .7, .85 x 50)
+    assert p.summary == ("digits, all training / all test images, sparse width 50, dense widths "
+                         "12, 20, 28, 35, 42, 20 epochs, seeds 0, 1")
     assert presets.get("paper").dense_widths == [308, 923, 1538, 2153, 2768]
     assert presets.get("book", seeds=[np.int64(4), 5]).seeds == (4, 5)
     with pytest.raises(ValueError, match="'huge'"):
@@ -41,7 +44,7 @@ def test_preset_overrides_are_checked(override, message):
 
 
 def test_chapter_registry():
-    assert chapters.names() == ["sc_sdc_and_egf", "batchnorm"]
+    assert chapters.names()[:2] == ["sc_sdc_and_egf", "batchnorm"]
     assert chapters.get("batchnorm") is batchnorm
     with pytest.raises(ValueError, match="'nope'.*sc_sdc_and_egf, batchnorm"):
         chapters.get("nope")
@@ -175,10 +178,12 @@ def test_sparse_vs_dense_table_sides():
 def test_correlations_and_verdict():
     corr = analysis.correlations(fake_results().runs)
     # every measure is a positive multiple of accuracy within a kind: tau(acc) = 1, tau(loss) = -1
-    assert np.allclose(corr.loc[corr["target"] == "test_acc", "tau"], 1.0)
-    assert np.allclose(corr.loc[corr["target"] == "test_loss", "tau"], -1.0)
+    recorded = corr[~corr["measure"].str.startswith("gfall")]  # fake_results has no gfall
+    assert np.allclose(recorded.loc[recorded["target"] == "test_acc", "tau"], 1.0)
+    assert np.allclose(recorded.loc[recorded["target"] == "test_loss", "tau"], -1.0)
+    assert corr.loc[corr["measure"].str.startswith("gfall"), "tau"].isna().all()
     summary = analysis.correlation_summary(corr)
-    assert list(summary.index) == ["gf_l1", "gf_l2", "egf_l1", "egf_l2"]
+    assert list(summary.index) == list(MEASURES)
     verdict = sc_sdc_and_egf.egf_verdict(summary)
     assert verdict["sparse/test_acc"]["egf_margin"] == pytest.approx(0.0)
     assert verdict["sparse/test_acc"]["egf_best"] is False
@@ -193,14 +198,75 @@ def bn_results():
                    pd.concat([plain.curves, bn.curves], ignore_index=True))
 
 
-def test_verdict_table_puts_scales_side_by_side():
-    verdict = sc_sdc_and_egf.egf_verdict(analysis.correlation_summary(
-        analysis.correlations(fake_results().runs)))
-    table = sc_sdc_and_egf.verdict_table({"book (live)": verdict, "fmnist": verdict})
-    assert list(table.index) == ["book (live)", "fmnist"]
-    assert list(table.columns) == ["test_loss: best", "test_loss: egf_margin",
-                                   "test_acc: best", "test_acc: egf_margin"]
-    assert table.loc["fmnist", "test_acc: egf_margin"] == pytest.approx(0.0)
+def test_egf_margin_and_claim_2_verdict():
+    """In fake_results every measure is a multiple of accuracy, so EGF and the gradient norm rank
+    runs identically: margin 0 with a degenerate interval, "not distinguishable"."""
+    m = sc_sdc_and_egf.margins(fake_results().runs)
+    weights = m[m["baseline"] == "weights"]
+    assert np.allclose(weights["margin"], 0.0) and np.allclose(weights["ci_low"], 0.0)
+    assert m[m["baseline"] == "all gradients"]["margin"].isna().all()  # not recorded here
+    v = sc_sdc_and_egf.verdict(m, "book")
+    assert v.claim == 2 and v.status == "not distinguishable" and v.n == 24
+
+
+def test_tau_margin_by_hand():
+    """Within each depth EGF_1 orders the runs as accuracy does (|tau| = 1), the best baseline is
+    reversed on two of four runs (|tau| = 1/3 with n = 4: 4 concordant... see below)."""
+    runs = pd.DataFrame({
+        "depth": [1] * 4 + [2] * 4, "diverged": False,
+        "test_acc": [1, 2, 3, 4] * 2,
+        "mean_egf_l1": [1, 2, 3, 4] * 2, "mean_egf_l2": [4, 3, 2, 1] * 2,
+        "mean_gf_l1": [2, 1, 3, 4] * 2, "mean_gf_l2": [1, 1, 1, 1] * 2})
+    res = analysis.tau_margin(runs, "test_acc", n_resamples=200)
+    # gf_l1 vs acc: pairs (12 discordant, others concordant): 5 C, 1 D -> tau = 4/6
+    assert res["margin"] == pytest.approx(1 - 4 / 6)
+    assert res["best_egf"] in ("egf_l1", "egf_l2") and res["best_base"] == "gf_l1"
+    assert res["ci_low"] <= res["margin"] <= res["ci_high"] and res["n"] == 8
+
+
+def test_kendall_tau_b_matches_scipy_with_ties():
+    from scipy import stats as ss
+
+    from gflib.stats import kendall_tau_b
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 5, (3, 30, 4)).astype(float)
+    y = rng.integers(0, 4, (3, 30)).astype(float)
+    want = [[ss.kendalltau(x[r, :, m], y[r]).statistic for m in range(4)] for r in range(3)]
+    assert np.allclose(kendall_tau_b(x, y), want)
+    assert np.isnan(kendall_tau_b(np.ones((5, 1)), np.arange(5.0))).all()
+
+
+def test_unit_test_averages_to_the_unit_first():
+    """Eight comparisons, two per optimizer x seed unit: the test sees 4 unit means, not 8."""
+    t = pd.DataFrame({"optimizer": list("aaaabbbb"), "seed": [0, 0, 1, 1] * 2,
+                      "excess": [0.1, 0.3, 0.2, 0.2, 0.5, 0.5, -0.1, 0.1]})
+    res = analysis.unit_test(t, "excess", ["optimizer", "seed"])
+    assert res["n"] == 4 and list(res["means"]) == pytest.approx([0.2, 0.2, 0.5, 0.0])
+    assert res["effect"] == pytest.approx(0.225)
+    assert res["pvalue"] == pytest.approx(0.125)  # exact signed-rank, a zero split
+    by = analysis.effect_by(t.assign(w=[1, 2] * 4), "excess", ["optimizer", "seed"], "w")
+    assert list(by.index) == [1, 2] and list(by["n"]) == [4, 4]
+
+
+def test_regime_counts_hidden_fan_in():
+    from gflib.scsdc import regime
+    r = regime(64, 10, 2, 100, [10, 50])
+    assert list(r["expected_fan_in"]) == pytest.approx([1.0, 25.0])
+    assert list(r["mean_fan_in"]) == pytest.approx([1.0, 25.0])  # exact counts per layer
+    assert r.loc[10, "no_input"] > 0.3 and r.loc[50, "no_input"] == 0
+
+
+def test_verdict_data_and_p_for_people():
+    from gflib.verdict import Verdict, format_p, markdown
+    assert [format_p(p) for p in (7.77e-24, 0.00023, 0.0123, 0.05, 0.999)] == [
+        "p < 1e-4", "p = 0.00023", "p = 0.012", "p = 0.05", "p = 0.999"]
+    v = Verdict(claim=3, scale="book", status="partly", effect=1.1, effect_unit="points",
+                interval=(0.6, 1.8), p=7.7e-24, n=10, unit="optimizer x seed",
+                sentence="the gain is larger", paper="65 % of BN cells")
+    assert v.numbers() == "+1.1 points, 95 % CI +0.6 to +1.8, p < 1e-4, n = 10 (optimizer x seed)"
+    assert markdown(v).startswith("**Claim 3, `book`: partly.**") and "The gain" in markdown(v)
+    with pytest.raises(ValueError, match="'maybe'"):
+        Verdict(3, "book", "maybe", 0.0, "", (0, 0), 0.5, 1, "", "")
 
 
 def test_bn_gains_difference_of_differences():
@@ -208,8 +274,6 @@ def test_bn_gains_difference_of_differences():
     assert len(gains) == 24
     assert np.allclose(gains["sparse_gain"], 0.2) and np.allclose(gains["dense_gain"], 0.05)
     assert np.allclose(gains["excess"], 0.15)
-    tests = batchnorm.bn_gain_tests(gains)
-    assert tests.loc["all", "n"] == 24 and tests.loc["all", "pvalue"] < 1e-3
 
 
 def test_bn_analysis_by_hand(monkeypatch):
@@ -224,15 +288,20 @@ def test_bn_analysis_by_hand(monkeypatch):
     assert a["shares"].loc["without BN", "ours"] == 0.5
     assert a["shares"].loc["with BN", "ours"] == 1.0
     assert list(a["paper"].index) == ["adam", "sgd"] and a["paper"].notna().all().all()
-    assert a["holds"] and "+15.0 accuracy points" in a["claim"] and "n = 24" in a["claim"]
-    steadier = a["steadier"]
-    assert steadier["median_without"] == pytest.approx(np.std([0.0, np.log10(2.0)], ddof=1))
-    assert steadier["median_with"] == 0.0 and steadier["pvalue"] < 1e-3
-    assert "0.213 against 0.000" in steadier["sentence"]
-    assert a["n_runs"] == 96 and a["n_diverged"] == 0
-    sentence = batchnorm.verdict_sentence(a, "fmnist")
-    assert sentence.startswith("at `fmnist` the claim holds: the sparse net's BatchNorm gain")
-    assert "in 50% of the cells without BatchNorm and 100% with it" in sentence
+    # every comparison's excess is 0.15; 2 optimizers x 4 seeds = 8 units
+    g = a["gain"]
+    assert g["effect"] == pytest.approx(0.15) and g["n"] == 8
+    assert g["pvalue"] == pytest.approx(1 / 2 ** 8)  # exact: all 8 unit means positive
+    assert list(a["gain_by_width"].index) == [5, 10, 15]
+    # BN flattens the sparse curves: log10-std of (1, 2) is 0.213, of (1, 1) is 0; dense: none
+    st = a["steadier"]
+    assert st["effect"] == pytest.approx(np.std([0.0, np.log10(2.0)], ddof=1))
+    assert st["n"] == 8 and st["pvalue"] < 0.01
+    assert a["stability"].loc["sparse", "with BN"] == 0.0
+    gain, steady = a["verdicts"]
+    assert gain.status == "reproduced" and gain.effect == pytest.approx(15.0) and gain.n == 8
+    assert steady.status == "reproduced"
+    assert a["n_runs"] == 96 and a["n_diverged"] == 0 and (a["diverged"] == 0).all().all()
 
 
 def test_significance_shares_skip_empty_cells():

@@ -64,6 +64,7 @@ def test_hand_measures():
     m = flow.measure(model, x, y)  # masks taken from apply_masks
     assert m == flow.measure(model, x, y, masks=masks)
     assert set(m) == set(flow.MEASURES)
+    assert m["gfall_l1"] > m["gf_l1"] and m["gfall_l2"] > m["gf_l2"]  # biases count there
     assert m["gf_l1"] == pytest.approx(8.7 * Q, abs=1e-6)
     assert m["gf_l2"] == pytest.approx(math.sqrt(11.47) * Q, abs=1e-6)
     assert m["egf_l1"] == pytest.approx(3.1 * Q, abs=1e-6)
@@ -89,6 +90,11 @@ def test_hand_measures_scope_all_with_biases():
     assert list(g) == ["hidden.0.layer.weight", "hidden.0.layer.bias", "out.weight", "out.bias"]
     m = flow.measure(model, x, y, scope="all")
     assert m["gf_l1"] == pytest.approx((8.7 + 1.5 + 2) * Q, abs=1e-6)
+    weights_only = flow.measure(model, x, y)  # gfall covers every gradient whatever the scope
+    assert weights_only["gf_l1"] == pytest.approx(8.7 * Q, abs=1e-6)
+    for m_ in (m, weights_only):
+        assert m_["gfall_l1"] == pytest.approx((8.7 + 1.5 + 2) * Q, abs=1e-6)
+        assert m_["gfall_l2"] == pytest.approx(math.sqrt(11.47 + 1.25 + 2) * Q, abs=1e-6)
     assert m["gf_l2"] == pytest.approx(math.sqrt(11.47 + 1.25 + 2) * Q, abs=1e-6)
     assert m["egf_l1"] == pytest.approx((3.5 + 1.5 + 2.7 + 2) / 4 * Q, abs=1e-6)
     assert m["egf_l2"] == pytest.approx(

@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import stats
-from ..analysis import flow_stability, pair_grid, pairs, sparse_vs_dense_table, variant_flags
+from ..analysis import (effect_by, flow_stability, pair_grid, pairs, sparse_vs_dense_table,
+                        unit_test, variant_flags)
 from ..reference import BN_VARIANTS, STUDY_OPTIMIZERS, batchnorm_pvalues
+from ..verdict import Verdict, format_p, show_verdicts
 
 NAME = "batchnorm"
 TITLE = "BatchNorm matters more for sparse networks"
@@ -64,29 +65,6 @@ def bn_gains(paired: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     return out
 
 
-def bn_gain_tests(gains: pd.DataFrame, by: str | None = "optimizer") -> pd.DataFrame:
-    """:func:`gflib.stats.bn_gain_test` on all gains, and per value of ``by``: one row each."""
-    groups = [("all", gains)] + (list(gains.groupby(by)) if by else [])
-    rows = []
-    for key, g in groups:
-        res = stats.bn_gain_test(g["sparse_bn"].to_numpy(), g["sparse_plain"].to_numpy(),
-                                 g["dense_bn"].to_numpy(), g["dense_plain"].to_numpy())
-        rows.append({"group": key, **res})
-    return pd.DataFrame(rows).set_index("group")
-
-
-def stability_summary(stab: pd.DataFrame) -> pd.DataFrame:
-    """Median over runs of ``log_std`` (over epochs), and the spread across seeds (std of each
-    config's mean log flow over its seeds, median over configs), by kind and BatchNorm."""
-    over_epochs = stab.groupby(["kind", "batchnorm"])["log_std"].median().rename(
-        "median log10-std over epochs")
-    cfg = ["kind", "batchnorm", "optimizer", "variant", "width", "match_width"]
-    seeds = (stab.assign(match_width=stab["match_width"].fillna(0))
-             .groupby(cfg)["log_mean"].std(ddof=1).groupby(["kind", "batchnorm"]).median()
-             .rename("median log10-std across seeds"))
-    return pd.concat([over_epochs, seeds], axis=1)
-
-
 def significance_shares(pvalues: pd.DataFrame, level: float = 0.05) -> pd.Series:
     """Share of the optimizer x variant cells of ``pvalues`` below ``level``, for the variants
     without BatchNorm and for those with it (empty cells do not count)."""
@@ -100,80 +78,105 @@ def significance_shares(pvalues: pd.DataFrame, level: float = 0.05) -> pd.Series
     return pd.Series({"without BN": share(without), "with BN": share(with_bn)})
 
 
-def bn_claim(tests: pd.DataFrame) -> tuple:
-    """``(holds, sentence)`` of the direct test: the ``"all"`` row of :func:`bn_gain_tests`."""
-    o = tests.loc["all"]
-    holds = bool(o["pvalue"] < 0.05 and o["median_diff"] > 0)
-    sentence = (f"the sparse net's BatchNorm gain exceeds the dense net's by a median of "
-                f"{100 * o['median_diff']:+.1f} accuracy points (95 % CI {100 * o['ci_low']:+.1f}"
-                f" to {100 * o['ci_high']:+.1f}; one-sided Wilcoxon p = {o['pvalue']:.3g}, "
-                f"n = {int(o['n'])} matched comparisons)")
-    return holds, sentence
+def stability(results) -> tuple:
+    """``(table, steadier)``: how unsteady flow is over the scheduled epochs (the standard
+    deviation of log10 EGF_2, :func:`gflib.analysis.flow_stability`), median by kind and
+    BatchNorm; and per matched comparison the difference of differences ``steadier`` =
+    (sparse without BN - sparse with BN) - (dense without - dense with), in log10 units (> 0:
+    BatchNorm steadies the sparse net's flow more than the dense net's)."""
+    stab = flow_stability(results)
+    table = stab.pivot_table(index="kind", columns="batchnorm", values="log_std",
+                             aggfunc="median").rename(columns={False: "without BN",
+                                                               True: "with BN"})
+    runs = results.runs.merge(stab[["key", "log_std"]], on="key", how="left")
+    flat = bn_gains(pairs(runs), metric="log_std")
+    if len(flat):
+        flat["steadier"] = -flat["excess"]
+    return table, flat
 
 
-def stability_test(stab: pd.DataFrame) -> dict:
-    """Is the flow of sparse runs less steady over epochs without BatchNorm than with it?
-    One-sided Mann-Whitney on :func:`flow_stability`'s ``log_std``; returns the test's dict with
-    the two medians (``median_without``, ``median_with``) and a ``sentence``."""
-    sparse = stab[stab["kind"] == "sparse"]
-    without = sparse.loc[~sparse["batchnorm"].astype(bool), "log_std"].dropna().to_numpy()
-    with_bn = sparse.loc[sparse["batchnorm"].astype(bool), "log_std"].dropna().to_numpy()
-    res = stats.sparse_vs_dense(without, with_bn, paired=False)
-    res.update(median_without=float(np.median(without)) if len(without) else float("nan"),
-               median_with=float(np.median(with_bn)) if len(with_bn) else float("nan"))
-    res["sentence"] = (f"sparse runs without BatchNorm have a median log10-std of EGF over epochs "
-                       f"of {res['median_without']:.3f} against {res['median_with']:.3f} with it "
-                       f"(one-sided Mann-Whitney p = {res['pvalue']:.3g} for 'less stable "
-                       f"without')")
-    return res
+def verdicts(a: dict, scale: str) -> list:
+    """The claim's :class:`gflib.verdict.Verdict` s at ``scale`` from :func:`analyse`'s
+    ``a``: the direct BN-gain test (with the paper's form: sparse beats dense in most BN cells
+    and not without), then the stability contrast."""
+    g, st, shares = a["gain"], a["steadier"], a["shares"]["ours"]
+    direct = g["pvalue"] < 0.05 and g["effect"] > 0
+    paper_form = shares["with BN"] > 0.5 and shares["without BN"] < shares["with BN"]
+    status = ("reproduced" if direct and paper_form else "partly" if direct
+              else "not distinguishable" if g["ci_low"] <= 0 <= g["ci_high"]
+              else "not reproduced")
+    gain = Verdict(
+        claim=3, scale=scale, status=status, effect=100 * g["effect"],
+        effect_unit="accuracy points of extra BN gain for sparse nets",
+        interval=(100 * g["ci_low"], 100 * g["ci_high"]), p=g["pvalue"], n=g["n"],
+        unit=UNIT_NAME,
+        sentence=(f"BatchNorm raises sparse nets' test accuracy by {100 * g['effect']:+.1f} points "
+                  f"more than dense nets' ({format_p(g['pvalue'])}, n = {g['n']} "
+                  f"{UNIT_NAME} units); sparse beats dense (p < 0.05) in "
+                  f"{shares['with BN']:.0%} of the cells with BatchNorm and "
+                  f"{shares['without BN']:.0%} without"),
+        paper="sparse beats dense in 65 % of the BN cells (p < 0.05) and 20 % of the others")
+    steady_ok = st["pvalue"] < 0.05 and st["effect"] > 0
+    steady = Verdict(
+        claim=3, scale=scale,
+        status=("reproduced" if steady_ok else "not distinguishable"
+                if st["ci_low"] <= 0 <= st["ci_high"] else "not reproduced"),
+        effect=st["effect"], effect_unit="log10 units of flow steadiness gained, sparse - dense",
+        interval=(st["ci_low"], st["ci_high"]), p=st["pvalue"], n=st["n"], unit=UNIT_NAME,
+        sentence=(f"BatchNorm steadies the flow of sparse nets by {st['effect']:+.3f} log10 "
+                  f"units more than that of dense nets ({format_p(st['pvalue'])})"),
+        paper="BN variants show low, flat gradient flow; the others unstable flow")
+    return [gain, steady]
+
+
+UNIT = ("optimizer", "seed")
+UNIT_NAME = "optimizer x seed"
+"""The independent unit of the BN-gain and stability tests: comparisons that share an optimizer
+and a seed share initial weights and masks, and widths and variants are fixed factors."""
 
 
 def analyse(results, preset) -> dict:
-    """Everything the BatchNorm chapter shows from one results table (live or stored).
+    """Everything the BatchNorm chapter shows from one :class:`gflib.results.Results`.
 
-    Keys: ``paired``; ``pvalues`` (H1 sparse > dense in test accuracy, ``optimizers`` x
-    ``variants``) and ``n`` (pairs per cell), ``paper`` (the paper's table, same layout),
-    ``shares`` (:func:`significance_shares`, ours and the paper's), ``gains``, ``gain_tests``,
-    ``holds`` and ``claim`` (:func:`bn_claim`), ``stability`` (:func:`stability_summary`),
-    ``steadier`` (:func:`stability_test`), ``n_runs``, ``n_diverged``.
+    Keys: ``paired``; ``pvalues`` (H1 sparse > dense in test accuracy, optimizer x variant),
+    ``n`` (pairs per cell), ``paper`` (the paper's table, same layout), ``shares``
+    (:func:`significance_shares`, ours and the paper's); ``gains`` (per comparison, see
+    :func:`bn_gains`), ``gain`` (:func:`gflib.analysis.unit_test` of the excess gain at the
+    unit :data:`UNIT`), ``gain_by_width`` and ``gain_by_optimizer`` (the same within each dense
+    width / optimizer); ``stability`` and ``flat`` (:func:`stability`), ``steadier`` (its unit
+    test); ``verdicts``; ``n_runs``, ``n_diverged`` and ``diverged`` (diverged runs per cell).
     """
     s = settings(preset)
-    optimizers, variants = s["optimizers"], s["variants"]
+    layout = dict(index=list(s["optimizers"]), columns=list(s["variants"]))
     df = results.runs
     paired = pairs(df)
     table = sparse_vs_dense_table(paired, "optimizer", "variant")
-    layout = dict(index=list(optimizers), columns=list(variants))
     pvalues = table.reindex(**layout)
     paper = batchnorm_pvalues().reindex(**layout)
     gains = bn_gains(paired)
-    tests = bn_gain_tests(gains)
-    holds, claim = bn_claim(tests)
-    stab = flow_stability(results)
-    return {
+    stab, flat = stability(results)
+    out = {
         "paired": paired, "pvalues": pvalues, "n": table.attrs["n"].reindex(**layout),
         "paper": paper,
         "shares": pd.DataFrame({"ours": significance_shares(pvalues),
                                 "paper": significance_shares(paper)}),
-        "gains": gains, "gain_tests": tests, "holds": holds, "claim": claim,
-        "stability": stability_summary(stab), "steadier": stability_test(stab),
+        "gains": gains, "gain": unit_test(gains, "excess", UNIT),
+        "gain_by_width": effect_by(gains, "excess", UNIT, "dense_width"),
+        "gain_by_optimizer": effect_by(gains, "excess", ["seed"], "optimizer"),
+        "stability": stab, "flat": flat, "steadier": unit_test(flat, "steadier", UNIT),
         "n_runs": len(df), "n_diverged": int(df["diverged"].sum()),
+        "diverged": paired.pivot_table(index="optimizer", columns="variant", values="diverged",
+                                       aggfunc="sum").reindex(**layout),
     }
-
-
-def verdict_sentence(analysis: dict, scale: str) -> str:
-    """The BatchNorm chapter's verdict in words, from :func:`bn_analysis`."""
-    shares = analysis["shares"]["ours"]
-    return (f"at `{scale}` the claim {'holds' if analysis['holds'] else 'is not reproduced'}: "
-            f"{analysis['claim']}; sparse beat dense (p < 0.05) in {shares['without BN']:.0%} of "
-            f"the cells without BatchNorm and {shares['with BN']:.0%} with it; "
-            f"{analysis['steadier']['sentence']}")
+    out["verdicts"] = verdicts(out, preset.name)
+    return out
 
 
 def report(analysis: dict, label: str) -> None:
     """Show one stored summary: its p-value heat map beside the paper's, the shares of
-    significant cells, the BN-gain tests, the stability table and its verdict."""
+    significant cells, the BN gain by width, the stability table and its verdicts."""
     import matplotlib.pyplot as plt
-    from IPython.display import Markdown, display
+    from IPython.display import display
 
     from .. import plots
 
@@ -183,6 +186,8 @@ def report(analysis: dict, label: str) -> None:
     plots.pvalue_heatmap(analysis["paper"], "paper (Fashion-MNIST)", ax=axes[1])
     fig.tight_layout()
     plt.show()
-    display(analysis["shares"].round(2), analysis["gain_tests"].round(4),
-            analysis["stability"].round(3))
-    display(Markdown(f"**Verdict:** {verdict_sentence(analysis, label)}."))
+    display(analysis["shares"].round(2), analysis["stability"].round(3))
+    plots.effect_by_width(analysis["gain_by_width"], scale=100,
+                          ylabel="extra BN gain, sparse - dense (points)")
+    plt.show()
+    show_verdicts(analysis["verdicts"])

@@ -1,0 +1,92 @@
+"""A claim's verdict as data first, then words: what every chapter's analysis returns for each
+claim it tests, and what a results page can tabulate.
+
+Status rules: ``"reproduced"`` only when the paper's own form of the claim holds here;
+``"partly"`` when a weaker or direct form holds but not the paper's; ``"not reproduced"`` when
+the data do not support it at this scale (an honest result); ``"not distinguishable"`` when the
+interval of the effect covers 0; ``"not run"`` when there are no data.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+STATUSES = ("reproduced", "partly", "not reproduced", "not distinguishable", "not run")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One claim at one scale.
+
+    ``effect``: the number that decides it, in ``effect_unit`` (e.g. accuracy points, a
+    difference of Kendall taus); ``interval``: its confidence interval ``(low, high)`` (NaN when
+    none); ``p``: the test's p-value (NaN when none); ``n``: how many independent units the test
+    used, each a ``unit`` (e.g. "optimizer x seed"); ``sentence``: one plain sentence; ``paper``:
+    what the paper reported, in words.
+    """
+
+    claim: int
+    scale: str
+    status: str
+    effect: float
+    effect_unit: str
+    interval: tuple
+    p: float
+    n: int
+    unit: str
+    sentence: str
+    paper: str = ""
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}; allowed: {', '.join(STATUSES)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def numbers(self) -> str:
+        """The data in one line: effect, interval, p and n."""
+        parts = [f"{self.effect:+.3g} {self.effect_unit}".strip()]
+        lo, hi = self.interval
+        if not (math.isnan(lo) or math.isnan(hi)):
+            parts.append(f"95 % CI {lo:+.3g} to {hi:+.3g}")
+        if not math.isnan(self.p):
+            parts.append(format_p(self.p))
+        parts.append(f"n = {self.n} ({self.unit})")
+        return ", ".join(parts)
+
+
+def format_p(p: float) -> str:
+    """A p-value for people: ``p < 1e-4`` below that, else two significant digits."""
+    if math.isnan(p):
+        return "p n/a"
+    if p < 1e-4:
+        return "p < 1e-4"
+    return f"p = {p:.2g}" if p < 0.01 else f"p = {p:.3f}".rstrip("0").rstrip(".")
+
+
+def markdown(v: Verdict) -> str:
+    """The verdict as one Markdown paragraph: status and scale, the data, the sentence, the
+    paper's reading."""
+    text = (f"**Claim {v.claim}, `{v.scale}`: {v.status}.** {v.numbers()}. "
+            f"{v.sentence[:1].upper() + v.sentence[1:]}.")
+    return text + (f" *The paper:* {v.paper}." if v.paper else "")
+
+
+def show_verdicts(verdicts) -> None:
+    """Display each verdict (:func:`markdown`) in a notebook."""
+    from IPython.display import Markdown, display
+
+    for v in verdicts:
+        display(Markdown(markdown(v)))
+
+
+def table(verdicts) -> "pd.DataFrame":
+    """One row per verdict: claim, scale, status, effect, interval, p, n and unit."""
+    import pandas as pd
+
+    return pd.DataFrame([{"claim": v.claim, "scale": v.scale, "status": v.status,
+                          "effect": round(v.effect, 3), "unit of effect": v.effect_unit,
+                          "95 % CI": f"{v.interval[0]:+.3g} to {v.interval[1]:+.3g}",
+                          "p": format_p(v.p), "n": v.n, "independent unit": v.unit}
+                         for v in verdicts])
