@@ -8,8 +8,8 @@ measures on a GPU (the goals below are the 2-core CPU's).
 Figures (each a ratio, so it carries over between machines better than a time):
 
 - ``masked_step_ratio``: one training step of a masked MLP 784-1024-1024-10 (density 0.1, masks
-  kept by :func:`gflib.masks.apply_masks`) / the same step of the plain dense MLP; batch 128, Adam.
-  Goal <= 1.10.
+  kept by :func:`gflib.masks.apply_masks`) / the same step of the plain dense MLP; batch 128,
+  gflib's Adam (torch's fused kernel). Goal <= 1.10.
 - ``flow_fraction``: time spent in the gradient-flow measurements / the whole run, at the 11-point
   schedule, at the ``fmnist`` preset: the first group the sweep trains of chapter 1's grid there
   (its sparse members, stacked as ``--stack 16`` stacks them). Goal <= 0.03. Without
@@ -92,11 +92,16 @@ def _alternate(fns: dict, rounds: int, warmup: int = 2, device="cpu") -> dict:
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def _step_fn(model, batch: int = 128, **adam):
+def _step_fn(model, batch: int = 128, foreach: bool = False):
+    """One training step of ``model`` with gflib's Adam (:data:`gflib.config.OPTIMIZERS`), or
+    torch's default (foreach) Adam when ``foreach``."""
     device = model.out.weight.device
     x = torch.randn(batch, model.hidden[0].layer.in_features, device=device)
     y = torch.randint(0, model.out.out_features, (batch,), device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, **adam)
+    if foreach:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    else:
+        opt = train.make_optimizer("adam", model.parameters(), 1e-3, device=str(device))
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -115,26 +120,19 @@ def _pair(device):
 
 
 def step_figures(rounds: int, device="cpu") -> dict:
-    """``masked_step_ratio`` and ``peak_fraction`` with their raw times; also the masked/dense
-    ratio with torch's fused Adam on both sides (``fused_masked_step_ratio``: not what gflib
-    trains with, but it shows how much of the overhead is the default Adam's ``sqrt`` of the
-    all-zero second moments at masked positions, which is slow on some CPUs)."""
+    """``masked_step_ratio`` (gflib's Adam: torch's fused kernel) and ``peak_fraction`` with
+    their raw times; also the masked/dense ratio with torch's default foreach Adam on both sides
+    (``foreach_masked_step_ratio``, what gflib used before: its ``sqrt`` of the all-zero second
+    moments at masked positions is slow on some CPUs)."""
     dense, masked = _pair(device)
-    fused_dense, fused_masked = _pair(device)
+    foreach_dense, foreach_masked = _pair(device)
     a = torch.randn(2048, 2048, device=device)
     b = torch.randn(2048, 2048, device=device)
-    fns = {"dense": _step_fn(dense), "masked": _step_fn(masked), "matmul": lambda: torch.mm(a, b)}
-    try:
-        fns["fused_dense"] = _step_fn(fused_dense, fused=True)
-        fns["fused_masked"] = _step_fn(fused_masked, fused=True)
-        fns["fused_dense"]()
-    except (RuntimeError, TypeError):  # no fused Adam for this device / torch
-        fns.pop("fused_dense", None)
-        fns.pop("fused_masked", None)
+    fns = {"dense": _step_fn(dense), "masked": _step_fn(masked),
+           "foreach_dense": _step_fn(foreach_dense, foreach=True),
+           "foreach_masked": _step_fn(foreach_masked, foreach=True),
+           "matmul": lambda: torch.mm(a, b)}
     t = _alternate(fns, rounds, device=device)
-    fused = {}
-    if "fused_dense" in t:
-        fused["fused_masked_step_ratio"] = t["fused_masked"] / t["fused_dense"]
     params = sum(p.numel() for p in dense.parameters())
     train_flops = 6 * params * 128 / t["dense"]
     peak = 2 * 2048 ** 3 / t["matmul"]
@@ -142,7 +140,8 @@ def step_figures(rounds: int, device="cpu") -> dict:
         "masked_step_ratio": t["masked"] / t["dense"],
         "peak_fraction": train_flops / peak,
         "dense_step_ms": 1e3 * t["dense"], "masked_step_ms": 1e3 * t["masked"],
-        "train_gflops": train_flops / 1e9, "matmul_gflops": peak / 1e9, **fused,
+        "train_gflops": train_flops / 1e9, "matmul_gflops": peak / 1e9,
+        "foreach_masked_step_ratio": t["foreach_masked"] / t["foreach_dense"],
     }
 
 

@@ -113,3 +113,249 @@ def effect_by_width(table: pd.DataFrame, scale: float = 1.0, ylabel: str = "effe
 
 ACTIVATION_COLOURS = {"relu": "tab:blue", "prelu": "tab:orange", "elu": "tab:green",
                       "swish": "tab:red", "srelu": "tab:purple", "sigmoid": "tab:brown"}
+
+
+def activation_curves(curves: pd.DataFrame):
+    """Two panels: each activation's value and its slope against ``x``, from
+    :func:`gflib.activations.curves` (columns ``activation``, ``x``, ``value``, ``slope``);
+    where a slope is negative the slope panel is shaded below 0."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.2, 3.3), sharex=True)
+    for name, g in curves.groupby("activation", sort=False):
+        colour = ACTIVATION_COLOURS.get(name)
+        left.plot(g["x"], g["value"], color=colour, label=name, linewidth=1.5)
+        right.plot(g["x"], g["slope"], color=colour, linewidth=1.5)
+        negative = g["slope"] < 0
+        if negative.any():
+            right.fill_between(g["x"], g["slope"].where(negative, 0.0), 0.0, color=colour,
+                               alpha=0.25)
+    for ax, label in ((left, "f(x)"), (right, "f'(x)")):
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_xlabel("pre-activation x")
+        ax.set_ylabel(label)
+    left.set_ylim(-2, 5)
+    left.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def pvalue_heatmaps(tables: dict, alpha: float = 0.05):
+    """:func:`pvalue_heatmap` of each ``{title: table}``, one above the other on one colour scale
+    (0 green to 1 red) with one colour bar; values in white on the darkest cells."""
+    rows = max(t.shape[0] for t in tables.values())
+    cols = max(t.shape[1] for t in tables.values())
+    fig, axes = plt.subplots(len(tables), 1, squeeze=False, layout="constrained",
+                             figsize=(0.75 * cols + 2.3, (0.42 * rows + 1.3) * len(tables)))
+    for ax, (title, table) in zip(axes[:, 0], tables.items()):
+        pvalue_heatmap(table, title, alpha=alpha, ax=ax)
+        for text, v in zip(ax.texts, table.to_numpy(dtype=float).ravel()):
+            text.set_fontsize(9)
+            if v < 0.12 or v > 0.88:
+                text.set_color("white")
+    scale = plt.cm.ScalarMappable(cmap="RdYlGn_r", norm=plt.Normalize(0, 1))
+    fig.colorbar(scale, ax=list(axes[:, 0]), label="p (H1: sparse > dense)", shrink=0.8)
+    return fig
+
+
+def by_activation(table: pd.DataFrame, ylabel: str, log: bool = False, low=None, high=None,
+                  ax=None):
+    """Bars per activation (``table``'s rows), sparse (red) beside dense (blue) (its columns
+    ``sparse``, ``dense``); ``low``/``high``: tables of the same layout giving an interval, drawn
+    as error bars. A grey line at 0 (``log=False``)."""
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(6, 3))
+    x = np.arange(len(table))
+    for i, (kind, colour) in enumerate((("sparse", "tab:red"), ("dense", "tab:blue"))):
+        if kind not in table:
+            continue
+        y = table[kind].to_numpy(dtype=float)
+        err = None
+        if low is not None and high is not None:
+            err = np.clip([y - low[kind].to_numpy(dtype=float),
+                           high[kind].to_numpy(dtype=float) - y], 0, None)
+        ax.bar(x + (i - 0.5) * 0.38, y, 0.38, color=colour, label=kind, yerr=err, capsize=3)
+    ax.set_xticks(x, [str(i) for i in table.index])
+    ax.set_ylabel(ylabel, fontsize=9)
+    if log:
+        ax.set_yscale("log")
+    else:
+        ax.axhline(0, color="grey", linewidth=0.8)
+    ax.legend(fontsize=8, frameon=False)
+    if own:
+        fig.tight_layout()
+    return ax.figure
+
+
+def tau_by_activation(corr: pd.DataFrame, measure: str = "egf_l2", target: str = "test_acc",
+                      order=None):
+    """Kendall tau of ``measure`` with ``target`` per activation (in ``order``; default as
+    found), sparse beside dense, with bootstrap intervals, from
+    :func:`gflib.analysis.correlations` grouped by activation."""
+    c = corr[(corr["measure"] == measure) & (corr["target"] == target)]
+    order = list(dict.fromkeys(c["activation"]) if order is None else order)
+    tables = [c.pivot(index="activation", columns="kind", values=v).reindex(order)
+              for v in ("tau", "ci_low", "ci_high")]
+    fig = by_activation(tables[0], f"Kendall tau, avg {measure} vs {target}", low=tables[1],
+                        high=tables[2])
+    fig.axes[0].set_ylim(-1.05, 1.05)
+    return fig
+
+
+def negative_flow(table: pd.DataFrame):
+    """Two panels from :func:`gflib.chapters.activations.negative_flow_table` (columns
+    (quantity, kind), fractions): the share of pre-activations where the slope is negative and
+    the share of the gradient's L1 norm through them, in %, sparse beside dense."""
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3))
+    by_activation(100 * table["neg_share"], "% of pre-activations with f' < 0", ax=axes[0])
+    by_activation(100 * table["neg_grad_share"], "% of |dC/dz| through them", ax=axes[1])
+    for ax in axes:
+        ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def width_panels(paired: pd.DataFrame, panels: str, metric: str = "test_acc", columns: int = 3,
+                 log: bool = False):
+    """One small panel per value of ``panels`` (e.g. activation, in first-seen order), wrapped
+    ``columns`` to a row: the median over seeds of ``metric`` of the sparse (red) and the dense
+    (blue) member against the dense width."""
+    keys = list(dict.fromkeys(paired[panels]))
+    rows = max(1, -(-len(keys) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.1 * rows), squeeze=False,
+                             sharex=True, sharey=True)
+    for ax, key in zip(axes.ravel(), keys):
+        g = paired[paired[panels] == key]
+        for kind, style in (("sparse", SPARSE_STYLE), ("dense", DENSE_STYLE)):
+            med = g.groupby("dense_width")[f"{metric}_{kind}"].median()
+            ax.plot(med.index, med.values, **style)
+        ax.set_title(str(key), fontsize=9)
+        if log:
+            ax.set_yscale("log")
+    for ax in axes.ravel()[len(keys):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(metric.replace("mean_", "avg ").replace("_", " "), fontsize=9)
+    for ax in axes[-1, :]:
+        ax.set_xlabel("dense width")
+    axes[0, 0].legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def optimizer_cells(acc: pd.DataFrame, egf: pd.DataFrame, diverged: pd.DataFrame,
+                    runs: pd.DataFrame, title: str = ""):
+    """Two heat maps, one above the other, over an optimizer x variant layout (tables as
+    :func:`gflib.chapters.optimizers.cell_table` gives them, same index and columns): the mean
+    test accuracy (%) and the average EGF_2 (log colour scale, value written), blank where the
+    grid has no run; a cell with diverged runs adds ``† k/n`` (they count at chance accuracy
+    and have no flow)."""
+    rows, cols = acc.shape
+    fig, axes = plt.subplots(2, 1, figsize=(7.0, 2 * (0.4 * rows + 0.9) + 0.8), sharex=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_egf = np.log10(egf.to_numpy(float))
+    panels = ((axes[0], 100 * acc.to_numpy(float), "test accuracy (%)", "viridis", "%",
+               lambda v, i, j: f"{v:.0f}"),
+              (axes[1], log_egf, "average EGF$_2$ (colour: log$_{10}$)", "magma", "log$_{10}$",
+               lambda v, i, j: f"{egf.iat[i, j]:.2g}"))
+    n = runs.to_numpy(float)
+    d = diverged.to_numpy(float)
+    for ax, values, label, cmap, unit, text_of in panels:
+        finite = values[np.isfinite(values)]
+        low, high = (finite.min(), finite.max()) if finite.size else (0, 1)
+        image = ax.imshow(values, cmap=cmap, aspect="auto", vmin=low,
+                          vmax=high if high > low else low + 1)
+        fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02).set_label(unit, fontsize=8)
+        for (i, j), v in np.ndenumerate(values):
+            if not np.isfinite(n[i, j]):
+                continue
+            text = text_of(v, i, j) if np.isfinite(v) else ""
+            if d[i, j] > 0:
+                text += f"\n†{d[i, j]:.0f}/{n[i, j]:.0f}"
+            dark = np.isfinite(v) and (v - low) < 0.6 * (high - low)
+            ax.text(j, i, text.strip(), ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black")
+        ax.set_yticks(range(rows), [str(r) for r in acc.index])
+        ax.set_title(label, fontsize=9)
+    axes[1].set_xticks(range(cols), [str(c) for c in acc.columns], rotation=40, ha="right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+EWMA_MARKERS = {"EWMA": dict(marker="o"), "other": dict(marker="s", facecolors="none")}
+
+
+def flow_vs_accuracy(cells: pd.DataFrame, kind: str = "sparse",
+                     labelled=("L2_BN", "DA_L2_SC_BN", "WD_BN", "DA_WD_SC_BN"),
+                     labelled_optimizers=("adam", "adamw")):
+    """Average EGF_2 (log10, x) against mean test accuracy (%), one point per optimizer x variant
+    cell of ``kind`` (:func:`gflib.chapters.optimizers.cells`: columns ``lr``, ``kind``,
+    ``optimizer``, ``variant``, ``family``, ``egf``, ``acc``), one panel per learning rate;
+    filled circles for the EWMA optimizers, open squares for the others; the variants in
+    ``labelled`` of the optimizers in ``labelled_optimizers`` are named. Cells whose runs all
+    diverged have no flow and are not drawn."""
+    sub = cells[cells["kind"] == kind]
+    lrs = sorted(sub["lr"].unique())
+    optimizers = list(dict.fromkeys(sub["optimizer"]))
+    colours = dict(zip(optimizers, plt.cm.tab10.colors))
+    fig, axes = plt.subplots(1, len(lrs), figsize=(3.3 * len(lrs) + 1.4, 3.4), squeeze=False,
+                             sharey=True)
+    for ax, lr in zip(axes[0], lrs):
+        at = sub[sub["lr"] == lr]
+        for optimizer, g in at.groupby("optimizer", sort=False):
+            style = dict(EWMA_MARKERS[g["family"].iloc[0]])
+            style.setdefault("facecolors", colours[optimizer])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                x = np.log10(g["egf"].to_numpy(float))
+            ax.scatter(x, 100 * g["acc"], edgecolors=colours[optimizer], s=28, label=optimizer,
+                       **style)
+            for xi, (_, row) in zip(x, g.iterrows()):
+                if (row["variant"] in labelled and optimizer in labelled_optimizers
+                        and np.isfinite(xi)):
+                    ax.annotate(row["variant"], (xi, 100 * row["acc"]), fontsize=6,
+                                xytext=(3, 2), textcoords="offset points")
+        missing = int(at["egf"].isna().sum())
+        ax.set_title(f"lr {lr:g}" + (f" ({missing} cells all diverged)" if missing else ""),
+                     fontsize=9)
+        ax.set_xlabel("log$_{10}$ average EGF$_2$")
+    axes[0, 0].set_ylabel("test accuracy (%)")
+    axes[0, -1].legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def update_sizes(updates: pd.DataFrame):
+    """The mechanism, per traced run (rows: optimizer and learning rate) and epoch, one line per
+    layer (input dark, output light): the step on active weights in units of the learning rate
+    (``|dw| / lr``), the gradient ``|g|`` and the square root of the second-moment state
+    (``sqrt(v)``; none for SGD), from :func:`gflib.updates.table`'s long table. Log y, each
+    column on one scale."""
+    runs = list(dict.fromkeys(zip(updates["optimizer"], updates["lr"])))
+    columns = (("dw", "step |dw| / lr"), ("g", "gradient |g|"), ("v", "sqrt(v), v raw EWMA"))
+    layers = sorted(updates["layer"].unique())
+    colours = dict(zip(layers, plt.cm.viridis(np.linspace(0, 0.85, max(len(layers), 1)))))
+    fig, axes = plt.subplots(max(len(runs), 1), 3, figsize=(9, 2.1 * max(len(runs), 1) + 0.5),
+                             squeeze=False, sharex=True, sharey="col")
+    for i, (optimizer, lr) in enumerate(runs):
+        for j, (q, label) in enumerate(columns):
+            ax = axes[i, j]
+            g = updates[(updates["optimizer"] == optimizer) & (updates["lr"] == lr)
+                        & (updates["quantity"] == q)]
+            if g.empty:
+                ax.text(0.5, 0.5, "no second moment", ha="center", va="center", fontsize=8,
+                        transform=ax.transAxes)
+            for layer, gl in g.groupby("layer"):
+                y = gl["value"].to_numpy(float)
+                y = y / lr if q == "dw" else np.sqrt(y) if q == "v" else y
+                ax.plot(gl["epoch"], y, color=colours[layer], label=f"layer {layer}")
+            ax.set_yscale("log")
+            if i == 0:
+                ax.set_title(label, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"{optimizer}, lr {lr:g}", fontsize=9)
+            if i == len(runs) - 1:
+                ax.set_xlabel("epoch")
+    axes[0, 0].legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig

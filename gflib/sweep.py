@@ -9,7 +9,7 @@ worker can reach the store's folder, so a killed group resumes where it stopped.
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import Executor, Future, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from pathlib import Path
 
 from . import train
@@ -20,7 +20,8 @@ from .store import ResultStore, config_key
 
 
 class InlineExecutor(Executor):
-    """Runs each submitted call at once in this process (the default executor)."""
+    """Runs each submitted call at once in this process (the default executor). A sweep submits
+    to it one group at a time, so each group is stored before the next one trains."""
 
     def submit(self, fn, /, *args, **kwargs):
         future = Future()
@@ -85,17 +86,24 @@ def run(configs, store_dir, executor: Executor | None = None, progress: bool = T
     batches = groups(todo, stack) if stack and stack > 1 else [[c] for c in todo]
     executor = executor or InlineExecutor()
     ckpt_dir = str(store.root / ".checkpoints") if checkpoint else None
-    pending = {executor.submit(train_group, g, ckpt_dir): g for g in batches}
-    errors = []
-    for fut in as_completed(pending):
-        if fut.exception() is not None:
-            errors.append(fut.exception())
-            continue
-        for c, r in zip(pending[fut], fut.result()):
-            store.put(r)
-            results[c] = r
-        if bar is not None:
-            bar.update(len(pending[fut]))
+    window = 1 if isinstance(executor, InlineExecutor) else max(1, len(batches))
+    queue, pending, errors = iter(batches), {}, []
+    while True:
+        while len(pending) < window and (group := next(queue, None)) is not None:
+            pending[executor.submit(train_group, group, ckpt_dir)] = group
+        if not pending:
+            break
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for fut in done:
+            group = pending.pop(fut)
+            if fut.exception() is not None:
+                errors.append(fut.exception())
+                continue
+            for c, r in zip(group, fut.result()):
+                store.put(r)
+                results[c] = r
+            if bar is not None:
+                bar.update(len(group))
     if bar is not None:
         bar.close()
     if errors:

@@ -44,12 +44,28 @@ class Verdict:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def _digits(self) -> int:
+        values = [abs(v) for v in (self.effect, *self.interval) if not math.isnan(v)]
+        size = max(values) if values else 0
+        return 3 if size < 1 else 1 if size < 100 else 0
+
+    def effect_text(self) -> str:
+        """The effect with its unit (3 decimals below 1, 1 below 100, else none)."""
+        return f"{self.effect:+.{self._digits()}f} {self.effect_unit}".strip()
+
+    def interval_text(self) -> str:
+        """The interval as ``low to high`` in the effect's format ("" when there is none)."""
+        lo, hi = self.interval
+        if math.isnan(lo) or math.isnan(hi):
+            return ""
+        d = self._digits()
+        return f"{lo:+.{d}f} to {hi:+.{d}f}"
+
     def numbers(self) -> str:
         """The data in one line: effect, interval, p and n."""
-        parts = [f"{self.effect:+.3g} {self.effect_unit}".strip()]
-        lo, hi = self.interval
-        if not (math.isnan(lo) or math.isnan(hi)):
-            parts.append(f"95 % CI {lo:+.3g} to {hi:+.3g}")
+        parts = [self.effect_text()]
+        if self.interval_text():
+            parts.append(f"95 % CI {self.interval_text()}")
         if not math.isnan(self.p):
             parts.append(format_p(self.p))
         parts.append(f"n = {self.n} ({self.unit})")
@@ -86,7 +102,7 @@ def table(verdicts) -> "pd.DataFrame":
     import pandas as pd
 
     return pd.DataFrame([{"claim": v.claim, "scale": v.scale, "status": v.status,
-                          "effect": round(v.effect, 3), "unit of effect": v.effect_unit,
-                          "95 % CI": f"{v.interval[0]:+.3g} to {v.interval[1]:+.3g}",
+                          "effect": v.effect_text(),
+                          "95 % CI": v.interval_text(),
                           "p": format_p(v.p), "n": v.n, "independent unit": v.unit}
                          for v in verdicts])

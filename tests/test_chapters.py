@@ -264,6 +264,9 @@ def test_verdict_data_and_p_for_people():
                 interval=(0.6, 1.8), p=7.7e-24, n=10, unit="optimizer x seed",
                 sentence="the gain is larger", paper="65 % of BN cells")
     assert v.numbers() == "+1.1 points, 95 % CI +0.6 to +1.8, p < 1e-4, n = 10 (optimizer x seed)"
+    small = Verdict(2, "book", "not distinguishable", -0.035, "|tau|", (-0.1003, 0.0127),
+                    float("nan"), 299, "runs", "")
+    assert small.numbers() == "-0.035 |tau|, 95 % CI -0.100 to +0.013, n = 299 (runs)"
     assert markdown(v).startswith("**Claim 3, `book`: partly.**") and "The gain" in markdown(v)
     with pytest.raises(ValueError, match="'maybe'"):
         Verdict(3, "book", "maybe", 0.0, "", (0, 0), 0.5, 1, "", "")
