@@ -18,6 +18,10 @@ from .models import MLP, maskable_weights
 PAPER_SPARSE_WIDTH = 3076
 PAPER_DENSITY_RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)
 INITS = ("dense", "sparsity_aware")
+FEATURES = {"digits": (64, 10), "fashion_mnist": (784, 10), "cifar10": (3072, 10),
+            "cifar100": (3072, 100)}
+"""``dataset -> (in_features, out_features)`` of an MLP on it (flattened images, classes), so
+that layer counts can be worked out from a config without loading the data."""
 
 
 def paper_widths(sparse_width: int = PAPER_SPARSE_WIDTH, ratios=PAPER_DENSITY_RATIOS) -> list:

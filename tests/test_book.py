@@ -13,6 +13,8 @@ from gflib import bench, chapters, execute
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = chapters.names()
+PAGES = ("results",)
+"""Notebooks of the book that are pages over all chapters, not chapters themselves."""
 
 
 def toc_files():
@@ -75,12 +77,16 @@ def test_every_chapter_is_a_notebook_in_the_toc_with_a_parameters_cell():
 
 def test_chapter_modules_and_notebooks_are_one_to_one():
     """Every registered chapter has its notebook in the toc; every notebook is a registered
-    chapter (a chapter's name is spelled once, in its module)."""
+    chapter (a chapter's name is spelled once, in its module) or one of the listed
+    :data:`PAGES`, which are in the toc too and are not chapters."""
     import jupytext
 
     notebooks = sorted(p.stem for p in (ROOT / "book").glob("*.md")
                        if "kernelspec" in jupytext.read(p).metadata)
-    assert notebooks == sorted(chapters.names())
+    assert not set(PAGES) & set(chapters.names())
+    assert sorted(n for n in notebooks if n not in PAGES) == sorted(chapters.names())
+    assert set(PAGES) <= set(notebooks)
+    assert {f"book/{p}" for p in PAGES} <= set(toc_files())
 
 
 def test_execute_refuses_unknown_parameters(tmp_path):

@@ -209,6 +209,22 @@ def test_egf_margin_and_claim_2_verdict():
     assert v.claim == 2 and v.status == "not distinguishable" and v.n == 24
 
 
+def test_claim_1_construction_verdict():
+    """Every sparse member of fake_results (width 20, depth 2, digits) has its dense partner with
+    equal layer counts: reproduced, with the narrowest pair's mean hidden fan-in (5/20)^2 * 20;
+    a sparse run without its partner makes it not reproduced; no pairs, not run."""
+    runs = fake_results().runs
+    v = sc_sdc_and_egf.construction_verdict(runs, "book")
+    assert (v.claim, v.status, v.n) == (1, "reproduced", 24)
+    assert v.effect == pytest.approx(1.25) and "not measured" in v.sentence and "31" in v.paper
+    dense = runs.index[runs["kind"] == "dense"]
+    assert sc_sdc_and_egf.construction_verdict(runs.drop(dense[:1]), "book").status == \
+        "not reproduced"
+    assert sc_sdc_and_egf.construction_verdict(runs.drop(dense), "book").status == "not run"
+    claims = [v.claim for v in sc_sdc_and_egf.analyse(fake_results(), presets.get("book"))["verdicts"]]
+    assert claims == [1, 2]
+
+
 def test_tau_margin_by_hand():
     """Within each depth EGF_1 orders the runs as accuracy does (|tau| = 1), the best baseline is
     reversed on two of four runs (|tau| = 1/3 with n = 4: 4 concordant... see below)."""

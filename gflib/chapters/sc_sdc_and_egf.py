@@ -97,13 +97,73 @@ def verdict(m: pd.DataFrame, scale: str) -> Verdict:
               "(accuracy) against .355 and .316 for the gradient L1 norm")
 
 
+def construction_verdict(runs: pd.DataFrame, scale: str) -> Verdict:
+    """Claim 1 at ``scale``: is each SC-SDC pair of the grid a same-capacity comparison?
+
+    From the configs alone (no model is built but one, for the fan-in): every sparse MLP run must
+    have its dense partner (:func:`gflib.analysis.pairs`), and layer by layer the sparse member's
+    active weights (:func:`gflib.scsdc.layer_densities` times its layer sizes) must equal the
+    dense partner's weight counts (:func:`gflib.scsdc.active_counts`); ``tests/test_scsdc.py``
+    checks that the built masks hold exactly those counts. Reproduced when every pair matches;
+    not reproduced when one does not (or a sparse run has no partner); not run without pairs.
+    Effect: the mean number of active inputs a sparse hidden unit of the narrowest pair gets from
+    the hidden layer before (:func:`gflib.scsdc.regime`, the deepest net of the grid; the
+    expected ``ratio^2 * width`` when no net has two hidden layers). Fairness is argued from the
+    construction, not measured: equal active weights do not make equal trainability."""
+    import math
+
+    from ..analysis import pairs
+    from ..scsdc import FEATURES, active_counts, layer_densities, regime
+
+    unit = "SC-SDC pairs (optimizer x lr x depth x width x seed)"
+    mlp = runs[(runs["model"] == "mlp") & runs["dataset"].isin(list(FEATURES))]
+    paired = pairs(mlp) if len(mlp) else mlp.iloc[:0]
+    if paired.empty:
+        return Verdict(claim=1, scale=scale, status="not run", effect=math.nan,
+                       effect_unit="mean active inputs per sparse hidden unit", interval=(math.nan,
+                       math.nan), p=math.nan, n=0, unit=unit,
+                       sentence="no SC-SDC pair of MLPs on a known dataset in these runs")
+    n_sparse = int(((mlp["kind"] == "sparse") & mlp["match_width"].notna()).sum())
+    mismatched = 0
+    for row in paired.itertuples():
+        fan_in, fan_out = FEATURES[row.dataset]
+        s, d, depth = int(row.sparse_width), int(row.dense_width), int(row.depth)
+        sparse_sizes = active_counts(fan_in, fan_out, depth, s)
+        sparse_active = [round(r * n) for r, n in
+                         zip(layer_densities(fan_in, fan_out, depth, s, d), sparse_sizes)]
+        mismatched += sparse_active != active_counts(fan_in, fan_out, depth, d)
+    unpaired = n_sparse - len(paired)
+    ok = mismatched == 0 and unpaired == 0
+    narrow = paired.loc[paired["dense_width"].idxmin()]
+    fan_in, fan_out = FEATURES[narrow["dataset"]]
+    s, d = int(narrow["sparse_width"]), int(narrow["dense_width"])
+    depth = int(paired["depth"].max())
+    mean_fan_in = (float(regime(fan_in, fan_out, depth, s, [d])["mean_fan_in"].iloc[0])
+                   if depth >= 2 else (d / s) ** 2 * s)
+    return Verdict(
+        claim=1, scale=scale, status="reproduced" if ok else "not reproduced",
+        effect=mean_fan_in,
+        effect_unit=f"mean active inputs per sparse hidden unit, narrowest pair ({d} of {s})",
+        interval=(math.nan, math.nan), p=math.nan, n=len(paired), unit=unit,
+        sentence=(f"{len(paired) - mismatched} of {len(paired)} sparse members match their dense "
+                  f"partners' active weight counts layer by layer"
+                  + (f" and {unpaired} sparse runs have no partner" if unpaired else "")
+                  + f"; in the narrowest pair a sparse hidden unit keeps {mean_fan_in:.1f} active "
+                  f"inputs on average. This fairness is argued from the construction, not "
+                  f"measured: equal active weights need not mean equal trainability"),
+        paper="SC-SDC is argued fair because each pair has equal active weights per layer; "
+              "its narrowest pair (308 of 3076 units) leaves a sparse hidden unit ~31 active "
+              "inputs")
+
+
 def analyse(results, preset) -> dict:
     """Everything the chapter shows from one :class:`gflib.results.Results` (live or stored).
 
     Keys: ``corr`` (per-depth Kendall taus with CIs), ``pooled`` (the same over all depths),
     ``summary`` (mean |tau| per measure x (kind, target)), ``beside`` (ours next to the
     paper's), ``margins`` (:func:`margins`), ``verdict`` (:func:`egf_verdict`, the best measure
-    per column), ``verdicts`` (:func:`verdict`), ``paired``, ``pvalues`` and ``mann_whitney``
+    per column), ``verdicts`` (:func:`construction_verdict` for claim 1, then :func:`verdict`
+    for claim 2), ``paired``, ``pvalues`` and ``mann_whitney``
     (``{lr: table}``: H1 sparse > dense test accuracy, optimizer x depth, per learning rate),
     ``n_runs``, ``n_diverged``.
     """
@@ -115,7 +175,8 @@ def analyse(results, preset) -> dict:
     return {
         "corr": corr, "pooled": correlations(runs, group_by=()), "summary": summary,
         "beside": beside_paper(summary, egf_correlations(preset.dataset)),
-        "margins": m, "verdict": egf_verdict(summary), "verdicts": [verdict(m, preset.name)],
+        "margins": m, "verdict": egf_verdict(summary),
+        "verdicts": [construction_verdict(runs, preset.name), verdict(m, preset.name)],
         "paired": paired,
         "pvalues": {lr: sparse_vs_dense_table(g, "optimizer", "depth")
                     for lr, g in paired.groupby("lr")},
