@@ -241,3 +241,29 @@ def tau_margin(runs: pd.DataFrame, target: str, egf=("egf_l1", "egf_l2"),
     low, high = np.nanpercentile(draws, [100 * alpha, 100 * (1 - alpha)])
     return {"margin": float(margin), "ci_low": float(low), "ci_high": float(high),
             "n": int(len(ok)), "best_egf": best_egf, "best_base": best_base}
+
+
+def agreement(pvalues: pd.DataFrame, paper: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Cell by cell of two p-value tables of one layout: ``"both"``, ``"ours only"``,
+    ``"paper only"`` or ``"neither"`` found sparse > dense (p < ``alpha``); ``"n/a"`` where
+    either has no value."""
+    def word(ours, theirs):
+        if np.isnan(ours) or np.isnan(theirs):
+            return "n/a"
+        return {(True, True): "both", (True, False): "ours only", (False, True): "paper only",
+                (False, False): "neither"}[(ours < alpha, theirs < alpha)]
+    return pd.DataFrame([[word(pvalues.loc[r, c], paper.loc[r, c]) for c in pvalues.columns]
+                         for r in pvalues.index], index=pvalues.index, columns=pvalues.columns)
+
+
+def disagreements(agreement_table: pd.DataFrame, labels: dict | None = None) -> str:
+    """The cells of an :func:`agreement` table where only the paper, or only we, found sparse >
+    dense, named as "row x column" (through ``labels`` where given)."""
+    labels = labels or {}
+
+    def cells(word):
+        hits = [f"{labels.get(r, r)} x {labels.get(c, c)}" for r in agreement_table.index
+                for c in agreement_table.columns if agreement_table.loc[r, c] == word]
+        return ", ".join(hits) or "none"
+    return (f"significant in the paper only: {cells('paper only')}; here only: "
+            f"{cells('ours only')}")

@@ -9,6 +9,7 @@ import torch
 
 from gflib import activations, models, negflow, presets, train
 from gflib.activations import SReLU
+from gflib.analysis import disagreements
 from gflib.chapters import activations as chapter
 from gflib.config import RunConfig, RunResult
 from gflib.ensemble import Single
@@ -320,7 +321,7 @@ def test_analyse_by_hand(fake_analysis):
     tau = a["tau"]
     assert set(tau["activation"]) == {"relu", "swish", "prelu"} and (tau["n"] == 24).all()
     assert (tau["tau"] > 0.99).all()  # every measure is a multiple of accuracy here
-    assert chapter.disagreements(a["agreement"]) == (
+    assert disagreements(a["agreement"], chapter.LABELS) == (
         "significant in the paper only: SGD x ReLU, SGD x PReLU; here only: Adam x ReLU, "
         "Adam x Swish")
     sentence = chapter.verdict_sentence(a, "smoke")

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
-from ..analysis import (correlations, pair_grid, pairs, sparse_vs_dense_table, unit_test,
-                        variant_flags)
+from ..analysis import (agreement, correlations, disagreements, pair_grid, pairs,
+                        sparse_vs_dense_table, unit_test, variant_flags)
 from ..negflow import QUANTITIES
 from ..reference import ACTIVATIONS, STUDY_OPTIMIZERS, activation_pvalues, batchnorm_pvalues
 from ..results import TRACE_PREFIX
@@ -90,18 +90,6 @@ def favoured(pvalues: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
         return ", ".join(hits) or "none"
     return pd.DataFrame({"ours": pvalues.apply(names, axis=1),
                          "paper": paper.apply(names, axis=1)}).rename_axis("optimizer")
-
-
-def agreement(pvalues: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    """Cell by cell: ``"both"``, ``"ours only"``, ``"paper only"`` or ``"neither"`` found sparse
-    > dense (p < :data:`ALPHA`); ``"n/a"`` where either has no value."""
-    def word(ours, theirs):
-        if math.isnan(ours) or math.isnan(theirs):
-            return "n/a"
-        return {(True, True): "both", (True, False): "ours only", (False, True): "paper only",
-                (False, False): "neither"}[(ours < ALPHA, theirs < ALPHA)]
-    return pd.DataFrame([[word(pvalues.loc[o, a], paper.loc[o, a]) for a in pvalues.columns]
-                         for o in pvalues.index], index=pvalues.index, columns=pvalues.columns)
 
 
 def by_activation(runs: pd.DataFrame, column: str, order) -> pd.DataFrame:
@@ -260,17 +248,6 @@ def verdict_sentence(analysis: dict, scale: str) -> str:
             "optimizer x activation cells agree with the paper's on significance")
 
 
-def disagreements(agreement_table: pd.DataFrame) -> str:
-    """The cells of an :func:`agreement` table where only the paper, or only we, found sparse >
-    dense, named as "optimizer x activation"."""
-    def cells(word):
-        hits = [f"{LABELS.get(o, o)} x {LABELS.get(a, a)}" for o in agreement_table.index
-                for a in agreement_table.columns if agreement_table.loc[o, a] == word]
-        return ", ".join(hits) or "none"
-    return (f"significant in the paper only: {cells('paper only')}; here only: "
-            f"{cells('ours only')}")
-
-
 def report(analysis: dict, label: str) -> None:
     """Show one stored summary: its p-value table beside the paper's, the activations that
     favour sparse nets, the negative-flow table and the verdicts."""
@@ -284,5 +261,5 @@ def report(analysis: dict, label: str) -> None:
     plt.show()
     display(analysis["favoured"], (100 * analysis["negflow"]).round(2))
     display(Markdown(f"**In short:** {verdict_sentence(analysis, label)}; "
-                     f"{disagreements(analysis['agreement'])}."))
+                     f"{disagreements(analysis['agreement'], LABELS)}."))
     show_verdicts(analysis["verdicts"])
