@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..analysis import (effect_by, flow_stability, pair_grid, pairs, sparse_vs_dense_table,
-                        unit_test, variant_flags)
+from ..analysis import (agreement, disagreements, effect_by, flow_stability, pair_grid, pairs,
+                        sparse_vs_dense_table, unit_test, variant_flags)
 from ..reference import BN_VARIANTS, STUDY_OPTIMIZERS, batchnorm_pvalues
 from ..verdict import Verdict, format_p, show_verdicts
 
@@ -139,7 +139,8 @@ def analyse(results, preset) -> dict:
     """Everything the BatchNorm chapter shows from one :class:`gflib.results.Results`.
 
     Keys: ``paired``; ``pvalues`` (H1 sparse > dense in test accuracy, optimizer x variant),
-    ``n`` (pairs per cell), ``paper`` (the paper's table, same layout), ``shares``
+    ``n`` (pairs per cell), ``paper`` (the paper's table, same layout), ``agreement``
+    (:func:`gflib.analysis.agreement`, cell by cell), ``shares``
     (:func:`significance_shares`, ours and the paper's); ``gains`` (per comparison, see
     :func:`bn_gains`), ``gain`` (:func:`gflib.analysis.unit_test` of the excess gain at the
     unit :data:`UNIT`), ``gain_by_width`` and ``gain_by_optimizer`` (the same within each dense
@@ -157,7 +158,7 @@ def analyse(results, preset) -> dict:
     stab, flat = stability(results)
     out = {
         "paired": paired, "pvalues": pvalues, "n": table.attrs["n"].reindex(**layout),
-        "paper": paper,
+        "paper": paper, "agreement": agreement(pvalues, paper),
         "shares": pd.DataFrame({"ours": significance_shares(pvalues),
                                 "paper": significance_shares(paper)}),
         "gains": gains, "gain": unit_test(gains, "excess", UNIT),
@@ -176,7 +177,7 @@ def report(analysis: dict, label: str) -> None:
     """Show one stored summary: its p-value heat map beside the paper's, the shares of
     significant cells, the BN gain by width, the stability table and its verdicts."""
     import matplotlib.pyplot as plt
-    from IPython.display import display
+    from IPython.display import Markdown, display
 
     from .. import plots
 
@@ -187,6 +188,8 @@ def report(analysis: dict, label: str) -> None:
     fig.tight_layout()
     plt.show()
     display(analysis["shares"].round(2), analysis["stability"].round(3))
+    display(Markdown("Where the tables disagree: "
+                     + disagreements(analysis["agreement"]) + "."))
     plots.effect_by_width(analysis["gain_by_width"], scale=100,
                           ylabel="extra BN gain, sparse - dense (points)")
     plt.show()
