@@ -44,11 +44,13 @@ class ResultStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".probe-")
-            with os.fdopen(fd, "w") as f:
-                f.write("{}")
-                f.flush()
-                os.fsync(f.fileno())
-            os.unlink(tmp)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write("{}")
+                    f.flush()
+                    os.fsync(f.fileno())
+            finally:
+                os.unlink(tmp)
         except OSError as exc:
             raise ValueError(f"results store {self.root} cannot be written: {exc}; give a "
                              "writable results_dir") from exc

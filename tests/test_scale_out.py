@@ -1,0 +1,272 @@
+"""Sweeps beyond one process: groups balanced by estimated seconds, a Dask cluster giving the same
+numbers as this process, and the faults a long sweep meets (a worker killed mid-group, a group
+that raises, two sweeps on one store, a store that cannot be written). The driver killed with
+SIGKILL mid-sweep is ``tests/test_store_sweep.py::test_sweep_killed_midway_resumes_to_exactly_all_runs``.
+
+The Dask tests share one ``LocalCluster`` of two worker processes (about 10 s to start on 2 cores)."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gflib import sweep
+from gflib.config import RunConfig
+from gflib.store import ResultStore, config_key
+
+TINY = dict(depth=1, width=4, epochs=1, flow_points=2, train_subset=100, test_subset=50)
+NUMBERS = ["seed", "test_acc", "test_loss", "train_loss", "train_acc", "mean_gf_l2", "mean_egf_l2"]
+
+
+@pytest.fixture(autouse=True)
+def _no_bars_one_thread(monkeypatch):
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def dask_executor():
+    pytest.importorskip("distributed")
+    with sweep.executor_for("local:2") as executor:
+        yield executor
+
+
+def _tiny(seeds, **fields):
+    return [RunConfig(**{**TINY, **fields}, seed=s) for s in seeds]
+
+
+def _check_store(root, configs):
+    """Every config stored exactly once, each file parsing under its own key, nothing else."""
+    files = sorted(p.name for p in Path(root).glob("*.json"))
+    assert files == sorted(f"{config_key(c)}.json" for c in set(configs))
+    assert len(ResultStore(root).results()) == len(set(configs))
+    assert not list(Path(root).glob(".tmp-*"))
+
+
+# ------------------------------------------------------------------------------ balancing
+
+
+def test_balanced_groups_hold_about_the_target_seconds():
+    configs = _tiny(range(6), epochs=2) + _tiny(range(6), epochs=6) + _tiny([0], width=300)
+
+    def seconds(group):
+        return sum(c.epochs for c in group) * 1.0
+
+    out = sweep.balanced_groups(configs, seconds, target_s=8.0, max_size=3)
+    assert [[c.epochs for c in g] for g in out] == [[2, 2, 2], [2, 2, 2], [6], [6], [6], [6],
+                                                    [6], [6], [1]]
+    assert out[-1] == configs[-1:]  # too wide to stack on a CPU: alone
+    assert sorted(map(id, sum(out, []))) == sorted(map(id, configs))
+    merged = sweep.balanced_groups(configs[:6], seconds, target_s=100.0, max_size=4)
+    assert [len(g) for g in merged] == [4, 2]
+    split = sweep.balanced_groups(configs[:6], seconds, target_s=1.0, max_size=4)
+    assert [len(g) for g in split] == [1] * 6  # a group always takes its first run
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(target_s=0.0, max_size=2), "target_s must be a number of seconds > 0, got 0.0"),
+    (dict(target_s=1.0, max_size=0), "max_size must be an integer >= 1, got 0"),
+])
+def test_balanced_groups_rejects_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sweep.balanced_groups(_tiny([0]), len, **kwargs)
+
+
+def test_sweep_balances_groups_by_estimated_seconds(tmp_path, monkeypatch):
+    seen = []
+    real = sweep.train_group
+    monkeypatch.setattr(sweep, "train_group", lambda g, *a: seen.append(len(g)) or real(g, *a))
+    sweep.run(_tiny(range(5)), tmp_path, progress=False, stack=4, seconds=len, target_s=2)
+    assert seen == [2, 2, 1]
+    with pytest.raises(ValueError, match="give both seconds and target_s"):
+        sweep.run(_tiny(range(5)), tmp_path, progress=False, seconds=len)
+
+
+# ---------------------------------------------------------------------------- executors
+
+
+@pytest.mark.parametrize("bad", ["localhost:8786", "local:0", "local:x", "8786"])
+def test_executor_for_rejects_what_is_not_an_address(bad):
+    with pytest.raises(ValueError, match="give a Dask scheduler address"):
+        with sweep.executor_for(bad):
+            pass
+
+
+def test_executor_for_none_is_this_process():
+    with sweep.executor_for(None) as executor:
+        assert executor is None
+
+
+def test_dask_cluster_gives_the_numbers_of_this_process(tmp_path, dask_executor):
+    configs = _tiny(range(4)) + _tiny(range(2), width=8)
+    here = sweep.run(configs, tmp_path / "here", progress=False, stack=2)
+    there = sweep.run(configs, tmp_path / "dask", executor=dask_executor, progress=False, stack=2)
+    assert there.runs[NUMBERS].equals(here.runs[NUMBERS])
+    assert there.curves.equals(here.curves)
+    _check_store(tmp_path / "dask", configs)
+
+
+def test_worker_killed_mid_group_is_redone_elsewhere(tmp_path, dask_executor, monkeypatch):
+    """The first attempt at the group of seeds 0-1 kills its own worker process (SIGKILL); Dask
+    re-runs it on a live worker: every run stored once, with this process's numbers."""
+    configs = _tiny(range(4))
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    real = sweep.train_group
+
+    def dies_once(group, *args):
+        (flags / f"attempt-{group[0].seed}-{os.getpid()}").touch()
+        if group[0].seed == 0 and not (flags / "killed").exists():
+            (flags / "killed").touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(group, *args)
+
+    monkeypatch.setattr(sweep, "train_group", dies_once)
+    summary, error = sweep.run_summary(configs, tmp_path / "s", executor=dask_executor,
+                                       progress=False, stack=2)
+    assert error is None and summary.failures == [] and summary.trained == 4
+    attempts = [p.name.rsplit("-", 1)[0] for p in flags.glob("attempt-*")]
+    assert attempts.count("attempt-0") == 2
+    assert attempts.count("attempt-2") in (1, 2)  # 2: it had finished on the killed worker
+    killed_pid = {p.name.rsplit("-", 1)[1] for p in flags.glob("attempt-0-*")}
+    assert len(killed_pid) == 2  # the second attempt ran in another process
+    monkeypatch.setattr(sweep, "train_group", real)
+    here = sweep.run(configs, tmp_path / "here", progress=False, stack=2)
+    assert summary.results.runs[NUMBERS].equals(here.runs[NUMBERS])
+    _check_store(tmp_path / "s", configs)
+
+
+# ------------------------------------------------------------------------ failing groups
+
+
+def test_out_of_memory_group_is_split_down_to_what_fits(tmp_path, monkeypatch):
+    """A stack of 4 fails while it holds more than one run: 4 -> 2 + 2 -> four single runs,
+    all stored, nothing recorded as failed."""
+    seen = []
+    real = sweep.train_group
+
+    def fits_one(group, *args):
+        seen.append(len(group))
+        if len(group) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(group, *args)
+
+    monkeypatch.setattr(sweep, "train_group", fits_one)
+    configs = _tiny(range(4))
+    summary, error = sweep.run_summary(configs, tmp_path, progress=False, stack=4)
+    assert seen == [4, 2, 1, 1, 2, 1, 1]
+    assert error is None and summary.splits == 3 and summary.failures == []
+    assert summary.trained == 4 and summary.results.runs["seed"].tolist() == [0, 1, 2, 3]
+    assert sweep.failures(tmp_path) == []
+    _check_store(tmp_path, configs)
+
+
+def test_a_run_that_fails_alone_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    real = sweep.train_group
+
+    def seed_2_fails(group, *args):
+        if any(c.seed == 2 for c in group):
+            raise RuntimeError("out of memory")
+        return real(group, *args)
+
+    monkeypatch.setattr(sweep, "train_group", seed_2_fails)
+    configs = _tiny(range(4))
+    with pytest.raises(sweep.SweepError) as err:
+        sweep.run(configs, tmp_path, progress=False, stack=4)
+    summary = err.value.summary
+    assert "1 of 4 runs failed" in str(err.value) and "RuntimeError: out of memory" in str(err.value)
+    assert isinstance(err.value.__cause__, RuntimeError)
+    assert summary.splits == 2 and summary.trained == 3 and len(summary.failures) == 1
+    assert summary.failures[0].config == configs[2] and summary.failures[0].group_size == 1
+    recorded = sweep.failures(tmp_path)
+    assert [r["config"]["seed"] for r in recorded] == [2]
+    assert recorded[0]["error"] == "RuntimeError: out of memory"
+    assert "seed_2_fails" in recorded[0]["traceback"]
+    _check_store(tmp_path, configs[:2] + configs[3:])
+
+    monkeypatch.setattr(sweep, "train_group", real)
+    assert len(sweep.run(configs, tmp_path, progress=False, stack=4).runs) == 4
+    assert sweep.failures(tmp_path) == []  # the run stored at last: its failure is gone
+
+
+def test_an_error_splitting_cannot_help_fails_the_group_at_once(tmp_path, monkeypatch):
+    seen = []
+
+    def bug(group, *args):
+        seen.append(len(group))
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(sweep, "train_group", bug)
+    with pytest.raises(sweep.SweepError, match="4 of 4 runs failed") as err:
+        sweep.run(_tiny(range(4)), tmp_path, progress=False, stack=4)
+    assert seen == [4] and err.value.summary.splits == 0
+    assert [f.group_size for f in err.value.summary.failures] == [4] * 4
+
+
+# ------------------------------------------------------------------------ one store, two
+
+
+SWEEP_SCRIPT = """
+import json, os, sys
+os.environ["TQDM_DISABLE"] = "1"
+import torch
+torch.set_num_threads(1)
+from gflib import sweep
+from gflib.config import RunConfig
+seeds = json.loads(sys.argv[2])
+tiny = json.loads(sys.argv[3])
+res = sweep.run([RunConfig(**tiny, seed=s) for s in seeds], sys.argv[1], progress=False)
+print(json.dumps(res.runs[["seed", "test_acc", "test_loss"]].values.tolist()))
+"""
+
+
+def test_two_sweeps_on_one_store_at_once(tmp_path):
+    """Two processes sweep grids sharing six runs, both starting with those six: every run is
+    stored once, every file parses under its key, and both see the same numbers."""
+    grids = [list(range(6, 12)) + list(range(6)), list(range(6, 12)) + list(range(12, 18))]
+    tiny = {**TINY, "epochs": 3}
+    procs = [subprocess.Popen([sys.executable, "-c", SWEEP_SCRIPT, str(tmp_path), json.dumps(g),
+                               json.dumps(tiny)], stdout=subprocess.PIPE, text=True)
+             for g in grids]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    rows = [{int(s): (a, l) for s, a, l in json.loads(o)} for o in outs]
+    assert sorted(rows[0]) == list(range(12)) and sorted(rows[1]) == list(range(6, 18))
+    assert all(rows[0][s] == rows[1][s] for s in range(6, 12))
+    _check_store(tmp_path, [RunConfig(**tiny, seed=s) for s in range(18)])
+
+
+# ---------------------------------------------------------------------- unwritable stores
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway")
+def test_read_only_store_fails_before_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "train_group", lambda *a: pytest.fail("trained"))
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(ValueError, match=f"results store {tmp_path} cannot be written"):
+            sweep.run(_tiny([0]), tmp_path, progress=False)
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_full_store_fails_before_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "train_group", lambda *a: pytest.fail("trained"))
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(ValueError, match="cannot be written: .*No space left on device"):
+        sweep.run(_tiny([0]), tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
