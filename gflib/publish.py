@@ -1,14 +1,16 @@
 """Run a chapter's sweep at a preset and write a small summary the book can show.
 
     python -m gflib.publish batchnorm --preset fmnist [--device cuda] [--results DIR]
-                            [--stack K] [--workers N]
+                            [--stack K] [--workers N | --scheduler ADDRESS]
 
 writes ``book/data/<chapter>/<preset>.csv`` (one row per run: config, final metrics, mean flow
 measures, the EGF curve, diverged) and ``<preset>.json`` (provenance: preset and overrides, gflib
 git commit, torch version, device name, date, wall time, number of runs). The raw per-run results
 stay in the results store (``results/`` by default, git-ignored); a stopped command resumes.
 ``--workers N`` trains in N processes (spawned, so each may use CUDA): on a GPU, small runs are
-bound by Python's per-step overhead, and N processes keep the GPU busier.
+bound by Python's per-step overhead, and N processes keep the GPU busier. ``--scheduler
+tcp://host:8786`` sends the groups to a Dask cluster's workers instead (one machine or many; see
+the README's "Scaling out"), ``--scheduler local:N`` to N Dask worker processes here.
 """
 from __future__ import annotations
 
@@ -80,13 +82,19 @@ def write_atomic(path: Path, text: str):
 
 def publish(chapter: str, preset: str, overrides: dict | None = None, device: str = "cpu",
             data_dir=None, results_root=None, out_root: Path = DATA, stack: int | None = None,
-            workers: int = 1, name: str | None = None, progress: bool = True) -> Path:
+            workers: int = 1, name: str | None = None, progress: bool = True,
+            scheduler: str | None = None) -> Path:
     """Run (or resume) ``chapter``'s sweep at ``preset`` and write its summary; returns the CSV.
     ``stack``: see :func:`gflib.sweep.run`; ``workers``: processes training at once; ``name``:
     the summary's file name and the results store's folder (default: the preset's name; give
-    another when overrides or the device make it a different scale, e.g. ``fmnist-h100``)."""
+    another when overrides or the device make it a different scale, e.g. ``fmnist-h100``);
+    ``scheduler``: a Dask scheduler's address or ``local:N`` (:func:`gflib.sweep.executor_for`),
+    in place of ``workers``."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if scheduler is not None and workers > 1:
+        raise ValueError(f"give workers ({workers}) or a scheduler ({scheduler!r}), not both: "
+                         "the Dask cluster's workers train the groups")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     p = presets.get(preset, **overrides)
     configs = configs_for(chapter, p, device=device, data_dir=data_dir)
@@ -97,7 +105,7 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
     commit = git_commit()
     start = time.perf_counter()
     with contextlib.ExitStack() as resources:
-        executor = None
+        executor = resources.enter_context(sweep.executor_for(scheduler))
         if workers > 1:
             executor = resources.enter_context(ProcessPoolExecutor(
                 workers, mp_context=multiprocessing.get_context("spawn"),
@@ -110,7 +118,7 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
     results.save(csv)
     provenance = {
         "chapter": chapter, "name": name, "preset": p.name, "overrides": overrides, "stack": stack,
-        "workers": workers,
+        "workers": workers, "scheduler": scheduler,
         "gflib_commit": commit, "torch": torch.__version__, "device": str(device),
         "device_name": device_name(device),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -167,13 +175,16 @@ def main(argv=None):
                         help="summary name (default: the preset's), e.g. fmnist-h100")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes training at once (default 1: this process)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="a Dask scheduler (tcp://host:8786) whose workers train the groups, "
+                             "or local:N for N Dask worker processes here")
     args = parser.parse_args(argv)
     overrides = {"sparse_width": args.sparse_width, "epochs": args.epochs,
                  "seeds": tuple(args.seeds) if args.seeds else None,
                  "train_subset": args.train_subset}
     csv = publish(args.chapter, args.preset, overrides, args.device, args.data_dir, args.results,
                   Path(args.out), stack=args.stack, workers=args.workers,
-                  name=args.name)
+                  name=args.name, scheduler=args.scheduler)
     print(csv)
 
 

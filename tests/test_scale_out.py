@@ -6,6 +6,7 @@ SIGKILL mid-sweep is ``tests/test_store_sweep.py::test_sweep_killed_midway_resum
 The Dask tests share one ``LocalCluster`` of two worker processes (about 10 s to start on 2 cores)."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -270,3 +271,43 @@ def test_full_store_fails_before_training(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="cannot be written: .*No space left on device"):
         sweep.run(_tiny([0]), tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------ publish
+
+
+def test_publish_sends_the_sweep_to_the_scheduler(tmp_path, monkeypatch):
+    from gflib import publish
+    seen = {}
+
+    class Counting(sweep.InlineExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            seen["groups"] = seen.get("groups", 0) + 1
+            return super().submit(fn, *args, **kwargs)
+
+    @contextlib.contextmanager
+    def fake_executor_for(scheduler):
+        seen["scheduler"] = scheduler
+        yield Counting()
+
+    monkeypatch.setattr(publish, "configs_for", lambda *a, **k: _tiny(range(3)))
+    monkeypatch.setattr(sweep, "executor_for", fake_executor_for)
+    publish.main(["sc_sdc_and_egf", "--preset", "smoke", "--results", str(tmp_path / "r"),
+                  "--out", str(tmp_path / "out"), "--stack", "2", "--scheduler",
+                  "tcp://10.0.0.1:8786"])
+    assert seen == {"scheduler": "tcp://10.0.0.1:8786", "groups": 2}
+    meta = json.loads((tmp_path / "out" / "sc_sdc_and_egf" / "smoke.json").read_text())
+    assert meta["scheduler"] == "tcp://10.0.0.1:8786" and meta["n_runs"] == 3
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(scheduler="local:2", workers=2), "give workers \\(2\\) or a scheduler \\('local:2'\\)"),
+    (dict(scheduler="host:8786"), "scheduler 'host:8786': give a Dask scheduler address"),
+])
+def test_publish_rejects_a_bad_scheduler_before_training(tmp_path, monkeypatch, kwargs, message):
+    from gflib import publish
+    monkeypatch.setattr(publish, "configs_for", lambda *a, **k: _tiny(range(2)))
+    monkeypatch.setattr(sweep, "train_group", lambda *a: pytest.fail("trained"))
+    with pytest.raises(ValueError, match=message):
+        publish.publish("sc_sdc_and_egf", "smoke", results_root=tmp_path, out_root=tmp_path,
+                        progress=False, **kwargs)
