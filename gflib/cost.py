@@ -1,7 +1,8 @@
 """What a chapter's grid costs on this device, before running it: each kind of run is timed
 briefly and the times are extrapolated to the whole grid.
 
-    python -m gflib.cost sc_sdc_and_egf batchnorm --preset paper --device cuda [--json PATH]
+    python -m gflib.cost sc_sdc_and_egf batchnorm --preset paper --device cuda [--stack K]
+                         [--json PATH]
 
 One run, trained one by one as :func:`gflib.train.run` trains it, is modelled as
 ``setup + points * flow + epochs * (steps * step + evaluation)`` seconds, where ``steps =
@@ -10,15 +11,22 @@ are measured for each :func:`shape` with four short runs of the real training co
 data and device (``a`` and ``b`` batches per epoch, one or two epochs, two or three flow points)
 and solved for by differences (:func:`time_shape`).
 
-CHOICEs: one run per shape is timed, with Adam, the costliest per step of the optimizers a grid
-uses (two moment buffers), so the estimate bounds the others from above; optimizer and learning
-rate are not part of the shape. Stacking is not counted: ``sweep.run(stack=K)`` trains up to K
-runs of a shape at once, and ``python -m gflib.bench`` measures what that buys.
+Stacked groups (``--stack K``, as ``sweep.run(stack=K)`` trains them): the same four terms are
+also measured for one group of K runs of each shape trained as one stacked model (K: the largest
+group :func:`gflib.stacked.groups` forms of that shape's runs), and each term of a group of k
+runs is interpolated linearly in k between the one-run and the K-run figures
+(:func:`group_seconds`); the grid's estimate sums its groups. :func:`estimator` turns the table
+into the ``seconds`` that :func:`gflib.sweep.balanced_groups` sizes groups by.
+
+CHOICEs: one run (or group) per shape is timed, with Adam, the costliest per step of the
+optimizers a grid uses (two moment buffers), so the estimate bounds the others from above;
+optimizer and learning rate are not part of the shape.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import statistics
@@ -30,6 +38,9 @@ import torch
 from . import chapters, presets, publish, train
 from .config import RunConfig
 from .flow import schedule
+from .stacked import groups as stack_groups
+
+TERMS = ("setup_s", "flow_s", "step_s", "eval_s")
 
 def shape(config: RunConfig) -> tuple:
     """What sets the cost of one step of ``config``: every field but the seed, the optimizer and
@@ -41,18 +52,28 @@ def shape(config: RunConfig) -> tuple:
             config.data_dir, config.device)
 
 
-def _timed_run(config: RunConfig) -> float:
+def shape_id(config: RunConfig) -> str:
+    """A 12-hex-digit name of :func:`shape` (it survives a JSON round trip of the table)."""
+    return hashlib.sha256(repr(shape(config)).encode()).hexdigest()[:12]
+
+
+def _timed_run(config: RunConfig, stack: int = 1) -> float:
+    """Seconds to train ``config`` (``stack`` > 1: it and ``stack - 1`` copies with the next
+    seeds, as one stacked group)."""
+    group = [dataclasses.replace(config, seed=config.seed + i) for i in range(stack)]
     sync = torch.cuda.synchronize if torch.device(config.device).type == "cuda" else (lambda: None)
     sync()
     t = time.perf_counter()
-    train.run(config)
+    train.train(group)
     sync()
     return time.perf_counter() - t
 
 
 def time_shape(config: RunConfig, a: int = 10, b: int = 40, timer=_timed_run,
-               repeats: int = 3) -> dict:
-    """Seconds of each term of the cost model for runs shaped like ``config``.
+               repeats: int = 3, stack: int = 1) -> dict:
+    """Seconds of each term of the cost model for runs shaped like ``config``, trained one by one
+    or (``stack`` > 1) as one stacked group of ``stack`` runs: ``timer(config)``, or
+    ``timer(config, stack)``, is the seconds of one such training.
 
     Times four runs of ``config`` (with Adam) on ``a * batch_size`` or ``b * batch_size`` training
     examples (``b`` shrunk to what the training split holds, ``a`` to at most ``b / 4``):
@@ -67,6 +88,8 @@ def time_shape(config: RunConfig, a: int = 10, b: int = 40, timer=_timed_run,
         raise ValueError(f"need 0 < a < b batches, got a={a}, b={b}")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    if isinstance(stack, bool) or not isinstance(stack, int) or stack < 1:
+        raise ValueError(f"stack must be an integer >= 1, got {stack!r}")
     base = dataclasses.replace(config, optimizer="adam", lr=1e-3, weight_decay=0.0)
     available = len(train.dataset_for(dataclasses.replace(base, train_subset=None)).y_train)
     if b * base.batch_size > available:
@@ -77,8 +100,9 @@ def time_shape(config: RunConfig, a: int = 10, b: int = 40, timer=_timed_run,
                              f"4 batches of {base.batch_size}")
 
     def timed(batches, epochs, points):
-        return timer(dataclasses.replace(base, train_subset=batches * base.batch_size,
-                                         epochs=epochs, flow_points=points))
+        c = dataclasses.replace(base, train_subset=batches * base.batch_size, epochs=epochs,
+                                flow_points=points)
+        return timer(c) if stack == 1 else timer(c, stack)
 
     timed(a, 1, 2)
     plan = [(a, 1, 2), (b, 1, 2), (a, 2, 2), (a, 2, 3)]
@@ -102,23 +126,61 @@ def run_seconds(config: RunConfig, terms: dict, n_train: int) -> float:
             + config.epochs * (steps * terms["step_s"] + terms["eval_s"]))
 
 
+def group_seconds(configs, row) -> float:
+    """The cost model's seconds for ``configs`` trained as one group, from a row of
+    :func:`estimate`: each term for k runs is linear in k through the one-run terms and, when the
+    row has them, the ``stack``-run terms (``stack_<term>``)."""
+    k, big = len(configs), int(row.get("stack", 1))
+    if big > 1:
+        terms = {t: max(0.0, row[t] + (k - 1) * (row[f"stack_{t}"] - row[t]) / (big - 1))
+                 for t in TERMS}
+    else:
+        terms = {t: k * row[t] for t in TERMS}
+    return run_seconds(configs[0], terms, int(row["n_train"]))
+
+
 def estimate(configs, a: int = 10, b: int = 40, timer=_timed_run,
-             repeats: int = 3) -> pd.DataFrame:
-    """One row per shape in ``configs``: ``runs``, the measured terms (seconds), ``n_train`` and
-    ``estimate_s`` (the cost model summed over that shape's runs)."""
-    groups: dict = {}
+             repeats: int = 3, stack: int | None = None) -> pd.DataFrame:
+    """One row per shape in ``configs``: ``shape_id``, ``runs``, the measured terms of one run
+    (seconds), ``n_train``, ``stack`` (the largest stacked group of that shape, 1 without
+    ``stack``), ``groups`` (how many groups :func:`gflib.sweep.run` would train), the terms of one
+    group of ``stack`` runs (``stack_<term>``, with ``stack`` > 1) and ``estimate_s`` (the cost
+    model summed over that shape's groups, :func:`group_seconds`)."""
+    by_shape: dict = {}
     for c in configs:
-        groups.setdefault(shape(c.validate()), []).append(c)
+        by_shape.setdefault(shape(c.validate()), []).append(c)
     rows = []
-    for members in groups.values():
+    for members in by_shape.values():
         first = members[0]
-        n_train = len(train.dataset_for(first).y_train)
-        terms = time_shape(first, a, b, timer, repeats)
-        rows.append({"depth": first.depth, "width": first.width, "sparse": first.sparse,
-                     "batchnorm": first.batchnorm, "skip": first.skip, "augment": first.augment,
-                     "l2": first.l2 > 0, "runs": len(members), "n_train": n_train, **terms,
-                     "estimate_s": sum(run_seconds(c, terms, n_train) for c in members)})
+        grouped = stack_groups(members, stack) if stack and stack > 1 else [[c] for c in members]
+        k = max(len(g) for g in grouped)
+        row = {"shape_id": shape_id(first), "depth": first.depth, "width": first.width,
+               "sparse": first.sparse, "batchnorm": first.batchnorm, "skip": first.skip,
+               "augment": first.augment, "l2": first.l2 > 0, "runs": len(members),
+               "n_train": len(train.dataset_for(first).y_train),
+               **time_shape(first, a, b, timer, repeats), "stack": k, "groups": len(grouped)}
+        if k > 1:
+            stacked = time_shape(first, a, b, timer, repeats, stack=k)
+            row.update({f"stack_{t}": stacked[t] for t in TERMS})
+        row["estimate_s"] = sum(group_seconds(g, row) for g in grouped)
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def estimator(shapes):
+    """``seconds(group)``: :func:`group_seconds` of a list of configs from the row of its shape
+    in ``shapes`` (:func:`estimate`'s table, or its records as ``main`` writes them to JSON), for
+    :func:`gflib.sweep.run`'s ``seconds``. A shape not in the table raises ValueError."""
+    rows = {r["shape_id"]: r for r in pd.DataFrame(shapes).to_dict("records")}
+
+    def seconds(configs) -> float:
+        key = shape_id(configs[0])
+        if key not in rows:
+            raise ValueError(f"no cost estimate for the shape of {configs[0]}; estimated shapes: "
+                             f"{sorted(rows)}")
+        return group_seconds(configs, rows[key])
+
+    return seconds
 
 
 def main(argv=None) -> dict:
@@ -132,18 +194,22 @@ def main(argv=None) -> dict:
                         help="batches per epoch of the short timing runs (default 10 40)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="timings per term, their median is used (default 3)")
+    parser.add_argument("--stack", type=int, default=None, metavar="K",
+                        help="also time stacked groups of up to K runs, as sweep.run(stack=K) "
+                             "trains them, and estimate the grid as such groups")
     parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     p = presets.get(args.preset)
-    out = {"preset": p.name, "device": args.device,
+    out = {"preset": p.name, "device": args.device, "stack": args.stack,
            "device_name": publish.device_name(args.device), "torch": torch.__version__,
            "chapters": {}}
     total = 0.0
-    print(f"preset {p.name} on {out['device_name']}: runs trained one by one, Adam per step")
+    how = f"stacked groups of up to {args.stack}" if args.stack else "runs trained one by one"
+    print(f"preset {p.name} on {out['device_name']}: {how}, Adam per step")
     for chapter in args.chapters:
         configs = chapters.get(chapter).grid(p, device=args.device, data_dir=args.data_dir)
         started = time.perf_counter()
-        shapes = estimate(configs, *args.batches, repeats=args.repeats)
+        shapes = estimate(configs, *args.batches, repeats=args.repeats, stack=args.stack)
         seconds = float(shapes["estimate_s"].sum())
         total += seconds
         out["chapters"][chapter] = {"runs": len(configs), "estimate_h": seconds / 3600,

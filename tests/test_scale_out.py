@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import signal
 import subprocess
@@ -311,3 +312,51 @@ def test_publish_rejects_a_bad_scheduler_before_training(tmp_path, monkeypatch, 
     with pytest.raises(ValueError, match=message):
         publish.publish("sc_sdc_and_egf", "smoke", results_root=tmp_path, out_root=tmp_path,
                         progress=False, **kwargs)
+
+
+# ------------------------------------------------------------------- cost of stacked groups
+
+ONE = {"setup_s": 0.7, "flow_s": 0.05, "step_s": 0.002, "eval_s": 0.03}
+MORE = {"setup_s": 0.1, "flow_s": 0.01, "step_s": 0.0005, "eval_s": 0.02}  # per extra run
+
+
+def stacked_model(config, stack=1):
+    """What the cost model says a stack of ``stack`` runs takes: each term linear in ``stack``."""
+    from gflib.flow import schedule
+    t = {k: ONE[k] + (stack - 1) * MORE[k] for k in ONE}
+    batches = math.ceil(config.train_subset / config.batch_size)
+    return (t["setup_s"] + len(schedule(config.epochs, config.flow_points)) * t["flow_s"]
+            + config.epochs * (batches * t["step_s"] + t["eval_s"]))
+
+
+def test_time_shape_solves_the_terms_of_a_stacked_group():
+    from gflib import cost
+    seen = []
+    terms = cost.time_shape(RunConfig(), a=2, b=8, stack=4,
+                            timer=lambda c, k: seen.append(k) or stacked_model(c, k))
+    assert terms == pytest.approx({k: ONE[k] + 3 * MORE[k] for k in ONE}, rel=1e-9)
+    assert set(seen) == {4}
+    with pytest.raises(ValueError, match="stack must be an integer >= 1, got 0"):
+        cost.time_shape(RunConfig(), stack=0, timer=stacked_model)
+
+
+def test_estimate_sums_stacked_groups_and_feeds_balanced_groups():
+    from gflib import cost
+    configs = [RunConfig(width=32, epochs=3, seed=s) for s in range(6)]
+    configs.append(RunConfig(width=32, epochs=3, batchnorm=True))
+    shapes = cost.estimate(configs, a=2, b=8, timer=stacked_model, stack=4)
+    assert shapes["runs"].tolist() == [6, 1] and shapes["stack"].tolist() == [4, 1]
+    assert shapes["groups"].tolist() == [2, 1]  # seeds 0-3 and 4-5; the BatchNorm run alone
+
+    def by_hand(k):  # one group of k runs: digits' 1437 examples = 12 steps, flow at epochs 0-3
+        t = {key: ONE[key] + (k - 1) * MORE[key] for key in ONE}
+        return t["setup_s"] + 4 * t["flow_s"] + 3 * (12 * t["step_s"] + t["eval_s"])
+
+    assert shapes["estimate_s"].tolist() == pytest.approx([by_hand(4) + by_hand(2), by_hand(1)])
+    seconds = cost.estimator(json.loads(shapes.to_json(orient="records")))
+    assert seconds(configs[:3]) == pytest.approx(by_hand(3))
+    assert seconds(configs[6:]) == pytest.approx(by_hand(1))
+    assert [len(g) for g in sweep.balanced_groups(configs, seconds, by_hand(2) + 1e-9, 4)] \
+        == [2, 2, 2, 1]
+    with pytest.raises(ValueError, match="no cost estimate for the shape"):
+        seconds([RunConfig(width=33)])
