@@ -183,6 +183,55 @@ def estimator(shapes):
     return seconds
 
 
+H100 = {"one_by_one_step_s": (0.9e-3, 2.4e-3), "stacked_flop_s": (13e12, 15e12),
+        "fp32_flop_s": 51.6e12}
+"""Per-step figures of one NVIDIA H100 measured earlier by the team (``gflib.cost`` and
+``gflib.bench`` at the paper preset's shapes): one run at a time 0.9 to 2.4 ms a step; stacked
+runs 13 to 15 TFLOP/s of training arithmetic; the fp32 limit 51.6 TFLOP/s (dense matmul)."""
+
+PAPER_GRIDS = {
+    "fashion_mnist": {"runs": 600, "epochs": 500, "n_train": 60_000, "inputs": 784},
+    "cifar10": {"runs": 10_000, "epochs": 1000, "n_train": 50_000, "inputs": 3072},
+}
+"""The paper's grids: 600 Fashion-MNIST MLPs of 500 epochs; more than 10,000 CIFAR MLPs of 1000
+epochs (10,000 taken, so a lower bound)."""
+
+
+def step_flop(config: RunConfig, inputs: int, classes: int = 10) -> float:
+    """Training arithmetic of one step of an MLP ``config`` (FLOP): ``6 * batch_size * weights``
+    (forward 2, backward 4 per weight and example), every weight counted (a masked sparse layer is
+    computed dense), ``inputs`` features in, ``classes`` out."""
+    widths = [inputs] + [config.width] * config.depth + [classes]
+    return 6.0 * config.batch_size * sum(a * b for a, b in zip(widths, widths[1:]))
+
+
+def paper_grid_hours(gpus=(1, 8, 64), figures=H100, grids=PAPER_GRIDS,
+                     architectures=None, batch_size: int = 128) -> pd.DataFrame:
+    """Wall hours the paper's grids would take on each number of ``gpus``, from per-step
+    ``figures`` alone (no evaluation, flow measurement or setup; work split evenly over the GPUs,
+    as balanced groups at least as many as GPUs give). One row per (grid, gpus): ``steps`` (runs x
+    epochs x ``ceil(n_train / batch_size)``), ``flop_per_step`` (the mean :func:`step_flop` over
+    ``architectures``: default chapter 1's paper grid, depths 1, 2 and 4, widths 308 to 3076),
+    then hours one run at a time (``one_by_one_h``: low, high), stacked (``stacked_h``: low,
+    high) and at the fp32 limit (``fp32_limit_h``)."""
+    if architectures is None:
+        architectures = chapters.get("sc_sdc_and_egf").grid(presets.get("paper"))
+    lo, hi = figures["one_by_one_step_s"]
+    slow_rate, fast_rate = figures["stacked_flop_s"]
+    rows = []
+    for name, g in grids.items():
+        steps = g["runs"] * g["epochs"] * math.ceil(g["n_train"] / batch_size)
+        flop = statistics.mean(step_flop(c, g["inputs"]) for c in architectures)
+        for n in gpus:
+            hours = steps / n / 3600
+            rows.append({"grid": name, "runs": g["runs"], "epochs": g["epochs"], "steps": steps,
+                         "flop_per_step": flop, "gpus": n,
+                         "one_by_one_h": (hours * lo, hours * hi),
+                         "stacked_h": (hours * flop / fast_rate, hours * flop / slow_rate),
+                         "fp32_limit_h": hours * flop / figures["fp32_flop_s"]})
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m gflib.cost",
                                      description=__doc__.split("\n\n")[0])

@@ -360,3 +360,20 @@ def test_estimate_sums_stacked_groups_and_feeds_balanced_groups():
         == [2, 2, 2, 1]
     with pytest.raises(ValueError, match="no cost estimate for the shape"):
         seconds([RunConfig(width=33)])
+
+
+def test_paper_grid_hours_by_hand():
+    from gflib import cost
+    assert cost.step_flop(RunConfig(depth=2, width=5, batch_size=4), inputs=3) \
+        == 6 * 4 * (3 * 5 + 5 * 5 + 5 * 10)
+    figures = {"one_by_one_step_s": (1.0, 2.0), "stacked_flop_s": (1e4, 2e4), "fp32_flop_s": 1e5}
+    grids = {"g": {"runs": 2, "epochs": 3, "n_train": 1000, "inputs": 4}}
+    table = cost.paper_grid_hours(gpus=(1, 4), figures=figures, grids=grids,
+                                  architectures=[RunConfig(depth=1, width=5)])
+    steps, flop = 2 * 3 * 8, 6 * 128 * (4 * 5 + 5 * 10)  # 1000 / 128 -> 8 steps an epoch
+    assert table["steps"].tolist() == [steps, steps] and table["gpus"].tolist() == [1, 4]
+    assert table["flop_per_step"].tolist() == [flop, flop]
+    hours = steps / 3600
+    assert table["one_by_one_h"][1] == pytest.approx((hours / 4, 2 * hours / 4))
+    assert table["stacked_h"][0] == pytest.approx((hours * flop / 2e4, hours * flop / 1e4))
+    assert table["fp32_limit_h"][1] == pytest.approx(hours * flop / 1e5 / 4)
