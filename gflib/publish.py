@@ -2,6 +2,7 @@
 
     python -m gflib.publish batchnorm --preset fmnist [--device cuda] [--results DIR]
                             [--stack K] [--workers N | --scheduler ADDRESS]
+                            [--cost COST_JSON [--group-seconds S]]
 
 writes ``book/data/<chapter>/<preset>.csv`` (one row per run: config, final metrics, mean flow
 measures, the EGF curve, diverged) and ``<preset>.json`` (provenance: preset and overrides, gflib
@@ -11,6 +12,9 @@ stay in the results store (``results/`` by default, git-ignored); a stopped comm
 bound by Python's per-step overhead, and N processes keep the GPU busier. ``--scheduler
 tcp://host:8786`` sends the groups to a Dask cluster's workers instead (one machine or many; see
 the README's "Scaling out"), ``--scheduler local:N`` to N Dask worker processes here.
+``--cost COST_JSON`` (written by ``python -m gflib.cost CHAPTER --stack K --json COST_JSON`` on
+the workers' kind of device) sizes the groups by estimated seconds, about ``--group-seconds``
+each (default 600), at most ``--stack`` runs each, so the workers' loads are balanced.
 """
 from __future__ import annotations
 
@@ -83,13 +87,15 @@ def write_atomic(path: Path, text: str):
 def publish(chapter: str, preset: str, overrides: dict | None = None, device: str = "cpu",
             data_dir=None, results_root=None, out_root: Path = DATA, stack: int | None = None,
             workers: int = 1, name: str | None = None, progress: bool = True,
-            scheduler: str | None = None) -> Path:
+            scheduler: str | None = None, cost_json=None, group_s: float = 600.0) -> Path:
     """Run (or resume) ``chapter``'s sweep at ``preset`` and write its summary; returns the CSV.
     ``stack``: see :func:`gflib.sweep.run`; ``workers``: processes training at once; ``name``:
     the summary's file name and the results store's folder (default: the preset's name; give
     another when overrides or the device make it a different scale, e.g. ``fmnist-h100``);
     ``scheduler``: a Dask scheduler's address or ``local:N`` (:func:`gflib.sweep.executor_for`),
-    in place of ``workers``."""
+    in place of ``workers``; ``cost_json``: a ``python -m gflib.cost --json`` file covering
+    ``chapter``, to size groups at about ``group_s`` estimated seconds each
+    (:func:`gflib.sweep.balanced_groups`)."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     if scheduler is not None and workers > 1:
@@ -102,6 +108,7 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"summary name {name!r}: use letters, digits, '-' and '_' only")
     store = chapters.results_dir(chapter, name, results_root)
+    seconds = estimator_from(cost_json, chapter) if cost_json else None
     commit = git_commit()
     start = time.perf_counter()
     with contextlib.ExitStack() as resources:
@@ -111,7 +118,8 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
                 workers, mp_context=multiprocessing.get_context("spawn"),
                 initializer=torch.set_num_threads, initargs=(max(1, os.cpu_count() // workers),)))
         results = sweep.run(configs, store, executor=executor, progress=progress,
-                            desc=f"{chapter} @ {name}", stack=stack)
+                            desc=f"{chapter} @ {name}", stack=stack, seconds=seconds,
+                            target_s=group_s if seconds else None)
     wall = time.perf_counter() - start
     table = results.runs
     csv = Path(out_root) / chapter / f"{name}.csv"
@@ -119,6 +127,7 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
     provenance = {
         "chapter": chapter, "name": name, "preset": p.name, "overrides": overrides, "stack": stack,
         "workers": workers, "scheduler": scheduler,
+        "group_s": group_s if cost_json else None,
         "gflib_commit": commit, "torch": torch.__version__, "device": str(device),
         "device_name": device_name(device),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -128,6 +137,18 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
     }
     write_atomic(csv.with_suffix(".json"), json.dumps(provenance, indent=2) + "\n")
     return csv
+
+
+def estimator_from(cost_json, chapter: str):
+    """:func:`gflib.cost.estimator` of ``chapter``'s shapes in a ``python -m gflib.cost --json``
+    file; ValueError when the file has no figures for ``chapter``."""
+    from . import cost
+    figures = json.loads(Path(cost_json).read_text())
+    if chapter not in figures.get("chapters", {}):
+        raise ValueError(f"{cost_json} has no cost figures for {chapter!r} (it has "
+                         f"{sorted(figures.get('chapters', {}))}); run python -m gflib.cost "
+                         f"{chapter} --json {cost_json}")
+    return cost.estimator(figures["chapters"][chapter]["shapes"])
 
 
 def names(chapter: str, root: Path = DATA) -> list:
@@ -178,13 +199,18 @@ def main(argv=None):
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="a Dask scheduler (tcp://host:8786) whose workers train the groups, "
                              "or local:N for N Dask worker processes here")
+    parser.add_argument("--cost", default=None, metavar="COST_JSON",
+                        help="size groups by this python -m gflib.cost --json file's estimates")
+    parser.add_argument("--group-seconds", type=float, default=600.0, metavar="S",
+                        help="with --cost: estimated seconds per group (default 600)")
     args = parser.parse_args(argv)
     overrides = {"sparse_width": args.sparse_width, "epochs": args.epochs,
                  "seeds": tuple(args.seeds) if args.seeds else None,
                  "train_subset": args.train_subset}
     csv = publish(args.chapter, args.preset, overrides, args.device, args.data_dir, args.results,
                   Path(args.out), stack=args.stack, workers=args.workers,
-                  name=args.name, scheduler=args.scheduler)
+                  name=args.name, scheduler=args.scheduler, cost_json=args.cost,
+                  group_s=args.group_seconds)
     print(csv)
 
 

@@ -377,3 +377,24 @@ def test_paper_grid_hours_by_hand():
     assert table["one_by_one_h"][1] == pytest.approx((hours / 4, 2 * hours / 4))
     assert table["stacked_h"][0] == pytest.approx((hours * flop / 2e4, hours * flop / 1e4))
     assert table["fp32_limit_h"][1] == pytest.approx(hours * flop / 1e5 / 4)
+
+
+def test_publish_sizes_groups_from_a_cost_file(tmp_path, monkeypatch):
+    from gflib import cost, publish
+    configs = _tiny(range(5))
+    shapes = cost.estimate(configs, a=2, b=8, timer=stacked_model, stack=4)
+    figures = tmp_path / "cost.json"
+    figures.write_text(json.dumps({"chapters": {"sc_sdc_and_egf": {
+        "shapes": json.loads(shapes.to_json(orient="records"))}}}))
+    two = cost.estimator(shapes)(configs[:2])
+    seen = []
+    real = sweep.train_group
+    monkeypatch.setattr(sweep, "train_group", lambda g, *a: seen.append(len(g)) or real(g, *a))
+    monkeypatch.setattr(publish, "configs_for", lambda *a, **k: configs)
+    publish.main(["sc_sdc_and_egf", "--preset", "smoke", "--results", str(tmp_path / "r"),
+                  "--out", str(tmp_path / "out"), "--stack", "4", "--cost", str(figures),
+                  "--group-seconds", str(two * 1.01)])
+    assert seen == [2, 2, 1]
+    with pytest.raises(ValueError, match="has no cost figures for 'batchnorm'"):
+        publish.publish("batchnorm", "smoke", results_root=tmp_path, out_root=tmp_path,
+                        cost_json=figures, progress=False)
