@@ -398,3 +398,31 @@ def test_publish_sizes_groups_from_a_cost_file(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="has no cost figures for 'batchnorm'"):
         publish.publish("batchnorm", "smoke", results_root=tmp_path, out_root=tmp_path,
                         cost_json=figures, progress=False)
+
+
+# ------------------------------------------------------------------- one GPU per worker
+
+
+@pytest.mark.parametrize("name, visible, gpu", [
+    ("node7-0", None, "0"), ("node7-3", None, "3"), ("node-7-2", "4,5,6,7", "6"), (1, "2, 3", "3"),
+])
+def test_each_dask_worker_gets_its_own_gpu(name, visible, gpu, monkeypatch):
+    from types import SimpleNamespace
+
+    from gflib import dask_worker
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    dask_worker.dask_setup(SimpleNamespace(name=name))
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == gpu
+
+
+@pytest.mark.parametrize("name, visible, message", [
+    ("tcp://10.0.0.2:4000", None, "has no index: start workers with --nworkers G --name NAME"),
+    ("node-2", "0,1", "lists 2 GPUs: give --nworkers at most 2"),
+])
+def test_a_worker_without_its_gpu_is_refused(name, visible, message):
+    from gflib import dask_worker
+    with pytest.raises(ValueError, match=message):
+        dask_worker.gpu_for(name, visible)
