@@ -111,10 +111,21 @@ def group_key(configs) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+def _writable_folder(folder: str) -> bool:
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
 def train_group(configs, checkpoint_dir: str | None = None) -> list:
     """The unit of work: train ``configs`` as one group (:func:`gflib.train.train`) and return
-    their results; writes nothing but the group's checkpoint in ``checkpoint_dir``."""
-    ckpt = Path(checkpoint_dir) / f"{group_key(configs)}.pt" if checkpoint_dir else None
+    their results; writes nothing but the group's checkpoint in ``checkpoint_dir``, when this
+    process can write there (a worker on another machine may not), else trains without one."""
+    ckpt = None
+    if checkpoint_dir and _writable_folder(checkpoint_dir):
+        ckpt = Path(checkpoint_dir) / f"{group_key(configs)}.pt"
     return train.train(configs, checkpoint=ckpt)
 
 

@@ -426,3 +426,18 @@ def test_a_worker_without_its_gpu_is_refused(name, visible, message):
     from gflib import dask_worker
     with pytest.raises(ValueError, match=message):
         dask_worker.gpu_for(name, visible)
+
+
+def test_a_worker_that_cannot_write_checkpoints_trains_without(tmp_path, monkeypatch):
+    """A worker on another machine may find the store's path unusable: the group still trains."""
+    from gflib import train
+    seen = []
+    real = train.train
+    monkeypatch.setattr(train, "train", lambda c, checkpoint=None: seen.append(checkpoint)
+                        or real(c, checkpoint=checkpoint))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    [result] = sweep.train_group(_tiny([0]), str(blocked / "store" / ".checkpoints"))
+    assert result.config["seed"] == 0
+    sweep.train_group(_tiny([1]), str(tmp_path / ".checkpoints"))
+    assert seen == [None, tmp_path / ".checkpoints" / f"{sweep.group_key(_tiny([1]))}.pt"]
