@@ -22,7 +22,7 @@ import os
 import re
 import tempfile
 import traceback
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, wait
 from pathlib import Path
 
 from . import train
@@ -36,7 +36,8 @@ SPLIT_ON = (RuntimeError, MemoryError)
 out-of-memory and CUDA errors are RuntimeErrors, a host out of memory raises MemoryError, and
 Dask's ``KilledWorker`` (a task that took down its worker more than ``allowed-failures`` times) is
 added when Dask is installed. Any other error (a ValueError, a TypeError: a bug that a smaller
-group would meet again) is recorded for each run of its group without a retry."""
+group would meet again; a broken process pool, which takes no more work) is recorded for each run
+of its group without a retry."""
 
 FAILURES = ".failures"
 """The store's subfolder of failed runs: ``<key>.json`` each (config, error, group size); a run
@@ -228,13 +229,8 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
     configs = _check(configs, stack, seconds, target_s)
     store = ResultStore(store_dir)
     store.check_writable()
-    results, todo = {}, []
-    for c in dict.fromkeys(configs):
-        stored = store.get(c)
-        if stored is None:
-            todo.append(c)
-        else:
-            results[c] = stored
+    results = {c: r for c in dict.fromkeys(configs) if (r := store.get(c)) is not None}
+    todo = [c for c in dict.fromkeys(configs) if c not in results]
     summary = Summary(runs=len(results) + len(todo), stored=len(results))
     bar = None
     if progress:
@@ -246,41 +242,53 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
         batches = groups(todo, stack) if stack and stack > 1 else [[c] for c in todo]
     executor = executor or InlineExecutor()
     ckpt_dir = str(store.root / ".checkpoints") if checkpoint else None
-    window = 1 if isinstance(executor, InlineExecutor) else max(1, len(batches))
-    split_on, first_error = _split_on(), None
-    queue, pending = list(reversed(batches)), {}
-    while True:
+    window = 1 if isinstance(executor, InlineExecutor) else float("inf")
+    first_error, queue, pending = None, list(reversed(batches)), {}
+    while queue or pending:
         while len(pending) < window and queue:
             group = queue.pop()
             pending[executor.submit(train_group, group, ckpt_dir)] = group
-        if not pending:
-            break
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
         for fut in done:
             group, error = pending.pop(fut), fut.exception()
             if error is None:
-                for c, r in zip(group, fut.result()):
-                    store.put(r)
-                    (store.root / FAILURES / f"{config_key(c)}.json").unlink(missing_ok=True)
-                    results[c] = r
-                summary.trained += len(group)
+                _store_group(store, group, fut.result(), results, summary)
                 if bar is not None:
                     bar.update(len(group))
-            elif len(group) > 1 and isinstance(error, split_on):
+            elif not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit: stop now
+                raise error
+            elif _splits(group, error):
                 summary.splits += 1
-                half = len(group) // 2
-                queue += [group[half:], group[:half]]
+                queue += [group[len(group) // 2:], group[:len(group) // 2]]
             else:
                 first_error = first_error or error
-                text = "".join(traceback.format_exception(error))
-                for c in group:
-                    failure = Failure(c, len(group), f"{type(error).__name__}: {error}", text)
-                    _record_failure(store, failure)
-                    summary.failures.append(failure)
+                _record_failures(store, group, error, summary)
     if bar is not None:
         bar.close()
     summary.results = Results.from_results([results[c] for c in configs if c in results])
     return summary, first_error
+
+
+def _store_group(store: ResultStore, group, group_results, results: dict, summary: Summary):
+    for c, r in zip(group, group_results):
+        store.put(r)
+        (store.root / FAILURES / f"{config_key(c)}.json").unlink(missing_ok=True)
+        results[c] = r
+    summary.trained += len(group)
+
+
+def _splits(group, error: Exception) -> bool:
+    """Whether ``group`` is split in halves and retried after ``error`` (:data:`SPLIT_ON`)."""
+    return (len(group) > 1 and isinstance(error, _split_on())
+            and not isinstance(error, BrokenExecutor))
+
+
+def _record_failures(store: ResultStore, group, error: Exception, summary: Summary):
+    text = "".join(traceback.format_exception(error))
+    for c in group:
+        failure = Failure(c, len(group), f"{type(error).__name__}: {error}", text)
+        _record_failure(store, failure)
+        summary.failures.append(failure)
 
 
 _LOCAL = re.compile(r"local:(\d+)")

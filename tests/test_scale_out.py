@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
@@ -201,18 +202,37 @@ def test_a_run_that_fails_alone_is_recorded_and_the_sweep_goes_on(tmp_path, monk
     assert sweep.failures(tmp_path) == []  # the run stored at last: its failure is gone
 
 
-def test_an_error_splitting_cannot_help_fails_the_group_at_once(tmp_path, monkeypatch):
+@pytest.mark.parametrize("error", [KeyError("a bug"), BrokenProcessPool("a worker died")])
+def test_an_error_splitting_cannot_help_fails_the_group_at_once(tmp_path, monkeypatch, error):
     seen = []
 
     def bug(group, *args):
         seen.append(len(group))
-        raise KeyError("a bug")
+        raise error
 
     monkeypatch.setattr(sweep, "train_group", bug)
     with pytest.raises(sweep.SweepError, match="4 of 4 runs failed") as err:
         sweep.run(_tiny(range(4)), tmp_path, progress=False, stack=4)
     assert seen == [4] and err.value.summary.splits == 0
     assert [f.group_size for f in err.value.summary.failures] == [4] * 4
+
+
+def test_an_interrupt_stops_the_sweep_at_once(tmp_path, monkeypatch):
+    seen = []
+    real = sweep.train_group
+
+    def interrupted(group, *args):
+        seen.append(group[0].seed)
+        if group[0].seed == 1:
+            raise KeyboardInterrupt
+        return real(group, *args)
+
+    monkeypatch.setattr(sweep, "train_group", interrupted)
+    configs = _tiny(range(3))
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run(configs, tmp_path, progress=False)
+    assert seen == [0, 1] and sweep.failures(tmp_path) == []
+    _check_store(tmp_path, configs[:1])
 
 
 # ------------------------------------------------------------------------ one store, two
