@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -233,6 +234,52 @@ def test_an_interrupt_stops_the_sweep_at_once(tmp_path, monkeypatch):
         sweep.run(configs, tmp_path, progress=False)
     assert seen == [0, 1] and sweep.failures(tmp_path) == []
     _check_store(tmp_path, configs[:1])
+
+
+KILL_SCRIPT = """
+import os, sys
+os.environ["TQDM_DISABLE"] = "1"
+from gflib import sweep
+from gflib.config import RunConfig
+configs = [RunConfig(depth=1, width=16, epochs=40, flow_points=2, train_subset=500, seed=s)
+           for s in range(8)]
+if __name__ == "__main__":
+    with sweep.executor_for("local:1") as executor:
+        sweep.run(configs, sys.argv[1], executor=executor, progress=False, stack=2)
+"""
+
+
+def test_driver_killed_mid_dask_sweep_resumes_with_nothing_lost(tmp_path):
+    """The driver of a Dask sweep is killed (SIGKILL) once a group is stored: its local worker
+    exits with it, and the same sweep again trains only the missing runs: 0 lost, 0 duplicated,
+    0 corrupt. (The in-process driver: ``test_store_sweep.py``.) About 15 s."""
+    psutil = pytest.importorskip("psutil")
+    root = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(root)])
+    children = []
+    try:
+        deadline = time.monotonic() + 120
+        while not list(root.glob("[0-9a-f]*.json")):
+            assert proc.poll() is None, "the driver ended before its first result"
+            assert time.monotonic() < deadline, "no result within 120 s"
+            children = psutil.Process(proc.pid).children(recursive=True) or children
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert alive == [], "the Dask worker outlived its driver"
+    finally:
+        for p in [proc] + children:
+            with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+                p.kill()
+    done = {p.stem for p in root.glob("*.json")}
+    assert 2 <= len(done) < 8  # whole groups of two were stored, not all of them
+    namespace = {}
+    exec(KILL_SCRIPT, namespace)
+    configs = namespace["configs"]
+    summary, error = sweep.run_summary(configs, root, progress=False, stack=2)
+    assert error is None and summary.stored == len(done) and summary.trained == 8 - len(done)
+    _check_store(root, configs)
 
 
 # ------------------------------------------------------------------------ one store, two
