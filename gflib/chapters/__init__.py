@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import presets
-from . import activations, batchnorm, optimizers, sc_sdc_and_egf
+from . import activations, batchnorm, optimizers, pruning_and_cnns, sc_sdc_and_egf
 
-_MODULES = (sc_sdc_and_egf, batchnorm, optimizers, activations)
+_MODULES = (sc_sdc_and_egf, batchnorm, optimizers, activations, pruning_and_cnns)
 _BY_NAME = {m.NAME: m for m in _MODULES}
 RESULTS_ENV = "GFLIB_RESULTS"
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -54,7 +54,9 @@ class Plan:
     store: Path
 
     def run(self, stack: int | None = None, executor=None, progress: bool = True):
-        """Run (or read from the store) every config: :func:`gflib.sweep.run`."""
+        """Run (or read from the store) every config: :func:`gflib.sweep.run`. ``executor``:
+        where the groups train (default this process), e.g. a Dask cluster's from
+        ``with gflib.sweep.executor_for("tcp://host:8786") as executor: plan.run(executor=...)``."""
         from .. import sweep
         return sweep.run(self.configs, self.store, executor=executor, progress=progress,
                          desc=f"{self.chapter.NAME} @ {self.preset.name}", stack=stack)
