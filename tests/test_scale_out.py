@@ -1,9 +1,11 @@
-"""Sweeps beyond one process: groups balanced by estimated seconds, a Dask cluster giving the same
-numbers as this process, and the faults a long sweep meets (a worker killed mid-group, a group
-that raises, two sweeps on one store, a store that cannot be written). The driver killed with
-SIGKILL mid-sweep is ``tests/test_store_sweep.py::test_sweep_killed_midway_resumes_to_exactly_all_runs``.
+"""Sweeps beyond one process: groups balanced by estimated seconds (and the cost tool's estimates
+of stacked groups), a Dask cluster giving the same numbers as this process, publish's
+``--scheduler``, and the faults a long sweep meets: a worker killed mid-group, the driver killed
+mid-sweep (here with Dask; in process: ``tests/test_store_sweep.py``), a group that raises, two
+sweeps on one store, a store that cannot be written.
 
-The Dask tests share one ``LocalCluster`` of two worker processes (about 10 s to start on 2 cores)."""
+The Dask tests share one ``LocalCluster`` of two worker processes (about 10 s to start on 2
+cores); the slowest tests (two sweeps at once, the killed driver) take about 15 s each."""
 from __future__ import annotations
 
 import contextlib
@@ -188,7 +190,8 @@ def test_a_run_that_fails_alone_is_recorded_and_the_sweep_goes_on(tmp_path, monk
     with pytest.raises(sweep.SweepError) as err:
         sweep.run(configs, tmp_path, progress=False, stack=4)
     summary = err.value.summary
-    assert "1 of 4 runs failed" in str(err.value) and "RuntimeError: out of memory" in str(err.value)
+    assert "1 of 4 runs failed" in str(err.value)
+    assert "first: RuntimeError: out of memory" in str(err.value)
     assert isinstance(err.value.__cause__, RuntimeError)
     assert summary.splits == 2 and summary.trained == 3 and len(summary.failures) == 1
     assert summary.failures[0].config == configs[2] and summary.failures[0].group_size == 1
