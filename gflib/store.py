@@ -11,16 +11,21 @@ config does not hash to its name, is treated as absent (and redone by a sweep).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from .config import RESULTS_VERSION, RunConfig, RunResult, non_default_fields
 
 FORMAT = 2
 """The layout of a stored file (``{"format", "key", "result"}``)."""
+
+STALE_S = 600.0
+"""Age (seconds) past which a temporary file in the store is taken as a dead writer's."""
 
 
 def config_key(config: RunConfig | dict) -> str:
@@ -54,6 +59,19 @@ class ResultStore:
         except OSError as exc:
             raise ValueError(f"results store {self.root} cannot be written: {exc}; give a "
                              "writable results_dir") from exc
+
+    def remove_stale_temporaries(self, older_than_s: float = STALE_S) -> int:
+        """Remove the temporary files (``.tmp-*``, ``.probe-*``, here and in ``.failures``) last
+        written more than ``older_than_s`` seconds ago: a write takes milliseconds, so they were
+        left by a writer killed mid-write. Returns how many were removed."""
+        cutoff, removed = time.time() - older_than_s, 0
+        for folder in (self.root, self.root / ".failures"):
+            for path in [*folder.glob(".tmp-*"), *folder.glob(".probe-*")]:
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        removed += 1
+        return removed
 
     def path(self, config) -> Path:
         return self.root / f"{config_key(config)}.json"

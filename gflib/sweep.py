@@ -229,6 +229,7 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
     configs = _check(configs, stack, seconds, target_s)
     store = ResultStore(store_dir)
     store.check_writable()
+    store.remove_stale_temporaries()
     results = {c: r for c in dict.fromkeys(configs) if (r := store.get(c)) is not None}
     todo = [c for c in dict.fromkeys(configs) if c not in results]
     summary = Summary(runs=len(results) + len(todo), stored=len(results))
