@@ -5,6 +5,56 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+BOOK_RC = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
+           "ytick.labelsize": 9, "legend.fontsize": 9, "figure.dpi": 100, "savefig.dpi": 150,
+           "svg.fonttype": "path"}
+"""What :func:`book_style` sets: text of at least 9 pt, 150 dpi for any raster output, and SVG
+text as paths (the page needs no fonts)."""
+
+MIN_POINTS = 9
+"""The smallest font size (pt) of ticks, labels, titles and legends in these figures; text
+written inside heat-map cells may go down to :data:`MIN_CELL_POINTS`."""
+MIN_CELL_POINTS = 8
+MAX_WIDTH = 9.0
+"""The widest figure (inches): wider ones are shrunk on a book page, and their text with them."""
+
+
+def book_style(formats=("svg",)) -> tuple:
+    """Make the figures of a notebook legible and crisp: :data:`BOOK_RC`, and, inside IPython
+    (a book chapter executed by myst-nb, papermill, Jupyter), inline figures as ``formats``
+    (default SVG: vector, sharp at any zoom; myst-nb's HTML output prefers image/svg+xml to
+    image/png). Equivalent to ``%config InlineBackend.figure_formats = ['svg']``, kept across
+    later backend set-ups. Call it once in a chapter's first code cell. Returns the formats set
+    (empty outside IPython)."""
+    import matplotlib
+
+    matplotlib.rcParams.update(BOOK_RC)
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return ()
+    shell = get_ipython()
+    if shell is None:
+        return ()
+    shell.run_line_magic("config", f"InlineBackend.figure_formats = {list(formats)!r}")
+    return tuple(formats)
+
+
+def _legible(fig):
+    """Raise every text of ``fig`` below :data:`MIN_POINTS` to it (text inside axes, such as
+    heat-map cell values, to :data:`MIN_CELL_POINTS`); returns ``fig``."""
+    for ax in fig.axes:
+        inside = set(map(id, ax.texts))
+        for text in ax.findobj(plt.Text):
+            low = MIN_CELL_POINTS if id(text) in inside else MIN_POINTS
+            if text.get_text() and text.get_fontsize() < low:
+                text.set_fontsize(low)
+    for text in fig.texts:
+        if text.get_fontsize() < MIN_POINTS:
+            text.set_fontsize(MIN_POINTS)
+    return fig
+
+
 SPARSE_STYLE = dict(marker="o", linestyle="-", color="tab:red", label="sparse")
 DENSE_STYLE = dict(marker="s", linestyle="--", color="tab:blue", label="dense")
 
@@ -23,9 +73,9 @@ def active_weights_bars(sparse_counts, dense_counts, sparse_totals, labels=None)
     ax.set_xticks(x, labels)
     ax.set_yscale("log")
     ax.set_ylabel("weights (log)")
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=9, frameon=False)
     fig.tight_layout()
-    return fig
+    return _legible(fig)
 
 
 def metric_vs_width(paired: pd.DataFrame, panels: str, metrics=("test_acc", "mean_egf_l2"),
@@ -34,8 +84,8 @@ def metric_vs_width(paired: pd.DataFrame, panels: str, metrics=("test_acc", "mea
     seeds (and any other config) of the sparse and the dense member against the dense width.
     Flow measures are drawn on a log axis."""
     keys = sorted(paired[panels].unique(), key=str)
-    fig, axes = plt.subplots(len(metrics), len(keys), figsize=(2.6 * len(keys), 2.3 * len(metrics)),
-                             squeeze=False, sharex=True)
+    fig, axes = plt.subplots(len(metrics), len(keys), squeeze=False, sharex=True,
+                             figsize=(min(MAX_WIDTH, 2.6 * len(keys)), 2.3 * len(metrics)))
     for j, key in enumerate(keys):
         g = paired[paired[panels] == key]
         for i, metric in enumerate(metrics):
@@ -51,29 +101,55 @@ def metric_vs_width(paired: pd.DataFrame, panels: str, metrics=("test_acc", "mea
                 ax.set_ylabel(metric.replace("mean_", "avg ").replace("_", " "), fontsize=9)
             if i == len(metrics) - 1:
                 ax.set_xlabel("dense width")
-    axes[0, 0].legend(fontsize=8, frameon=False)
+    axes[0, 0].legend(fontsize=9, frameon=False)
     fig.tight_layout()
-    return fig
+    return _legible(fig)
 
 
-def pvalue_heatmap(table: pd.DataFrame, title: str = "", alpha: float = 0.05, ax=None):
-    """A heat map of p-values with their values written in; bold where p < ``alpha``."""
+P_CMAP = "RdYlGn_r"
+"""The p-value colour scale: 0 green, 1 red."""
+
+SIGNIFICANT_GID = "significant"
+"""The ``gid`` of the outline drawn around each cell with p < alpha (tests and readers find the
+outlines by it)."""
+
+
+def _p_label(alpha: float, what: str = "p-value") -> str:
+    return f"{what}  (outlined, *: p < {alpha:g})"
+
+
+def pvalue_heatmap(table: pd.DataFrame, title: str = "", alpha: float = 0.05, ax=None,
+                   colorbar: bool | None = None):
+    """A heat map of p-values (0 green to 1 red) with their values written in; a cell with
+    p < ``alpha`` gets a thick black outline and an asterisk after its value (both survive
+    resizing and greyscale printing). ``colorbar``: draw the 0..1 colour bar (default: when
+    this function makes the figure). Cells are drawn as vector quads (no resampled image)."""
     own = ax is None
     if own:
-        fig, ax = plt.subplots(figsize=(0.9 * table.shape[1] + 1.5, 0.45 * table.shape[0] + 1.2))
+        fig, ax = plt.subplots(figsize=(min(8.0, 0.8 * table.shape[1] + 3.2),
+                                        0.42 * table.shape[0] + 1.6), layout="constrained")
     values = table.to_numpy(dtype=float)
-    ax.imshow(values, cmap="RdYlGn_r", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(table.shape[1]), [str(c) for c in table.columns], rotation=45, ha="right")
-    ax.set_yticks(range(table.shape[0]), [str(r) for r in table.index])
+    mesh = ax.pcolormesh(np.ma.masked_invalid(values), cmap=P_CMAP, vmin=0, vmax=1,
+                         edgecolors="white", linewidth=0.5)
+    ax.set_xlim(0, values.shape[1])
+    ax.set_ylim(values.shape[0], 0)
+    ax.set_xticks(np.arange(table.shape[1]) + 0.5, [str(c) for c in table.columns], rotation=40,
+                  ha="right", rotation_mode="anchor")
+    ax.set_yticks(np.arange(table.shape[0]) + 0.5, [str(r) for r in table.index])
+    ax.tick_params(labelsize=9, length=0)
     for (i, j), v in np.ndenumerate(values):
-        text = "n/a" if np.isnan(v) else f"{v:.3f}"
-        ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                fontweight="bold" if v < alpha else "normal")
+        significant = bool(v < alpha)  # NaN compares False
+        text = "n/a" if np.isnan(v) else f"{v:.3f}" + ("*" if significant else "")
+        ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=9,
+                fontweight="bold" if significant else "normal",
+                color="white" if (v < 0.12 or v > 0.88) else "black")
+        if significant:
+            ax.add_patch(plt.Rectangle((j + 0.06, i + 0.08), 0.88, 0.84, fill=False,
+                                       edgecolor="black", linewidth=2.5, gid=SIGNIFICANT_GID))
     ax.set_title(title, fontsize=10)
-    if own:
-        fig.tight_layout()
-        return fig
-    return ax.figure
+    if colorbar or (colorbar is None and own):
+        ax.figure.colorbar(mesh, ax=ax, label=_p_label(alpha), shrink=0.9)
+    return _legible(ax.figure)
 
 
 def flow_over_training(curves: pd.DataFrame, by: str, label_of=str):
@@ -89,9 +165,9 @@ def flow_over_training(curves: pd.DataFrame, by: str, label_of=str):
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("EGF (L2)")
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=9, frameon=False)
     fig.tight_layout()
-    return fig
+    return _legible(fig)
 
 
 def effect_by_width(table: pd.DataFrame, scale: float = 1.0, ylabel: str = "effect"):
@@ -108,7 +184,7 @@ def effect_by_width(table: pd.DataFrame, scale: float = 1.0, ylabel: str = "effe
     ax.set_xlabel("dense width")
     ax.set_ylabel(ylabel)
     fig.tight_layout()
-    return fig
+    return _legible(fig)
 
 
 ACTIVATION_COLOURS = {"relu": "tab:blue", "prelu": "tab:orange", "elu": "tab:green",
@@ -133,27 +209,26 @@ def activation_curves(curves: pd.DataFrame):
         ax.set_xlabel("pre-activation x")
         ax.set_ylabel(label)
     left.set_ylim(-2, 5)
-    left.legend(fontsize=8, frameon=False)
+    left.legend(fontsize=9, frameon=False)
     fig.tight_layout()
-    return fig
+    return _legible(fig)
 
 
-def pvalue_heatmaps(tables: dict, alpha: float = 0.05):
-    """:func:`pvalue_heatmap` of each ``{title: table}``, one above the other on one colour scale
-    (0 green to 1 red) with one colour bar; values in white on the darkest cells."""
-    rows = max(t.shape[0] for t in tables.values())
+def pvalue_heatmaps(tables: dict, alpha: float = 0.05, label: str = "p (H1: sparse > dense)"):
+    """:func:`pvalue_heatmap` of each ``{title: table}``, one above the other in the given order
+    (ours first, then the paper's), on one colour scale (0 green to 1 red) with one colour bar
+    whose label says what the outline means; at most 8 inches wide, so it shows near 1:1."""
+    rows = [t.shape[0] for t in tables.values()]
     cols = max(t.shape[1] for t in tables.values())
     fig, axes = plt.subplots(len(tables), 1, squeeze=False, layout="constrained",
-                             figsize=(0.75 * cols + 2.3, (0.42 * rows + 1.3) * len(tables)))
+                             height_ratios=[r + 0.8 for r in rows],
+                             figsize=(min(8.0, 0.8 * cols + 3.2),
+                                      sum(0.42 * r + 1.3 for r in rows)))
     for ax, (title, table) in zip(axes[:, 0], tables.items()):
-        pvalue_heatmap(table, title, alpha=alpha, ax=ax)
-        for text, v in zip(ax.texts, table.to_numpy(dtype=float).ravel()):
-            text.set_fontsize(9)
-            if v < 0.12 or v > 0.88:
-                text.set_color("white")
-    scale = plt.cm.ScalarMappable(cmap="RdYlGn_r", norm=plt.Normalize(0, 1))
-    fig.colorbar(scale, ax=list(axes[:, 0]), label="p (H1: sparse > dense)", shrink=0.8)
-    return fig
+        pvalue_heatmap(table, title, alpha=alpha, ax=ax, colorbar=False)
+    scale = plt.cm.ScalarMappable(cmap=P_CMAP, norm=plt.Normalize(0, 1))
+    fig.colorbar(scale, ax=list(axes[:, 0]), label=_p_label(alpha, label), shrink=0.8)
+    return _legible(fig)
 
 
 def by_activation(table: pd.DataFrame, ylabel: str, log: bool = False, low=None, high=None,
@@ -180,10 +255,10 @@ def by_activation(table: pd.DataFrame, ylabel: str, log: bool = False, low=None,
         ax.set_yscale("log")
     else:
         ax.axhline(0, color="grey", linewidth=0.8)
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=9, frameon=False)
     if own:
         fig.tight_layout()
-    return ax.figure
+    return _legible(ax.figure)
 
 
 def tau_by_activation(corr: pd.DataFrame, measure: str = "egf_l2", target: str = "test_acc",
@@ -198,7 +273,7 @@ def tau_by_activation(corr: pd.DataFrame, measure: str = "egf_l2", target: str =
     fig = by_activation(tables[0], f"Kendall tau, avg {measure} vs {target}", low=tables[1],
                         high=tables[2])
     fig.axes[0].set_ylim(-1.05, 1.05)
-    return fig
+    return _legible(fig)
 
 
 def negative_flow(table: pd.DataFrame):
@@ -209,9 +284,9 @@ def negative_flow(table: pd.DataFrame):
     by_activation(100 * table["neg_share"], "% of pre-activations with f' < 0", ax=axes[0])
     by_activation(100 * table["neg_grad_share"], "% of |dC/dz| through them", ax=axes[1])
     for ax in axes:
-        ax.tick_params(axis="x", labelsize=8)
+        ax.tick_params(axis="x", labelsize=9)
     fig.tight_layout()
-    return fig
+    return _legible(fig)
 
 
 def width_panels(paired: pd.DataFrame, panels: str, metric: str = "test_acc", columns: int = 3,
@@ -221,8 +296,8 @@ def width_panels(paired: pd.DataFrame, panels: str, metric: str = "test_acc", co
     (blue) member against the dense width."""
     keys = list(dict.fromkeys(paired[panels]))
     rows = max(1, -(-len(keys) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.1 * rows), squeeze=False,
-                             sharex=True, sharey=True)
+    fig, axes = plt.subplots(rows, columns, figsize=(min(MAX_WIDTH, 2.4 * columns), 2.1 * rows),
+                             squeeze=False, sharex=True, sharey=True)
     for ax, key in zip(axes.ravel(), keys):
         g = paired[paired[panels] == key]
         for kind, style in (("sparse", SPARSE_STYLE), ("dense", DENSE_STYLE)):
@@ -235,11 +310,16 @@ def width_panels(paired: pd.DataFrame, panels: str, metric: str = "test_acc", co
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel(metric.replace("mean_", "avg ").replace("_", " "), fontsize=9)
-    for ax in axes[-1, :]:
-        ax.set_xlabel("dense width")
-    axes[0, 0].legend(fontsize=8, frameon=False)
+    for j in range(columns):  # the lowest visible panel of each column carries the x axis
+        shown = [ax for ax in axes[:, j] if ax.get_visible()]
+        if shown:
+            shown[-1].xaxis.set_tick_params(labelbottom=True)
+            shown[-1].set_xlabel("dense width")
+    for ax in axes.ravel():
+        ax.tick_params(labelsize=9)
+    axes[0, 0].legend(fontsize=9, frameon=False)
     fig.tight_layout()
-    return fig
+    return _legible(fig)
 
 
 def optimizer_cells(acc: pd.DataFrame, egf: pd.DataFrame, diverged: pd.DataFrame,
@@ -264,7 +344,7 @@ def optimizer_cells(acc: pd.DataFrame, egf: pd.DataFrame, diverged: pd.DataFrame
         low, high = (finite.min(), finite.max()) if finite.size else (0, 1)
         image = ax.imshow(values, cmap=cmap, aspect="auto", vmin=low,
                           vmax=high if high > low else low + 1)
-        fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02).set_label(unit, fontsize=8)
+        fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02).set_label(unit, fontsize=9)
         for (i, j), v in np.ndenumerate(values):
             if not np.isfinite(n[i, j]):
                 continue
@@ -272,7 +352,7 @@ def optimizer_cells(acc: pd.DataFrame, egf: pd.DataFrame, diverged: pd.DataFrame
             if d[i, j] > 0:
                 text += f"\n†{d[i, j]:.0f}/{n[i, j]:.0f}"
             dark = np.isfinite(v) and (v - low) < 0.6 * (high - low)
-            ax.text(j, i, text.strip(), ha="center", va="center", fontsize=7,
+            ax.text(j, i, text.strip(), ha="center", va="center", fontsize=8,
                     color="white" if dark else "black")
         ax.set_yticks(range(rows), [str(r) for r in acc.index])
         ax.set_title(label, fontsize=9)
@@ -280,7 +360,7 @@ def optimizer_cells(acc: pd.DataFrame, egf: pd.DataFrame, diverged: pd.DataFrame
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return fig
+    return _legible(fig)
 
 
 EWMA_MARKERS = {"EWMA": dict(marker="o"), "other": dict(marker="s", facecolors="none")}
@@ -299,8 +379,8 @@ def flow_vs_accuracy(cells: pd.DataFrame, kind: str = "sparse",
     lrs = sorted(sub["lr"].unique())
     optimizers = list(dict.fromkeys(sub["optimizer"]))
     colours = dict(zip(optimizers, plt.cm.tab10.colors))
-    fig, axes = plt.subplots(1, len(lrs), figsize=(3.3 * len(lrs) + 1.4, 3.4), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(1, len(lrs), figsize=(min(MAX_WIDTH, 3.3 * len(lrs) + 1.4), 3.4),
+                             squeeze=False, sharey=True)
     for ax, lr in zip(axes[0], lrs):
         at = sub[sub["lr"] == lr]
         for optimizer, g in at.groupby("optimizer", sort=False):
@@ -313,16 +393,16 @@ def flow_vs_accuracy(cells: pd.DataFrame, kind: str = "sparse",
             for xi, (_, row) in zip(x, g.iterrows()):
                 if (row["variant"] in labelled and optimizer in labelled_optimizers
                         and np.isfinite(xi)):
-                    ax.annotate(row["variant"], (xi, 100 * row["acc"]), fontsize=6,
+                    ax.annotate(row["variant"], (xi, 100 * row["acc"]), fontsize=8,
                                 xytext=(3, 2), textcoords="offset points")
         missing = int(at["egf"].isna().sum())
         ax.set_title(f"lr {lr:g}" + (f" ({missing} cells all diverged)" if missing else ""),
                      fontsize=9)
         ax.set_xlabel("log$_{10}$ average EGF$_2$")
     axes[0, 0].set_ylabel("test accuracy (%)")
-    axes[0, -1].legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1, 0.5))
+    axes[0, -1].legend(fontsize=9, frameon=False, loc="center left", bbox_to_anchor=(1, 0.5))
     fig.tight_layout()
-    return fig
+    return _legible(fig)
 
 
 def update_sizes(updates: pd.DataFrame):
@@ -335,7 +415,7 @@ def update_sizes(updates: pd.DataFrame):
     columns = (("dw", "step |dw| / lr"), ("g", "gradient |g|"), ("v", "sqrt(v), v raw EWMA"))
     layers = sorted(updates["layer"].unique())
     colours = dict(zip(layers, plt.cm.viridis(np.linspace(0, 0.85, max(len(layers), 1)))))
-    fig, axes = plt.subplots(max(len(runs), 1), 3, figsize=(9, 2.1 * max(len(runs), 1) + 0.5),
+    fig, axes = plt.subplots(max(len(runs), 1), 3, figsize=(8.5, 2.1 * max(len(runs), 1) + 0.5),
                              squeeze=False, sharex=True, sharey="col")
     for i, (optimizer, lr) in enumerate(runs):
         for j, (q, label) in enumerate(columns):
@@ -343,7 +423,7 @@ def update_sizes(updates: pd.DataFrame):
             g = updates[(updates["optimizer"] == optimizer) & (updates["lr"] == lr)
                         & (updates["quantity"] == q)]
             if g.empty:
-                ax.text(0.5, 0.5, "no second moment", ha="center", va="center", fontsize=8,
+                ax.text(0.5, 0.5, "no second moment", ha="center", va="center", fontsize=9,
                         transform=ax.transAxes)
             for layer, gl in g.groupby("layer"):
                 y = gl["value"].to_numpy(float)
@@ -356,6 +436,6 @@ def update_sizes(updates: pd.DataFrame):
                 ax.set_ylabel(f"{optimizer}, lr {lr:g}", fontsize=9)
             if i == len(runs) - 1:
                 ax.set_xlabel("epoch")
-    axes[0, 0].legend(fontsize=7, frameon=False)
+    axes[0, 0].legend(fontsize=9, frameon=False)
     fig.tight_layout()
-    return fig
+    return _legible(fig)

@@ -174,18 +174,15 @@ def analyse(results, preset) -> dict:
 
 
 def report(analysis: dict, label: str) -> None:
-    """Show one stored summary: its p-value heat map beside the paper's, the shares of
+    """Show one stored summary: its p-value heat map above the paper's, the shares of
     significant cells, the BN gain by width, the stability table and its verdicts."""
     import matplotlib.pyplot as plt
     from IPython.display import Markdown, display
 
     from .. import plots
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 3.6))
-    plots.pvalue_heatmap(analysis["pvalues"], f"{label} (stored): p for H1 sparse > dense",
-                         ax=axes[0])
-    plots.pvalue_heatmap(analysis["paper"], "paper (Fashion-MNIST)", ax=axes[1])
-    fig.tight_layout()
+    plots.pvalue_heatmaps({f"{label} (stored)": analysis["pvalues"],
+                           "paper (Fashion-MNIST)": analysis["paper"]})
     plt.show()
     display(analysis["shares"].round(2), analysis["stability"].round(3))
     display(Markdown("Where the tables disagree: "
