@@ -89,12 +89,72 @@ def markdown(v: Verdict) -> str:
     return text + (f" *The paper:* {v.paper}." if v.paper else "")
 
 
+ADMONITION_CLASS = {"reproduced": "tip", "partly": "important", "not reproduced": "danger",
+                    "not distinguishable": "note", "not run": "note"}
+"""The admonition class of each status, as the book's theme (sphinx-book-theme on
+pydata-sphinx-theme) colours it: tip green, important yellow, danger red, note blue."""
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return ""
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def plain(v: Verdict) -> str:
+    """The verdict for people, as plain text: a title line (claim, scale, status), the sentence,
+    the data, the paper's reading."""
+    lines = [f"Claim {v.claim} at {v.scale}: {v.status}", _sentence(v.sentence),
+             _sentence(v.numbers()), _sentence(f"The paper: {v.paper}") if v.paper else ""]
+    return "\n".join(line for line in lines if line)
+
+
+def admonition(v: Verdict) -> str:
+    """The verdict as an HTML admonition the book's theme styles and colours by status
+    (:data:`ADMONITION_CLASS`): title "Claim N at SCALE: STATUS", then the plain sentence, the
+    data line, and the paper's reading. Every text is HTML-escaped (sentences hold ``<`` and
+    ``||g||``)."""
+    from html import escape
+
+    status_class = "verdict-" + v.status.replace(" ", "-")
+    parts = [f'<div class="admonition {ADMONITION_CLASS[v.status]} verdict {status_class}">',
+             f'<p class="admonition-title">{escape(f"Claim {v.claim} at {v.scale}: {v.status}")}'
+             "</p>"]
+    if v.sentence.strip():
+        parts.append(f"<p>{escape(_sentence(v.sentence))}</p>")
+    parts.append(f'<p class="verdict-data">{escape(_sentence(v.numbers()))}</p>')
+    if v.paper:
+        parts.append(f"<p><em>The paper:</em> {escape(_sentence(v.paper))}</p>")
+    return "\n".join(parts + ["</div>"])
+
+
+class Shown:
+    """A verdict as a notebook shows it: one output whose HTML is :func:`admonition` (the book's
+    HTML, Jupyter), with :func:`markdown` and :func:`plain` for front ends that take those (a
+    PDF build, a console)."""
+
+    def __init__(self, verdict: Verdict):
+        self.verdict = verdict
+
+    def _repr_html_(self) -> str:
+        return admonition(self.verdict)
+
+    def _repr_markdown_(self) -> str:
+        return markdown(self.verdict)
+
+    def __repr__(self) -> str:
+        return plain(self.verdict)
+
+
 def show_verdicts(verdicts) -> None:
-    """Display each verdict (:func:`markdown`) in a notebook."""
-    from IPython.display import Markdown, display
+    """Display each verdict in a notebook, as an admonition coloured by its status
+    (:class:`Shown`)."""
+    from IPython.display import display
 
     for v in verdicts:
-        display(Markdown(markdown(v)))
+        display(Shown(v))
 
 
 def table(verdicts) -> "pd.DataFrame":
