@@ -97,6 +97,8 @@ MODELS = {"mlp": _mlp, "cnn": _cnn, "wrn50": _wrn50}
 """Name -> ``builder(config, dataset)``: ``width`` is the MLP's hidden width, the CNN's channel
 multiplier x 100; WRN-50 ignores it."""
 
+SCSDC_MODELS = ("mlp", "cnn")
+"""Models with a width, so with SC-SDC pairs (``match_width``)."""
 LR_SCHEDULES = ("constant", "cosine")
 PRUNING = ("none", "oneshot", "gradual")
 PRUNE_SCOPES = ("layer", "global")
@@ -126,8 +128,8 @@ class RunConfig:
     ``width``: the MLP's hidden width (the CNN's channel multiplier x 100). Sparsity: ``density``
     masks every Linear/Conv weight tensor uniformly at random to ``round(density * numel)``
     weights (at least one weight per tensor must result, else ValueError); or ``match_width``
-    makes this the sparse member of an SC-SDC pair with a dense MLP of that width
-    (:mod:`gflib.scsdc`). ``prune``: ``"oneshot"`` trains dense until ``prune_start`` and then
+    makes this the sparse member of an SC-SDC pair with the dense model of that width (an MLP or
+    the CNN, :mod:`gflib.scsdc`). ``prune``: ``"oneshot"`` trains dense until ``prune_start`` and then
     keeps the largest weights (at ``density`` or the SC-SDC densities of ``match_width``);
     ``"gradual"`` ramps sparsity from 0 at ``prune_start`` to the target at ``prune_end`` on Zhu &
     Gupta's cubic schedule (epoch granularity); ``prune_scope`` ranks per layer or globally.
@@ -213,8 +215,9 @@ class RunConfig:
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise ValueError(f"data_dir must be None or a path, got {self.data_dir!r}")
         if self.match_width is not None:
-            if self.model != "mlp":
-                raise ValueError(f"match_width (SC-SDC) is for model 'mlp', not {self.model!r}")
+            if self.model not in SCSDC_MODELS:
+                raise ValueError(f"match_width (SC-SDC) is for models {', '.join(SCSDC_MODELS)}, "
+                                 f"not {self.model!r}")
             if self.density != 1.0:
                 raise ValueError("give either density or match_width, not both")
             check_widths(self.width, self.match_width)
@@ -285,7 +288,9 @@ class RunResult:
     flow"); diverged: the run failed numerically (``diverged_reason``: ``"non-finite"`` loss, the
     run stopped there; or ``"exploded"``, its last-epoch training loss above
     :data:`gflib.train.EXPLODE_FACTOR` times its first batch's); its metrics are kept as measured,
-    its flow_mean is NaN and the statistics leave it out (and count it).
+    its flow_mean is NaN and the statistics leave it out (and count it). sparsity: what the
+    final masks leave (:func:`gflib.train.final_sparsity`; empty in results stored before it
+    was recorded).
     """
 
     config: dict
@@ -299,6 +304,7 @@ class RunResult:
     device: str
     diverged_reason: str | None = None
     trace: dict = field(default_factory=dict)
+    sparsity: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -205,6 +205,37 @@ def step_flop(config: RunConfig, inputs: int, classes: int = 10) -> float:
     return 6.0 * config.batch_size * sum(a * b for a, b in zip(widths, widths[1:]))
 
 
+TRAIN_IMAGES = {"digits": 1437, "fashion_mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
+"""Training images of each dataset (digits: our 80 % split of 1,797)."""
+SHAPES = {"digits": (1, 8, 8), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32),
+          "cifar100": (3, 32, 32)}
+CLASSES = {"digits": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100}
+
+
+def train_flops(config: RunConfig, n_train: int | None = None) -> float:
+    """Training arithmetic of the whole run ``config`` (FLOP) for any model: one step's forward
+    and backward counted by ``torch.utils.flop_counter`` on the meta device (no memory, no
+    data; every weight counted, a masked layer is computed dense) times ``epochs x
+    ceil(n_train / batch_size)`` steps (``n_train``: the config's ``train_subset``, else
+    :data:`TRAIN_IMAGES`). Evaluation and flow measurement are not counted."""
+    from types import SimpleNamespace
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .config import MODELS
+
+    n_train = n_train or config.train_subset or TRAIN_IMAGES[config.dataset]
+    shape_ = SHAPES[config.dataset]
+    ds = SimpleNamespace(shape=shape_, in_features=math.prod(shape_),
+                         n_classes=CLASSES[config.dataset])
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        model = MODELS[config.model](config, ds)
+        x = torch.empty(config.batch_size, *shape_)
+        with FlopCounterMode(display=False) as counter:
+            model(x).sum().backward()
+    return counter.get_total_flops() * config.epochs * math.ceil(n_train / config.batch_size)
+
+
 def paper_grid_hours(gpus=(1, 8, 64), figures=H100, grids=PAPER_GRIDS,
                      architectures=None, batch_size: int = 128) -> pd.DataFrame:
     """Wall hours the paper's grids would take on each number of ``gpus``, from per-step

@@ -11,21 +11,29 @@ partner's weight count) or ``density``; ``prune_scope="layer"`` ranks each tenso
 """
 from __future__ import annotations
 
-from .config import RunConfig
+import torch
+
+from .config import MODELS, RunConfig
 from .masks import magnitude_masks
-from .scsdc import layer_densities
+from .models import maskable_weights
+from .scsdc import matched_densities
 
 
-def target_densities(config: RunConfig, ens, r: int) -> dict:
-    """``{weight name: final density}`` of run ``r`` of ensemble ``ens`` (config ``config``)."""
-    names = ens.weight_names
+def dense_partner(config: RunConfig) -> RunConfig:
+    """The dense member of ``config``'s SC-SDC pair: width ``match_width``, unmasked, unpruned."""
+    return config.replace(width=config.match_width, match_width=None, init="dense",
+                          prune="none", prune_scope="layer", prune_start=0, prune_end=0)
+
+
+def target_densities(config: RunConfig, ds) -> dict:
+    """``{weight name: density}`` of ``config``'s sparse model on ``ds``: the SC-SDC densities
+    (:func:`gflib.scsdc.matched_densities`) with ``match_width``, else ``density`` for every
+    tensor. ``ds``: the dataset (:class:`gflib.data.Dataset`) the model is built for."""
+    build = MODELS[config.model]
     if config.match_width is None:
-        return {n: config.density for n in names}
-    shapes = [ens.tensor(n).shape[1:] for n in names]
-    in_features, out_features = shapes[0][1], shapes[-1][0]
-    dens = layer_densities(in_features, out_features, len(names) - 1, config.width,
-                           config.match_width)
-    return dict(zip(names, dens))
+        with torch.device("meta"):
+            return {n: config.density for n in maskable_weights(build(config, ds))}
+    return matched_densities(lambda: build(config, ds), lambda: build(dense_partner(config), ds))
 
 
 def progress(config: RunConfig, epoch: int) -> float | None:
@@ -46,15 +54,16 @@ def density_at(final: float, p: float) -> float:
     return final if p >= 1 else 1 - (1 - final) * (1 - (1 - p) ** 3)
 
 
-def masks_at(configs: list, ens, epoch: int) -> list | None:
-    """Each run's new masks before ``epoch`` (1-based), or None when they do not change."""
+def masks_at(configs: list, ens, epoch: int, ds) -> list | None:
+    """Each run's new masks before ``epoch`` (1-based), or None when they do not change; ``ens``
+    the group's ensemble, ``ds`` the dataset it trains on (for the models' shapes)."""
     p = progress(configs[0], epoch)
     if p is None:
         return None
     out = []
     for r, c in enumerate(configs):
         weights = {n: ens.tensor(n)[r] for n in ens.weight_names}
-        final = target_densities(c, ens, r)
+        final = target_densities(c, ds)
         if c.prune_scope == "layer":
             out.append(magnitude_masks(weights, {n: density_at(d, p) for n, d in final.items()}))
         else:

@@ -2,7 +2,7 @@
 
 ``runs``: one row per run, the columns of :data:`RUN_COLUMNS` (config fields, then what the run
 recorded), then ``trace_<name>`` for each number the run's trace recorded (:func:`trace_columns`;
-NaN for runs without it). ``curves``: one row per run, measure and scheduled epoch,
+NaN for runs without it) and ``layer_density_<i>`` per maskable tensor (:func:`sparsity_columns`). ``curves``: one row per run, measure and scheduled epoch,
 :data:`CURVE_COLUMNS`. Both carry ``key`` (the run's store key), which joins them. A published
 summary is the two tables as ``<name>.csv`` and ``<name>-curves.csv`` (:meth:`Results.save`,
 :meth:`Results.load`).
@@ -31,6 +31,9 @@ RUN_COLUMNS = {
     "train_loss": "mean training cross-entropy over the last epoch's batches (nats)",
     "train_acc": "training accuracy over the last epoch's batches, in [0, 1]",
     **{f"mean_{m}": f"{m} averaged over the flow schedule (NaN when diverged)" for m in MEASURES},
+    "final_density": "active share of the maskable weights at the end (1 = dense; NaN when not "
+                     "recorded)",
+    "dead_units": "hidden units of an MLP cut off by its final masks (gflib.masks.dead_units)",
     "diverged": "the run failed numerically (left out of statistics, counted)",
     "diverged_reason": "'non-finite' or 'exploded' (see gflib.train), else empty",
     "wall_s": "seconds of wall time (a stacked group's time divided by its runs)",
@@ -47,6 +50,21 @@ CURVE_COLUMNS = {
 
 _INT_OR_NONE = ("match_width", "train_subset", "test_subset")
 TRACE_PREFIX = "trace_"
+LAYER_PREFIX = "layer_density_"
+PREFIXES = (TRACE_PREFIX, LAYER_PREFIX)
+"""The run table's recorded-per-run columns beyond :data:`RUN_COLUMNS`."""
+
+
+def sparsity_columns(sparsity: dict) -> dict:
+    """The run-table columns of :attr:`gflib.config.RunResult.sparsity`: ``final_density``,
+    ``dead_units`` and ``layer_density_<i>``, the active share of the ``i``-th maskable weight
+    tensor (input to output)."""
+    if not sparsity:
+        return {}
+    dead = sparsity.get("dead_units")
+    return {"final_density": sparsity["active"],
+            "dead_units": float("nan") if dead is None else dead,
+            **{f"{LAYER_PREFIX}{i}": d for i, d in enumerate(sparsity["layers"].values())}}
 
 
 def trace_columns(trace: dict) -> dict:
@@ -77,11 +95,12 @@ class Results:
                    "kind": config.kind, **r.final,
                    **{f"mean_{m}": r.flow_mean.get(m) for m in MEASURES},
                    "diverged": r.diverged, "diverged_reason": r.diverged_reason or "",
-                   "wall_s": r.wall_s, **trace_columns(r.trace)}
+                   "wall_s": r.wall_s, **trace_columns(r.trace),
+                   **sparsity_columns(r.sparsity)}
             rows.append(row)
             curves += [{"key": key, "measure": m, "epoch": e, "value": v[m]}
                        for e, v in sorted(r.flow.items()) for m in MEASURES]
-        traced = sorted({c for row in rows for c in row if c.startswith(TRACE_PREFIX)})
+        traced = _extra_columns({c for row in rows for c in row})
         return cls(typed_runs(pd.DataFrame(rows, columns=list(RUN_COLUMNS) + traced)),
                    pd.DataFrame(curves, columns=list(CURVE_COLUMNS)))
 
@@ -108,10 +127,18 @@ class Results:
         curves_file = curves_path(csv)
         if curves_file.is_file():
             missing = [c for c in RUN_COLUMNS if c not in runs]
-            traced = [c for c in runs if c.startswith(TRACE_PREFIX)]
+            traced = _extra_columns(runs.columns)
             runs = runs.assign(**{c: float("nan") for c in missing})[list(RUN_COLUMNS) + traced]
             return cls(typed_runs(runs), pd.read_csv(curves_file))
         return _from_first_format(runs)
+
+
+def _extra_columns(columns) -> list:
+    """The columns of :data:`PREFIXES` among ``columns``: traces by name, layers by index."""
+    traced = sorted(c for c in columns if c.startswith(TRACE_PREFIX))
+    layers = sorted((c for c in columns if c.startswith(LAYER_PREFIX)),
+                    key=lambda c: int(c[len(LAYER_PREFIX):]))
+    return traced + layers
 
 
 def curves_path(csv: Path) -> Path:

@@ -1,4 +1,5 @@
-"""SC-SDC: same-capacity sparse vs dense pairs of MLPs.
+"""SC-SDC: same-capacity sparse vs dense pairs of MLPs (and of any two models with the same weight
+tensors, e.g. CNNs: :func:`matched_member`).
 
 A sparse MLP S of hidden width ``s`` and a dense MLP D of width ``d <= s`` with the same depth have,
 layer by layer, the same number of active weights: every layer of S is masked to exactly the
@@ -67,26 +68,55 @@ def sparse_member(in_features, out_features, depth, sparse_width, dense_width, s
     Seeds: the model's draws use ``seed``, the masks ``seed + 1``.
     """
     check_widths(sparse_width, dense_width)
+    return matched_member(
+        lambda: MLP(in_features, out_features, depth, sparse_width, **mlp_options),
+        lambda: MLP(in_features, out_features, depth, dense_width, **mlp_options), seed, init)
+
+
+def matched_member(build_sparse, build_dense, seed: int, init: str = "dense"):
+    """The sparse member of an SC-SDC pair of any two models with the same maskable weight
+    tensors (:func:`gflib.models.maskable_weights`, same names, the sparse ones at least as
+    large): ``(model, masks)`` with masks applied. Every tensor of ``build_sparse()`` keeps
+    exactly as many active weights as the same tensor of ``build_dense()`` has, drawn (with its
+    bias) from ``U(-1/sqrt(F), 1/sqrt(F))``, ``F`` the dense tensor's fan-in (``numel / out``:
+    inputs x kernel size for a convolution), torch's default for the dense layer. The dense
+    model is built on the meta device (no memory, no random draws). Seeds as
+    :func:`sparse_member`. For a CNN this widens the channels of the sparse member and masks
+    its kernels: with channel ratio ``r``, a hidden convolution keeps ``r^2`` of its weights,
+    the first and the last layer ``r``."""
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; allowed: {', '.join(INITS)}")
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        dense = maskable_weights(build_dense())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = MLP(in_features, out_features, depth, sparse_width, **mlp_options)
+        model = build_sparse()
         weights = maskable_weights(model)
-        sizes = layer_sizes(in_features, out_features, depth, dense_width)
+        if list(weights) != list(dense) or any(
+                dense[n].ndim != w.ndim or dense[n].numel() > w.numel() for n, w in weights.items()):
+            raise ValueError("the sparse and dense members must have the same weight tensors, "
+                             "the sparse ones at least as large")
         with torch.no_grad():
-            for (name, w), (fan_in, _) in zip(weights.items(), sizes):
-                bound = 1.0 / fan_in ** 0.5
+            for name, w in weights.items():
+                bound = 1.0 / dense[name][0].numel() ** 0.5
                 w.uniform_(-bound, bound)
                 bias = _bias_of(model, name)
                 if bias is not None:
                     bias.uniform_(-bound, bound)
-    counts = dict(zip(weights, active_counts(in_features, out_features, depth, dense_width)))
-    masks = masks_with_counts(model, counts, seed + 1)
+    masks = masks_with_counts(model, {n: t.numel() for n, t in dense.items()}, seed + 1)
     apply_masks(model, masks)
     if init == "sparsity_aware":
-        sparsity_aware_init_(model, masks, {n: f for n, (f, _) in zip(weights, sizes)})
+        sparsity_aware_init_(model, masks, {n: t[0].numel() for n, t in dense.items()})
     return model, masks
+
+
+def matched_densities(build_sparse, build_dense) -> dict:
+    """``{weight name: dense count / sparse count}``: the per-tensor densities of an SC-SDC
+    sparse member (:func:`matched_member`), from shapes alone (both built on the meta device).
+    For MLPs this is :func:`layer_densities`."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        sparse, dense = maskable_weights(build_sparse()), maskable_weights(build_dense())
+    return {n: dense[n].numel() / w.numel() for n, w in sparse.items()}
 
 
 def dense_member(in_features, out_features, depth, dense_width, seed, **mlp_options):

@@ -38,8 +38,10 @@ from . import data as gdata
 from .config import OPTIMIZERS, RunConfig, RunResult
 from .ensemble import Single, evaluate, per_run_loss
 from .flow import MEASURES, measure_runs, schedule
-from .masks import counts_for, random_masks, sparsity_aware_init_, zero_masked_state
-from .scsdc import sparse_member
+from .masks import (counts_for, dead_units, random_masks, sparsity_aware_init_,
+                    zero_masked_state)
+from .pruning import dense_partner
+from .scsdc import matched_member, sparse_member
 from .stacked import StackedMLP, check_group
 from .trace import observer_for
 
@@ -75,6 +77,13 @@ def build_model(config: RunConfig, ds: gdata.Dataset):
     when dense or pruned later); masks are not attached (the ensemble attaches them)."""
     from .config import MODELS
 
+    if config.match_width is not None and config.prune == "none" and config.model != "mlp":
+        model, masks = matched_member(lambda: MODELS[config.model](config, ds),
+                                      lambda: MODELS[config.model](dense_partner(config), ds),
+                                      config.seed, config.init)
+        for handle in getattr(model, "_gflib_mask_hooks", []):
+            handle.remove()
+        return model, masks
     if config.match_width is not None and config.prune == "none":
         model, masks = sparse_member(ds.in_features, ds.n_classes, config.depth, config.width,
                                      config.match_width, config.seed, init=config.init,
@@ -210,7 +219,7 @@ def train(configs, progress: bool = False, measure_flow: bool = True,
             group["lr"] = cfg.lr * lr_factor(cfg, epoch)
         if cfg.prune != "none":
             from .pruning import masks_at
-            new = masks_at(configs, ens, epoch)
+            new = masks_at(configs, ens, epoch, ds)
             if new is not None:
                 ens.set_masks(new)
                 for name in ens.weight_names:
@@ -270,7 +279,7 @@ def train(configs, progress: bool = False, measure_flow: bool = True,
     _mark_exploded(g)
     wall = time.perf_counter() - start
     results = [_result(c, g, r, wall / k, str(device),
-                       observer.result(r) if observer is not None else {})
+                       observer.result(r) if observer is not None else {}, final_sparsity(ens, r))
                for r, c in enumerate(configs)]
     if ckpt is not None:
         ckpt.unlink(missing_ok=True)
@@ -309,7 +318,23 @@ def _mark_exploded(g):
                 g.diverged[r], g.reasons[r] = history[-1]["epoch"], "exploded"
 
 
-def _result(config, g, r, wall_s, device, trace) -> RunResult:
+def final_sparsity(ens, r: int) -> dict:
+    """What run ``r``'s masks leave at the end: ``active`` (active share of all maskable
+    weights), ``layers`` (``{weight name: active share}``, in order) and ``dead_units`` (hidden
+    units cut off, :func:`gflib.masks.dead_units`; None unless the weights form a chain of
+    Linear layers)."""
+    keep = {n: ens.keep(n)[r] for n in ens.weight_names}
+    total = sum(m.numel() for m in keep.values())
+    dead = None
+    if all(m.ndim == 2 for m in keep.values()) and all(
+            a.shape[0] == b.shape[1] for a, b in zip(list(keep.values()), list(keep.values())[1:])):
+        dead = sum(dead_units(keep).values())
+    return {"active": sum(int(m.sum()) for m in keep.values()) / total,
+            "layers": {n: int(m.sum()) / m.numel() for n, m in keep.items()},
+            "dead_units": dead}
+
+
+def _result(config, g, r, wall_s, device, trace, sparsity) -> RunResult:
     flow = g.flows[r]
     if g.diverged[r] is not None or not flow:
         flow_mean = {m: float("nan") for m in MEASURES}
@@ -320,7 +345,7 @@ def _result(config, g, r, wall_s, device, trace) -> RunResult:
         config=config.to_dict(), history=g.histories[r], flow=flow, flow_mean=flow_mean,
         final={key: last[key] for key in ("test_loss", "test_acc", "train_loss", "train_acc")},
         diverged=g.diverged[r] is not None, diverged_epoch=g.diverged[r], wall_s=wall_s,
-        device=device, diverged_reason=g.reasons[r], trace=trace)
+        device=device, diverged_reason=g.reasons[r], trace=trace, sparsity=sparsity)
 
 
 def _save(path: Path, configs, g, ens, opt, gens, dead, observer):

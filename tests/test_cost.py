@@ -93,3 +93,26 @@ def test_command_line_writes_an_estimate(tmp_path, one_torch_thread):
     chapter = stored["chapters"]["sc_sdc_and_egf"]
     assert chapter["runs"] == 32 and len(chapter["shapes"]) == 6
     assert stored["total_h"] == pytest.approx(figures["total_h"]) and stored["total_h"] > 0
+
+
+def test_train_flops_counts_an_mlp_by_hand():
+    """Depth 1, width 3 on digits (64 inputs, 10 classes), batch 2: forward 2 FLOP per weight and
+    example, backward 2 for each weight gradient and 2 for the input gradient of every layer but
+    the first (the images need none); 1,437 images are 719 steps of 2."""
+    from gflib.config import RunConfig
+
+    c = RunConfig(depth=1, width=3, batch_size=2, epochs=3)
+    weights, later = 64 * 3 + 3 * 10, 3 * 10
+    per_step = 2 * 2 * weights + 2 * 2 * weights + 2 * 2 * later
+    assert cost.train_flops(c) == per_step * 3 * 719
+    assert cost.train_flops(c, n_train=4) == per_step * 3 * 2
+
+
+def test_train_flops_of_a_convolution_by_hand():
+    """The CNN's first block on 8x8 digits at width multiplier 0.1 (3 channels): 3 x 9 weights
+    applied at 64 positions; the whole net's count only grows with the width."""
+    from gflib.config import RunConfig
+
+    small = cost.train_flops(RunConfig(model="cnn", width=10, batch_size=1, epochs=1), 1)
+    big = cost.train_flops(RunConfig(model="cnn", width=20, batch_size=1, epochs=1), 1)
+    assert small >= 2 * 3 * 9 * 64 * 2 and big > 2 * small

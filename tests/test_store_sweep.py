@@ -211,7 +211,7 @@ def test_rerun_skips_stored_runs(tmp_path, calls):
     tab = res.runs
     assert calls == [more[3]]
     assert len(tab) == 4 and tab["seed"].tolist() == [0, 1, 2, 3]
-    assert list(tab.columns) == list(RUN_COLUMNS)
+    assert list(tab.columns) == list(RUN_COLUMNS) + ["layer_density_0", "layer_density_1"]
     assert (tab["kind"] == "dense").all() and not tab["diverged"].any()
     assert list(res.curves.columns) == list(CURVE_COLUMNS)
     assert len(res.curves) == 4 * 2 * len(MEASURES)  # runs x scheduled epochs x measures

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import presets
-from . import activations, batchnorm, optimizers, sc_sdc_and_egf
+from . import activations, batchnorm, optimizers, pruning_and_cnns, sc_sdc_and_egf
 
-_MODULES = (sc_sdc_and_egf, batchnorm, optimizers, activations)
+_MODULES = (sc_sdc_and_egf, batchnorm, optimizers, activations, pruning_and_cnns)
 _BY_NAME = {m.NAME: m for m in _MODULES}
 RESULTS_ENV = "GFLIB_RESULTS"
 REPO = Path(__file__).resolve().parent.parent.parent

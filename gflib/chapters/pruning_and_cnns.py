@@ -1,0 +1,504 @@
+"""Chapter 6: from MLPs to CNNs, from random masks to magnitude pruning (claim 6).
+
+Two grids in one sweep:
+
+- **Pruning** (MLPs, :data:`METHODS`): at each SC-SDC dense width, the dense net; the sparse net
+  with a random fixed mask (SC-SDC); and the same wide net trained dense, then magnitude-pruned
+  to the SC-SDC densities, one-shot or gradually, per layer or globally (:mod:`gflib.pruning`),
+  then trained on. Every optimizer of :data:`SETTINGS` at its usual learning rate.
+- **CNNs** (:class:`gflib.models.CNN`, the talk's Conv32-64-64-128-128): SC-SDC pairs of CNNs
+  (the sparse CNN's channels widened, its kernels masked: :func:`gflib.scsdc.matched_member`),
+  with and without BatchNorm and skip connections, and with Swish and PReLU, under SGD.
+
+Wide ResNet-50 (:func:`wide_resnet50_configs`) joins the grid at the ``paper`` preset only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..analysis import effect_by, pair_configs, pairs, sparse_vs_dense_table, unit_test
+from ..results import LAYER_PREFIX
+from ..verdict import Verdict, format_p, show_verdicts
+from . import activations as activation_chapter
+from . import batchnorm as bn_chapter
+from . import sc_sdc_and_egf as egf_chapter
+
+NAME = "pruning_and_cnns"
+TITLE = "From MLPs to CNNs, from random masks to magnitude pruning"
+CLAIMS = (6,)
+METHODS = {
+    "dense": None,
+    "random": {},
+    "oneshot_layer": dict(prune="oneshot", prune_scope="layer"),
+    "oneshot_global": dict(prune="oneshot", prune_scope="global"),
+    "gradual_layer": dict(prune="gradual", prune_scope="layer"),
+    "gradual_global": dict(prune="gradual", prune_scope="global"),
+}
+"""How each net of a pruning cell gets its sparsity: ``dense`` (the SC-SDC dense partner, no
+mask), ``random`` (the SC-SDC sparse member: a random mask fixed before training) and magnitude
+pruning of the same wide net, trained dense first (``None``: the dense partner)."""
+PRUNED = tuple(m for m in METHODS if m.startswith(("oneshot", "gradual")))
+SETTINGS = {"depth": 2, "optimizers": {"adam": 0.001, "sgd": 0.1}, "methods": tuple(METHODS),
+            "oneshot_at": 0.3, "gradual": (0.1, 0.5), "cnn_width": 32, "cnn_ratios": 3,
+            "cnn_optimizer": ("sgd", 0.1), "cnn_variants": ("NR", "BN", "SC", "SC_BN"),
+            "cnn_activations": ("swish", "prelu"), "activation_variant": "BN"}
+"""CHOICEs (the paper gives no pruning or CNN settings): pruning on depth-2 MLPs with Adam (lr
+0.001) and SGD (0.1); one-shot pruning after 30 % of the epochs; gradual pruning on Zhu &
+Gupta's cubic schedule from 10 % to 50 % of the epochs (masks change at epoch boundaries).
+CNNs: sparse width 32 (channels 10-20-20-41-41, a third of the talk's) against the preset's three
+widest dense ratios; SGD at 0.1; variants none, BN, skip (SC), SC_BN with ReLU; Swish and PReLU
+with BN (the activations chapter's finding is about SGD)."""
+PAPER_CNN_WIDTH = 100
+"""At the ``paper`` preset the CNN is the talk's, channels 32-64-64-128-128."""
+TRIMMED = {"depth": 2, "optimizers": {"sgd": 0.1},
+           "methods": ("dense", "random", "oneshot_layer", "gradual_global"),
+           "oneshot_at": 0.3, "gradual": (0.1, 0.5), "cnn_width": 16, "cnn_ratios": 1,
+           "cnn_optimizer": ("sgd", 0.1), "cnn_variants": ("NR", "BN"),
+           "cnn_activations": ("swish",), "activation_variant": "BN"}
+"""The reduced grid of a ``trim`` preset (smoke)."""
+WRN = {"dataset": "cifar10", "optimizer": "momentum", "lr": 0.1, "density": 0.1, "epochs": 100,
+       "methods": ("dense", "random", "oneshot_global")}
+"""CHOICEs for Wide ResNet-50-2 (``paper`` preset only; the paper gives none): CIFAR-10, SGD +
+momentum at 0.1, 100 epochs, 10 % density (random fixed mask, or global one-shot magnitude
+pruning after 30 % of the epochs) against the dense net."""
+WRN_REASON = ("Wide ResNet-50-2 runs at the paper preset only: it needs CIFAR-10 (`data_dir`) "
+              "and a GPU")
+UNIT_CNN = ("dense_width", "seed")
+UNIT_CNN_NAME = "dense width x seed"
+"""The unit of the CNN tests: one SGD optimizer, so the matched comparisons of one width and
+seed (widths are fixed factors; pairs of one seed share its data order)."""
+UNIT_PRUNE = ("optimizer", "dense_width", "seed")
+UNIT_PRUNE_NAME = "optimizer x dense width x seed"
+ALPHA = 0.05
+
+
+def settings(preset) -> dict:
+    return preset.pick(SETTINGS, TRIMMED)
+
+
+def schedule(epochs: int, s: dict) -> dict:
+    """``{method: RunConfig pruning fields}`` at ``epochs`` (see :data:`SETTINGS`)."""
+    at = max(1, round(s["oneshot_at"] * epochs))
+    start, end = (round(f * epochs) for f in s["gradual"])
+    end = max(end, start + 1) if epochs > start else start
+    out = {}
+    for method in s["methods"]:
+        fields = METHODS[method]
+        if fields and fields["prune"] == "oneshot":
+            fields = dict(fields, prune_start=min(at, epochs))
+        elif fields and fields["prune"] == "gradual":
+            fields = dict(fields, prune_start=start, prune_end=min(end, epochs))
+        out[method] = fields
+    return out
+
+
+def cnn_width(preset, s: dict) -> int:
+    return PAPER_CNN_WIDTH if preset.name == "paper" else s["cnn_width"]
+
+
+def cnn_dense_widths(preset, s: dict) -> list:
+    """The CNN's dense widths: the preset's ``cnn_ratios`` widest ratios of :func:`cnn_width`."""
+    width = cnn_width(preset, s)
+    ratios = sorted(preset.dense_ratios)[-s["cnn_ratios"]:]
+    return sorted({max(1, round(r * width)) for r in ratios})
+
+
+def pruning_configs(preset, device="cpu", data_dir=None) -> list:
+    """The pruning grid (module doc): per optimizer, dense width and seed, one run per method."""
+    s = settings(preset)
+    plan = schedule(preset.epochs, s)
+    out = []
+    for optimizer, lr in s["optimizers"].items():
+        base = preset.config(device=device, data_dir=data_dir, depth=s["depth"],
+                             optimizer=optimizer, lr=lr)
+        for d in preset.dense_widths:
+            for seed in preset.seeds:
+                for method, fields in plan.items():
+                    if fields is None:
+                        out.append(base.replace(width=d, seed=seed))
+                    else:
+                        out.append(base.replace(width=preset.sparse_width, match_width=d,
+                                                seed=seed, **fields))
+    return out
+
+
+def cnn_configs(preset, device="cpu", data_dir=None) -> list:
+    """The CNN grid (module doc): SC-SDC pairs of CNNs per variant and activation cell."""
+    from ..analysis import variant_flags
+
+    s = settings(preset)
+    optimizer, lr = s["cnn_optimizer"]
+    cells = [("relu", v) for v in s["cnn_variants"]]
+    cells += [(a, s["activation_variant"]) for a in s["cnn_activations"]]
+    out = []
+    for activation, variant in cells:
+        base = preset.config(device=device, data_dir=data_dir, model="cnn", optimizer=optimizer,
+                             lr=lr, activation=activation, **variant_flags(variant, 0.0))
+        out += pair_configs(base, cnn_width(preset, s), cnn_dense_widths(preset, s),
+                            preset.seeds)
+    return out
+
+
+def wide_resnet50_configs(preset, device="cpu", data_dir=None) -> list:
+    """Wide ResNet-50-2 runs of :data:`WRN` at the ``paper`` preset (its seeds); [] elsewhere."""
+    if preset.name != "paper":
+        return []
+    from ..config import RunConfig
+
+    epochs = WRN["epochs"]
+    at = max(1, round(SETTINGS["oneshot_at"] * epochs))
+    out = []
+    for seed in preset.seeds:
+        base = RunConfig(dataset=WRN["dataset"], model="wrn50", optimizer=WRN["optimizer"],
+                         lr=WRN["lr"], epochs=epochs, batch_size=preset.batch_size, seed=seed,
+                         device=device, data_dir=data_dir)
+        out += [base, base.replace(density=WRN["density"]),
+                base.replace(density=WRN["density"], prune="oneshot", prune_scope="global",
+                             prune_start=at)]
+    return out
+
+
+def grid(preset, device: str = "cpu", data_dir=None) -> list:
+    """Every run of the chapter at ``preset`` (see the module doc)."""
+    return (pruning_configs(preset, device, data_dir) + cnn_configs(preset, device, data_dir)
+            + wide_resnet50_configs(preset, device, data_dir))
+
+
+def wide_resnet50_cost(preset, tflops: float = 13.0) -> dict:
+    """What the Wide ResNet-50 cell would cost: ``runs``, ``tflop`` (training FLOPs of all its
+    runs, counted by :func:`gflib.cost.train_flops`) and ``gpu_hours`` at ``tflops`` TFLOP/s
+    sustained (default: the stacked MLP throughput measured on one H100)."""
+    from .. import cost, presets
+
+    configs = wide_resnet50_configs(presets.get("paper"))
+    total = sum(cost.train_flops(c, n_train=cost.TRAIN_IMAGES[c.dataset]) for c in configs)
+    return {"runs": len(configs), "tflop": total / 1e12,
+            "gpu_hours": total / (tflops * 1e12) / 3600, "tflops": tflops}
+
+
+def method_of(row) -> str:
+    """The :data:`METHODS` name of a run-table row."""
+    if row["kind"] == "dense":
+        return "dense"
+    if row["prune"] == "none":
+        return "random"
+    return f"{row['prune']}_{row['prune_scope']}"
+
+
+def parts(runs: pd.DataFrame) -> dict:
+    """``{"pruning": MLP runs + method, dense_width; "cnn": CNN runs; "wrn": WRN-50 runs}``."""
+    mlp = runs[runs["model"] == "mlp"].copy()
+    if len(mlp):
+        mlp["method"] = mlp.apply(method_of, axis=1)
+        mlp["dense_width"] = np.where(mlp["kind"] == "sparse",
+                                      mlp["match_width"].astype(float).fillna(0),
+                                      mlp["width"]).astype(int)
+    return {"pruning": mlp, "cnn": runs[runs["model"] == "cnn"],
+            "wrn": runs[runs["model"] == "wrn50"]}
+
+
+def method_table(pruning: pd.DataFrame, order) -> pd.DataFrame:
+    """Per method: median test accuracy (%), median average EGF_2, median final density and
+    dead hidden units, runs and diverged runs (diverged runs left out of the medians)."""
+    ok = pruning[~pruning["diverged"]]
+    table = ok.groupby("method").agg(test_acc=("test_acc", "median"),
+                                     egf_l2=("mean_egf_l2", "median"),
+                                     final_density=("final_density", "median"),
+                                     dead_units=("dead_units", "median"))
+    table["test_acc"] *= 100
+    counts = pruning.groupby("method").agg(runs=("key", "size"), diverged=("diverged", "sum"))
+    out = table.join(counts, how="outer").reindex([m for m in order if m in counts.index])
+    return out.astype({"runs": int, "diverged": int})
+
+
+def layer_densities(pruning: pd.DataFrame, order) -> pd.DataFrame:
+    """Median achieved density of each weight tensor (input to output) per method, at the
+    narrowest dense width (where pruning cuts deepest)."""
+    narrow = pruning[pruning["dense_width"] == pruning["dense_width"].min()]
+    cols = sorted((c for c in narrow if c.startswith(LAYER_PREFIX)),
+                  key=lambda c: int(c[len(LAYER_PREFIX):]))
+    table = narrow.groupby("method")[cols].median().dropna(axis=1, how="all")
+    cols = list(table.columns)
+    table.columns = [f"layer {int(c[len(LAYER_PREFIX):]) + 1}" for c in cols]
+    return table.reindex([m for m in order if m in table.index])
+
+
+def against(pruning: pd.DataFrame, method: str, reference: str,
+            metric: str = "test_acc") -> pd.DataFrame:
+    """Matched comparisons of ``method`` with ``reference`` (same optimizer, dense width and
+    seed): one row each with ``diff`` = ``metric`` of ``method`` - of ``reference`` (NaN where
+    either diverged)."""
+    keys = list(UNIT_PRUNE)
+    cols = keys + [metric, "diverged"]
+    a = pruning.loc[pruning["method"] == method, cols]
+    b = pruning.loc[pruning["method"] == reference, cols]
+    m = a.merge(b, on=keys, suffixes=("", "_ref"), validate="one_to_one")
+    bad = m["diverged"] | m["diverged_ref"]
+    m["diff"] = (m[metric] - m[f"{metric}_ref"]).where(~bad)
+    return m
+
+
+def comparisons(pruning: pd.DataFrame, methods) -> pd.DataFrame:
+    """Each pruning method against the random mask and against the dense net, in test accuracy
+    points: effect (mean of matched differences), 95 % bootstrap interval, one-sided Wilcoxon p
+    (H1: the method is ahead) and n matched comparisons."""
+    rows = []
+    for method in methods:
+        for reference in ("random", "dense"):
+            res = unit_test(against(pruning, method, reference), "diff", UNIT_PRUNE)
+            rows.append({"method": method, "against": reference,
+                         "effect": 100 * res["effect"], "ci_low": 100 * res["ci_low"],
+                         "ci_high": 100 * res["ci_high"], "p": res["pvalue"], "n": res["n"]})
+    return pd.DataFrame(rows)
+
+
+def pruned_margins(pruning: pd.DataFrame) -> pd.DataFrame:
+    """Chapter 1's EGF margin (:func:`gflib.chapters.sc_sdc_and_egf.margins`) for three sets of
+    sparse nets: magnitude-pruned, random masks, and both; with the dense nets."""
+    rows = []
+    dense = pruning[pruning["method"] == "dense"]
+    for label, methods in (("pruned", PRUNED), ("random mask", ("random",)),
+                           ("pruned + random", PRUNED + ("random",))):
+        sparse = pruning[pruning["method"].isin(methods)]
+        if sparse.empty:
+            continue
+        m = egf_chapter.margins(pd.concat([sparse, dense]))
+        rows.append(m.assign(sparse_nets=label))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def after_pruning(pruning: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """``pruning`` with every ``mean_<measure>`` re-averaged over the scheduled epochs after the
+    last pruning epoch of the grid (the latest ``prune_end`` or one-shot ``prune_start``), the
+    same window for every run: the flow of the pruned nets once their masks are final. Runs with
+    no scheduled epoch in the window keep NaN."""
+    from ..flow import MEASURES
+
+    pruned = pruning[pruning["prune"] != "none"]
+    if pruned.empty:
+        return pruning.iloc[:0]
+    cut = int(np.where(pruned["prune"] == "gradual", pruned["prune_end"],
+                       pruned["prune_start"]).max())
+    late = curves[curves["key"].isin(pruning["key"]) & (curves["epoch"] > cut)]
+    means = late.pivot_table(index="key", columns="measure", values="value", aggfunc="mean")
+    out = pruning.copy()
+    for m in MEASURES:
+        out[f"mean_{m}"] = out["key"].map(means[m]) if m in means else np.nan
+    out.attrs["after_epoch"] = cut
+    return out
+
+
+def _margin_verdict(m: pd.DataFrame, scale: str, what: str, paper: str) -> Verdict:
+    v = egf_chapter.verdict(m, scale)
+    sentence = v.sentence.replace("for sparse nets", f"for {what}", 1)
+    return dataclasses.replace(v, claim=6, sentence=sentence, paper=paper,
+                               unit=v.unit.replace("resampled within depth", "resampled"))
+
+
+def cnn_bn(cnn_paired: pd.DataFrame) -> dict:
+    """BatchNorm's extra gain for sparse CNNs (:func:`gflib.chapters.batchnorm.bn_gains`, ReLU
+    cells): ``gains`` (per matched comparison), ``gain`` (unit test at :data:`UNIT_CNN`),
+    ``by_width``, ``pvalues`` (sparse > dense per variant) and ``shares`` of significant cells
+    without and with BN."""
+    relu = cnn_paired[cnn_paired["activation"] == "relu"]
+    gains = bn_chapter.bn_gains(relu)
+    pvalues = sparse_vs_dense_table(relu, "optimizer", "variant")
+    return {"gains": gains, "gain": unit_test(gains, "excess", UNIT_CNN),
+            "by_width": effect_by(gains, "excess", ["seed"], "dense_width"),
+            "pvalues": pvalues, "shares": bn_chapter.significance_shares(pvalues)}
+
+
+def cnn_bn_verdict(bn: dict, scale: str) -> Verdict:
+    """Claim 3 re-tested on CNNs, with the BatchNorm chapter's rule: reproduced when the excess
+    gain is > 0 at p < 0.05 and sparse beats dense in most BN cells and in fewer cells without;
+    partly when only the gain test holds."""
+    g, shares = bn["gain"], bn["shares"]
+    direct = g["pvalue"] < ALPHA and g["effect"] > 0
+    paper_form = shares["with BN"] > 0.5 and shares["without BN"] < shares["with BN"]
+    status = ("not run" if g["n"] == 0 else "reproduced" if direct and paper_form
+              else "partly" if direct
+              else "not distinguishable" if g["ci_low"] <= 0 <= g["ci_high"]
+              or math.isnan(g["ci_low"]) else "not reproduced")
+    return Verdict(
+        claim=6, scale=scale, status=status, effect=100 * g["effect"],
+        effect_unit="accuracy points of extra BN gain for sparse CNNs",
+        interval=(100 * g["ci_low"], 100 * g["ci_high"]), p=g["pvalue"], n=g["n"],
+        unit=UNIT_CNN_NAME,
+        sentence=(f"CNNs: BatchNorm raises sparse CNNs' test accuracy by "
+                  f"{100 * g['effect']:+.1f} points more than dense CNNs' "
+                  f"({format_p(g['pvalue'])}); sparse beats dense (p < 0.05) in "
+                  f"{shares['with BN']:.0%} of the CNN cells with BatchNorm and "
+                  f"{shares['without BN']:.0%} without"),
+        paper="the BatchNorm finding extends to CNNs (the talk; no numbers given)")
+
+
+def activation_verdicts(cnn_paired: pd.DataFrame, scale: str, s: dict) -> list:
+    """Claim 5 re-tested on CNNs with SGD: each of :data:`SETTINGS`' activations favours sparse
+    CNNs (:func:`gflib.chapters.activations.cell_verdict`, same rule)."""
+    optimizer = s["cnn_optimizer"][0]
+    out = []
+    for activation in s["cnn_activations"]:
+        v = activation_chapter.cell_verdict(cnn_paired, optimizer, activation, scale)
+        out.append(dataclasses.replace(v, claim=6, sentence="CNNs: " + v.sentence,
+                                       paper=v.paper.replace("(Fashion-MNIST)",
+                                                             "(MLPs on Fashion-MNIST)")))
+    return out
+
+
+def wrn_verdict(wrn: pd.DataFrame, scale: str) -> Verdict:
+    """Wide ResNet-50: "not run" where the grid has none; else magnitude pruning against the
+    random mask at equal density, accuracy points over seeds (no test: three seeds)."""
+    if wrn.empty:
+        return Verdict(claim=6, scale=scale, status="not run", effect=math.nan,
+                       effect_unit="accuracy points", interval=(math.nan, math.nan), p=math.nan,
+                       n=0, unit="seed", sentence=f"Wide ResNet-50: {WRN_REASON}")
+    ok = wrn[~wrn["diverged"]]
+    pruned = ok[ok["prune"] != "none"].groupby("seed")["test_acc"].mean()
+    random = ok[(ok["prune"] == "none") & (ok["kind"] == "sparse")].groupby("seed")["test_acc"]
+    diff = (pruned - random.mean()).dropna()
+    effect = 100 * float(diff.mean()) if len(diff) else math.nan
+    return Verdict(claim=6, scale=scale, status="not distinguishable" if len(diff) < 5
+                   else "partly", effect=effect,
+                   effect_unit="accuracy points, magnitude-pruned - random mask (WRN-50)",
+                   interval=(math.nan, math.nan), p=math.nan, n=len(diff), unit="seed",
+                   sentence=f"Wide ResNet-50: magnitude pruning is {effect:+.1f} points from the "
+                            f"random mask at {WRN['density']:.0%} density ({len(diff)} seeds, "
+                            "too few for a test)",
+                   paper="the results extend to Wide ResNet-50 (no numbers given)")
+
+
+SUBCLAIMS = ("pruning: EGF tracks magnitude-pruned nets better than ||g||",
+             "CNNs: EGF tracks sparse CNNs better than ||g||",
+             "CNNs: BatchNorm matters more for sparse CNNs",
+             "CNNs: Swish with SGD favours sparse CNNs", "CNNs: PReLU with SGD favours sparse CNNs",
+             "Wide ResNet-50")
+"""The sub-claims, in the order of ``analyse(...)["verdicts"]`` (activations: those run)."""
+
+
+def analyse(results, preset) -> dict:
+    """Everything the chapter shows from one :class:`gflib.results.Results` (live or stored).
+
+    Keys: ``pruning`` (MLP runs with ``method``), ``methods`` (:func:`method_table`),
+    ``by_width`` (median test accuracy % per dense width x method), ``layers``
+    (:func:`layer_densities`), ``comparisons`` (:func:`comparisons`), ``margins``
+    (:func:`pruned_margins`), ``late_margins`` (the same on the flow after the last pruning
+    epoch, ``after_epoch``: :func:`after_pruning`); ``cnn`` (CNN runs), ``cnn_paired``, ``cnn_bn`` (:func:`cnn_bn`),
+    ``cnn_pvalues`` (sparse > dense per variant and activation), ``cnn_margins``; ``wrn``;
+    ``verdicts`` (see :data:`SUBCLAIMS`); ``n_runs``, ``n_diverged``.
+    """
+    s = settings(preset)
+    p = parts(results.runs)
+    pruning, cnn = p["pruning"], p["cnn"]
+    order = [m for m in METHODS if m in set(pruning.get("method", []))]
+    ok = pruning[~pruning["diverged"]] if len(pruning) else pruning
+    by_width = (100 * ok.pivot_table(index="dense_width", columns="method", values="test_acc",
+                                     aggfunc="median")).reindex(columns=order)
+    margins = pruned_margins(pruning)
+    late = after_pruning(pruning, results.curves) if len(pruning) else pruning
+    late_margins = pruned_margins(late) if len(late) else pd.DataFrame()
+    cnn_paired = pairs(cnn)
+    cnn_paired["cell"] = cnn_paired["variant"].where(cnn_paired["activation"] == "relu",
+                                                     cnn_paired["activation"] + "_"
+                                                     + cnn_paired["variant"])
+    bn = cnn_bn(cnn_paired)
+    cnn_margins = egf_chapter.margins(cnn)
+    pruned = margins[margins["sparse_nets"] == "pruned"] if len(margins) else margins
+    verdicts = [
+        _margin_verdict(pruned, preset.name, "magnitude-pruned MLPs",
+                        "the findings extend to magnitude pruning (no numbers given)"),
+        _margin_verdict(cnn_margins, preset.name, "sparse CNNs",
+                        "the findings extend to CNNs (no numbers given)"),
+        cnn_bn_verdict(bn, preset.name),
+        *activation_verdicts(cnn_paired, preset.name, s),
+        wrn_verdict(p["wrn"], preset.name),
+    ]
+    return {
+        "pruning": pruning, "methods": method_table(pruning, order), "by_width": by_width,
+        "layers": layer_densities(pruning, order),
+        "comparisons": comparisons(pruning, [m for m in order if m in PRUNED]),
+        "margins": margins, "late_margins": late_margins,
+        "after_epoch": late.attrs.get("after_epoch"), "cnn": cnn, "cnn_paired": cnn_paired, "cnn_bn": bn,
+        "cnn_pvalues": sparse_vs_dense_table(cnn_paired, "optimizer", "cell"),
+        "cnn_margins": cnn_margins, "wrn": p["wrn"], "verdicts": verdicts,
+        "n_runs": len(results.runs), "n_diverged": int(results.runs["diverged"].sum()),
+    }
+
+
+def report(analysis: dict, label: str) -> None:
+    """Show one stored summary: the pruning table, the comparisons, the EGF margins, the CNN
+    tests and the verdicts."""
+    from IPython.display import display
+
+    display(analysis["methods"].round(3))
+    display(analysis["comparisons"].round(3))
+    display(margin_table(analysis["margins"]))
+    display(analysis["cnn_pvalues"].round(3))
+    show_verdicts(analysis["verdicts"])
+
+
+def margin_table(margins: pd.DataFrame) -> pd.DataFrame:
+    """The EGF margins for sparse nets against the weights baseline, one row per set of sparse
+    nets and target: margin, interval, n, best EGF and best norm."""
+    if margins.empty:
+        return margins
+    m = margins[(margins["kind"] == "sparse") & (margins["baseline"] == "weights")]
+    cols = ["margin", "ci_low", "ci_high", "n", "best_egf", "best_base"]
+    index = ["sparse_nets", "target"] if "sparse_nets" in m else ["target"]
+    return m.set_index(index)[cols].round(3)
+
+
+def cnn_pair_table(preset, data_dir=None) -> pd.DataFrame:
+    """The narrowest CNN pair of the grid at ``preset``, tensor by tensor: shapes, the sparse
+    net's weights and active weights, the dense net's weights, the density, and the mean number
+    of active inputs of a sparse output unit (a channel's kernel entries over all its input
+    channels) beside a dense unit's fan-in."""
+    from .. import train
+    from ..models import maskable_weights
+    from ..pruning import dense_partner
+    from ..scsdc import layer_table
+
+    s = settings(preset)
+    config = preset.config(model="cnn", width=cnn_width(preset, s),
+                           match_width=min(cnn_dense_widths(preset, s)), data_dir=data_dir)
+    ds = train.dataset_for(config)
+    sparse, masks = train.build_model(config, ds)
+    dense, _ = train.build_model(dense_partner(config), ds)
+    table = layer_table(sparse, masks, dense)
+    sw, dw = maskable_weights(sparse), maskable_weights(dense)
+    table["sparse_shape"] = [" x ".join(map(str, sw[n].shape)) for n in table["layer"]]
+    table["dense_shape"] = [" x ".join(map(str, dw[n].shape)) for n in table["layer"]]
+    table["density"] = table["sparse_active"] / table["sparse_weights"]
+    table["sparse_inputs"] = [masks[n].flatten(1).sum(1).float().mean().item()
+                              for n in table["layer"]]
+    table["dense_inputs"] = [dw[n][0].numel() for n in table["layer"]]
+    return table.set_index("layer")[["sparse_shape", "dense_shape", "sparse_weights",
+                                     "sparse_active", "dense_weights", "density",
+                                     "sparse_inputs", "dense_inputs"]]
+
+
+def density_schedules(preset) -> pd.DataFrame:
+    """Density of a tensor whose final density is the narrowest pair's hidden-layer density,
+    before each epoch (1-based) of each pruning schedule at ``preset``; index epoch."""
+    from ..config import RunConfig
+    from ..pruning import density_at, progress
+
+    s = settings(preset)
+    final = (min(preset.dense_widths) / preset.sparse_width) ** 2
+    out = {}
+    for method, fields in schedule(preset.epochs, s).items():
+        if not fields:
+            continue
+        config = RunConfig(epochs=preset.epochs, width=preset.sparse_width,
+                           match_width=min(preset.dense_widths), **fields)
+        density, curve = 1.0, []
+        for epoch in range(1, preset.epochs + 1):
+            p = progress(config, epoch)
+            if p is not None:
+                density = density_at(final, p)
+            curve.append(density)
+        out[method.split("_")[0]] = curve
+    return pd.DataFrame(out, index=pd.RangeIndex(1, preset.epochs + 1, name="epoch"))

@@ -1,0 +1,179 @@
+"""SC-SDC for convolutions, the final-mask record, and the pruning + CNN chapter's grid and
+statistics, on networks small enough to check by hand."""
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from gflib import presets, scsdc, train
+from gflib.chapters import pruning_and_cnns as chapter
+from gflib.config import RunConfig
+from gflib.models import CNN, MLP, maskable_weights
+
+DIGITS = (1, 8, 8)
+TINY = dict(dataset="digits", epochs=1, train_subset=200, test_subset=100, batch_size=50)
+
+
+def cnn_pair(sparse_width, dense_width, seed=0, **options):
+    return scsdc.matched_member(
+        lambda: CNN(DIGITS, 10, width_multiplier=sparse_width / 100, **options),
+        lambda: CNN(DIGITS, 10, width_multiplier=dense_width / 100, **options), seed)
+
+
+def test_cnn_pair_keeps_the_dense_weight_count_of_every_tensor_by_hand():
+    """Width 50 vs 25 on 8x8 digits: channels 16-32-32-64-64 vs 8-16-16-32-32; the pools take
+    8x8 to 1x1 by the third block, so the last Linear reads 64 (32) features."""
+    model, masks = cnn_pair(50, 25)
+    expected = {  # name: (sparse numel, dense numel)
+        "features.0.conv.weight": (16 * 1 * 9, 8 * 1 * 9),
+        "features.1.conv.weight": (32 * 16 * 9, 16 * 8 * 9),
+        "features.2.conv.weight": (32 * 32 * 9, 16 * 16 * 9),
+        "features.3.conv.weight": (64 * 32 * 9, 32 * 16 * 9),
+        "features.4.conv.weight": (64 * 64 * 9, 32 * 32 * 9),
+        "out.weight": (10 * 64, 10 * 32),
+    }
+    weights = maskable_weights(model)
+    assert list(weights) == list(expected)
+    for name, (total, active) in expected.items():
+        assert weights[name].numel() == total
+        assert int(masks[name].sum()) == active
+        assert int((weights[name] != 0).sum()) == active  # masks applied
+    dens = scsdc.matched_densities(
+        lambda: CNN(DIGITS, 10, width_multiplier=0.5), lambda: CNN(DIGITS, 10, width_multiplier=0.25))
+    assert dens == {n: a / t for n, (t, a) in expected.items()}
+    assert [dens[n] for n in expected] == [0.5, 0.25, 0.25, 0.25, 0.25, 0.5]
+
+
+def test_cnn_sparse_kernels_are_drawn_at_the_dense_layers_scale():
+    model, masks = cnn_pair(50, 25, seed=3)
+    w = maskable_weights(model)["features.1.conv.weight"][masks["features.1.conv.weight"]]
+    dense_bound, own_bound = 1 / math.sqrt(8 * 9), 1 / math.sqrt(16 * 9)
+    assert w.abs().max() <= dense_bound
+    assert w.abs().max() > own_bound  # not the wide layer's own, smaller, scale
+    bias = model.features[1].conv.bias
+    assert bias.abs().max() <= dense_bound and bias.abs().max() > own_bound
+
+
+def test_cnn_pair_with_skip_connections_masks_the_projections_too():
+    model, masks = cnn_pair(50, 25, skip=True, batchnorm=True)
+    names = list(maskable_weights(model))
+    assert "features.1.shortcut.weight" in names  # 1x1 projection 16 -> 32 channels
+    assert int(masks["features.1.shortcut.weight"].sum()) == 16 * 8
+    assert model.features[1].conv.bias is None  # BatchNorm follows
+
+
+def test_matched_member_refuses_models_of_different_shape():
+    with pytest.raises(ValueError, match="same weight tensors"):
+        scsdc.matched_member(lambda: MLP(64, 10, 2, 20), lambda: MLP(64, 10, 3, 10), 0)
+    with pytest.raises(ValueError, match="same weight tensors"):
+        scsdc.matched_member(lambda: MLP(64, 10, 2, 10), lambda: MLP(64, 10, 2, 20), 0)
+
+
+def test_scsdc_is_for_models_with_a_width():
+    RunConfig(model="cnn", width=20, match_width=10)
+    with pytest.raises(ValueError, match="match_width .*mlp, cnn, not 'wrn50'"):
+        RunConfig(model="wrn50", width=20, match_width=10)
+
+
+def test_a_sparse_cnn_run_records_its_masks_unchanged_by_training():
+    config = RunConfig(model="cnn", width=16, match_width=8, optimizer="sgd", lr=0.1, **TINY)
+    result = train.run(config)
+    model, _ = train.build_model(config, train.dataset_for(config))
+    expected = scsdc.matched_densities(lambda: CNN(DIGITS, 10, width_multiplier=0.16),
+                                       lambda: CNN(DIGITS, 10, width_multiplier=0.08))
+    assert result.sparsity["layers"] == pytest.approx(expected)
+    total = sum(w.numel() for w in maskable_weights(model).values())
+    assert result.sparsity["active"] == pytest.approx(
+        sum(d * w.numel() for d, w in zip(expected.values(), maskable_weights(model).values()))
+        / total)
+    assert result.sparsity["dead_units"] is None  # not a chain of Linear layers
+    dense = train.run(config.replace(width=8, match_width=None))
+    assert dense.sparsity["active"] == 1.0
+
+
+def test_an_mlp_run_records_dead_units_of_its_masks():
+    config = RunConfig(depth=2, width=40, match_width=4, **TINY)
+    result = train.run(config)
+    from gflib.masks import dead_units
+    _, masks = train.build_model(config, train.dataset_for(config))
+    assert result.sparsity["dead_units"] == sum(dead_units(masks).values())
+    assert result.sparsity["layers"] == pytest.approx(
+        {n: m.float().mean().item() for n, m in masks.items()})
+    assert list(result.sparsity["layers"].values()) == pytest.approx([0.1, 0.01, 0.1])
+
+
+def test_oneshot_pruning_of_a_cnn_reaches_the_scsdc_densities():
+    config = RunConfig(model="cnn", width=16, match_width=8, prune="oneshot", prune_start=1,
+                       **dict(TINY, epochs=2))
+    result = train.run(config)
+    expected = scsdc.matched_densities(lambda: CNN(DIGITS, 10, width_multiplier=0.16),
+                                       lambda: CNN(DIGITS, 10, width_multiplier=0.08))
+    model = CNN(DIGITS, 10, width_multiplier=0.16)
+    sizes = {n: w.numel() for n, w in maskable_weights(model).items()}
+    for name, d in expected.items():
+        assert result.sparsity["layers"][name] == pytest.approx(round(d * sizes[name])
+                                                                / sizes[name])
+
+
+def test_pruning_schedules_by_hand():
+    s = chapter.SETTINGS
+    assert chapter.schedule(20, s)["oneshot_layer"] == dict(prune="oneshot", prune_scope="layer",
+                                                            prune_start=6)
+    assert chapter.schedule(20, s)["gradual_global"] == dict(
+        prune="gradual", prune_scope="global", prune_start=2, prune_end=10)
+    assert chapter.schedule(10, s)["gradual_layer"] == dict(
+        prune="gradual", prune_scope="layer", prune_start=1, prune_end=5)
+    two = chapter.schedule(2, s)
+    assert two["oneshot_global"]["prune_start"] == 1
+    assert (two["gradual_layer"]["prune_start"], two["gradual_layer"]["prune_end"]) == (0, 1)
+    assert two["dense"] is None and two["random"] == {}
+
+
+def test_grid_sizes_and_members():
+    book = presets.get("book")
+    configs = chapter.grid(book)
+    mlp = [c for c in configs if c.model == "mlp"]
+    cnn = [c for c in configs if c.model == "cnn"]
+    assert len(mlp) == 2 * 5 * 2 * 6  # optimizers x dense widths x seeds x methods
+    assert len(cnn) == 6 * 3 * 2 * 2  # cells x dense widths x seeds x (sparse, dense)
+    assert {c.width for c in cnn if c.kind == "sparse"} == {32}
+    assert {c.width for c in cnn if c.kind == "dense"} == set(chapter.cnn_dense_widths(
+        book, chapter.SETTINGS)) == {18, 22, 27}
+    pruned = [c for c in mlp if c.prune != "none"]
+    assert {c.width for c in pruned} == {100} and len(pruned) == 2 * 5 * 2 * 4
+    assert len(set(configs)) == len(configs)
+    assert chapter.wide_resnet50_configs(book) == []
+    paper = chapter.wide_resnet50_configs(presets.get("paper"))
+    assert len(paper) == 3 * 3 and {c.model for c in paper} == {"wrn50"}
+    assert {c.dataset for c in paper} == {"cifar10"}
+
+
+def _row(method, optimizer, width, seed, acc, diverged=False):
+    return {"method": method, "optimizer": optimizer, "dense_width": width, "seed": seed,
+            "test_acc": acc, "diverged": diverged}
+
+
+def test_matched_comparisons_of_pruning_methods_by_hand():
+    rows = []
+    for w in (10, 20):
+        for seed in (0, 1):
+            rows += [_row("random", "sgd", w, seed, 0.5), _row("dense", "sgd", w, seed, 0.7),
+                     _row("oneshot_layer", "sgd", w, seed, 0.6 + 0.01 * seed,
+                          diverged=(w, seed) == (20, 1))]
+    table = pd.DataFrame(rows).assign(key=range(len(rows)))
+    m = chapter.against(table, "oneshot_layer", "random")
+    assert len(m) == 4 and m["diff"].isna().sum() == 1
+    assert sorted(m["diff"].dropna().round(6)) == [0.1, 0.1, 0.11]
+    c = chapter.comparisons(table, ["oneshot_layer"]).set_index("against")
+    assert c.loc["random", "n"] == 3
+    assert c.loc["random", "effect"] == pytest.approx(100 * (0.1 + 0.1 + 0.11) / 3)
+    assert c.loc["dense", "effect"] == pytest.approx(100 * (-0.1 - 0.1 - 0.09) / 3)
+    assert c.loc["random", "p"] == pytest.approx(0.125)  # 3 positive differences, one-sided
+
+
+def test_wide_resnet50_is_skipped_with_its_reason_below_the_paper_preset():
+    v = chapter.wrn_verdict(pd.DataFrame(columns=["diverged"]), "book")
+    assert v.status == "not run" and "GPU" in v.sentence and v.claim == 6
+    cost = chapter.wide_resnet50_cost(presets.get("book"))
+    assert cost["runs"] == 9 and cost["gpu_hours"] > 0
