@@ -9,14 +9,21 @@ is converted in memory with jupytext, executed with the parameters injected afte
 ``parameters`` cell, and saved as ``OUT_DIR/<chapter>.ipynb``. Unless ``results_dir`` is given,
 the chapter's raw results go to ``OUT_DIR/results``. A parameter the chapter does not have is an
 error (papermill itself only warns).
+
+Progress: papermill's bar of the notebook's cells, and the bar of the chapter's sweep (runs
+done/total, rate, ETA; tqdm's text bar, forwarded from the kernel's stderr to this console; it is
+also kept in the notebook's output); and ``OUT_DIR/<chapter>.log``, one line per stored group of
+runs (timestamp, runs done/total, elapsed, rate, ETA), which ``tail -f`` can follow.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import sys
 from pathlib import Path
 
 from . import chapters, presets
+from .progress import BAR_ENV, LOG_ENV, ProgressLog, environment
 
 BOOK = chapters.REPO / "book"
 
@@ -62,7 +69,9 @@ def execute(chapter, out_dir, parameters: dict | None = None, kernel_name: str =
             progress: bool = False) -> Path:
     """Execute ``chapter`` (a name or a ``book/*.md`` path) into ``out_dir`` with
     ``parameters``; return the executed notebook's path. Unknown parameters raise ValueError
-    before anything runs."""
+    before anything runs. The kernel's sweeps log their progress to ``out_dir/<chapter>.log``
+    and draw text bars on stderr, which ``progress`` forwards to this process's stderr, beside
+    papermill's bar of the cells."""
     import jupytext
     import papermill
 
@@ -77,9 +86,18 @@ def execute(chapter, out_dir, parameters: dict | None = None, kernel_name: str =
     out_dir.mkdir(parents=True, exist_ok=True)
     parameters.setdefault("results_dir", str(out_dir / "results"))
     output = out_dir / f"{path.stem}.ipynb"
-    papermill.execute_notebook(
-        jupytext.read(path), str(output), parameters=parameters, kernel_name=kernel_name,
-        cwd=str(path.parent), progress_bar=progress)
+    log = ProgressLog(out_dir / f"{path.stem}.log", desc=path.stem)
+    log.note(f"execute {path.name} into {output} with {parameters}")
+    try:
+        with environment(**{LOG_ENV: str(log.path), BAR_ENV: "text"}):
+            papermill.execute_notebook(
+                jupytext.read(path), str(output), parameters=parameters, kernel_name=kernel_name,
+                cwd=str(path.parent), progress_bar=progress,
+                stderr_file=sys.stderr if progress else None)
+    except BaseException as error:
+        log.note(f"stopped after {log.elapsed():.0f} s: {type(error).__name__}: {error}")
+        raise
+    log.note(f"done in {log.elapsed():.0f} s: {output}")
     return output
 
 
@@ -105,9 +123,11 @@ def main(argv=None):
                              "literal when it is one")
     parser.add_argument("-k", "--kernel", default="python3",
                         help="Jupyter kernel to run the chapter in (default python3)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars on the console (the log file is still written)")
     args = parser.parse_args(argv)
     params = {name: parse_value(value) for name, value in args.parameter}
-    print(execute(args.chapter, args.out_dir, params, args.kernel, progress=True))
+    print(execute(args.chapter, args.out_dir, params, args.kernel, progress=not args.quiet))
 
 
 if __name__ == "__main__":

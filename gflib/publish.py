@@ -8,6 +8,9 @@ writes ``book/data/<chapter>/<preset>.csv`` (one row per run: config, final metr
 measures, the EGF curve, diverged) and ``<preset>.json`` (provenance: preset and overrides, gflib
 git commit, torch version, device name, date, wall time, number of runs). The raw per-run results
 stay in the results store (``results/`` by default, git-ignored); a stopped command resumes.
+Progress: a bar on the console (runs done/total, rate, ETA) and a log of one line per stored group
+(timestamp, runs done/total, elapsed, rate, ETA) in ``<results store>/<chapter>/<name>.log``,
+beside the run folder: ``tail -f`` it to follow a long sweep from elsewhere.
 ``--workers N`` trains in N processes (spawned, so each may use CUDA): on a GPU, small runs are
 bound by Python's per-step overhead, and N processes keep the GPU busier. ``--scheduler
 tcp://host:8786`` sends the groups to a Dask cluster's workers instead (one machine or many; see
@@ -26,6 +29,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -34,6 +38,7 @@ from pathlib import Path
 import torch
 
 from . import chapters, presets, sweep
+from .progress import ProgressLog, duration
 from .results import Results
 
 REPO = chapters.REPO
@@ -110,6 +115,13 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
     store = chapters.results_dir(chapter, name, results_root)
     seconds = estimator_from(cost_json, chapter) if cost_json else None
     commit = git_commit()
+    log = progress_log(chapter, name, results_root)
+    log.note(f"start: {len(configs)} runs at preset {p.name}"
+             + (f" with {overrides}" if overrides else "")
+             + f" on {device}, stack {stack}, workers {workers}, scheduler {scheduler}; "
+             f"store {store}")
+    if progress:
+        print(f"progress log: {log.path}", file=sys.stderr)
     start = time.perf_counter()
     with contextlib.ExitStack() as resources:
         executor = resources.enter_context(sweep.executor_for(scheduler))
@@ -117,9 +129,13 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
             executor = resources.enter_context(ProcessPoolExecutor(
                 workers, mp_context=multiprocessing.get_context("spawn"),
                 initializer=torch.set_num_threads, initargs=(max(1, os.cpu_count() // workers),)))
-        results = sweep.run(configs, store, executor=executor, progress=progress,
-                            desc=f"{chapter} @ {name}", stack=stack, seconds=seconds,
-                            target_s=group_s if seconds else None)
+        try:
+            results = sweep.run(configs, store, executor=executor, progress=progress,
+                                desc=f"{chapter} @ {name}", stack=stack, seconds=seconds,
+                                target_s=group_s if seconds else None, on_group=log)
+        except BaseException as error:
+            log.note(f"stopped after {duration(log.elapsed())}: {type(error).__name__}: {error}")
+            raise
     wall = time.perf_counter() - start
     table = results.runs
     csv = Path(out_root) / chapter / f"{name}.csv"
@@ -136,7 +152,16 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
         "note": p.summary,
     }
     write_atomic(csv.with_suffix(".json"), json.dumps(provenance, indent=2) + "\n")
+    log.note(f"done: {len(table)} runs ({provenance['n_diverged']} diverged) in "
+             f"{duration(wall)}; summary {csv}")
     return csv
+
+
+def progress_log(chapter: str, name: str, results_root=None) -> ProgressLog:
+    """The progress log of ``chapter``'s sweep ``name``: ``<results root>/<chapter>/<name>.log``,
+    beside its run folder (:func:`gflib.chapters.results_dir`), outside the book's data."""
+    store = chapters.results_dir(chapter, name, results_root)
+    return ProgressLog(store.parent / f"{name}.log", desc=f"{chapter} @ {name}")
 
 
 def estimator_from(cost_json, chapter: str):
@@ -178,18 +203,30 @@ def provenance_line(meta: dict) -> str:
 
 
 def main(argv=None):
+    epilog = "presets:\n" + "\n".join(f"  {p.name:<8}{p.note}" for p in presets.PRESETS.values())
     parser = argparse.ArgumentParser(prog="python -m gflib.publish", description=__doc__,
+                                     epilog=epilog,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("chapter", choices=chapters.names())
-    parser.add_argument("--preset", default="fmnist")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--results", default=None, help="results store root (default results/)")
+    parser.add_argument("chapter", choices=chapters.names(),
+                        help="the chapter whose sweep runs: " + ", ".join(chapters.names()))
+    parser.add_argument("--preset", default="fmnist",
+                        help="the scale (default fmnist): one of "
+                             + ", ".join(presets.PRESETS) + " (listed below)")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device to train on, e.g. cuda or cuda:1 (default cpu)")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder of the datasets (default: where gflib.data looks)")
+    parser.add_argument("--results", default=None,
+                        help="results store root (default $GFLIB_RESULTS or results/); the "
+                             "progress log is <root>/<chapter>/<name>.log")
     parser.add_argument("--out", default=str(DATA), help="summary root (default book/data)")
-    parser.add_argument("--sparse-width", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--train-subset", type=int, default=None)
+    parser.add_argument("--sparse-width", type=int, default=None,
+                        help="override the preset's sparse width")
+    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="override the preset's seeds, e.g. --seeds 0 1 2")
+    parser.add_argument("--train-subset", type=int, default=None,
+                        help="override the preset's number of training examples")
     parser.add_argument("--stack", type=int, default=None,
                         help="train up to this many compatible runs at once (gflib.stacked)")
     parser.add_argument("--name", default=None,

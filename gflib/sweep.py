@@ -27,6 +27,7 @@ from pathlib import Path
 
 from . import train
 from .config import RunConfig
+from .progress import bar as progress_bar, from_env as progress_from_env
 from .results import Results
 from .stacked import CPU_MAX_WIDTH, groups, stack_key
 from .store import ResultStore, config_key
@@ -200,7 +201,7 @@ def failures(store_dir) -> list:
 
 def run(configs, store_dir, executor: Executor | None = None, progress: bool = True,
         desc: str = "runs", stack: int | None = None, checkpoint: bool = True,
-        seconds=None, target_s: float | None = None) -> Results:
+        seconds=None, target_s: float | None = None, on_group=None) -> Results:
     """Run every config not yet in ``store_dir`` and return the results of all of them.
 
     Before anything trains: every config is checked (:func:`gflib.train.check_buildable`), an
@@ -213,10 +214,13 @@ def run(configs, store_dir, executor: Executor | None = None, progress: bool = T
     ``checkpoint``: let long groups checkpoint into the store's folder. Rows are in the order of
     ``configs``. A group that raises does not stop the others (see the module doc): when runs
     still fail at the end, every other run is stored and :class:`SweepError` is raised, chained
-    to the first error.
+    to the first error. ``on_group(done, total, trained)``: called after each stored group with
+    the runs that have a result, all runs, and the runs this sweep trained (e.g. a
+    :class:`gflib.progress.ProgressLog`); default: :func:`gflib.progress.from_env`'s log when
+    ``$GFLIB_PROGRESS_LOG`` is set, else none.
     """
     summary, first_error = run_summary(configs, store_dir, executor, progress, desc, stack,
-                                       checkpoint, seconds, target_s)
+                                       checkpoint, seconds, target_s, on_group)
     if summary.failures:
         raise SweepError(summary, Path(store_dir)) from first_error
     return summary.results
@@ -224,7 +228,7 @@ def run(configs, store_dir, executor: Executor | None = None, progress: bool = T
 
 def run_summary(configs, store_dir, executor: Executor | None = None, progress: bool = True,
                 desc: str = "runs", stack: int | None = None, checkpoint: bool = True,
-                seconds=None, target_s: float | None = None) -> tuple:
+                seconds=None, target_s: float | None = None, on_group=None) -> tuple:
     """:func:`run` without raising for failed runs: ``(Summary, first error or None)``."""
     configs = _check(configs, stack, seconds, target_s)
     store = ResultStore(store_dir)
@@ -233,10 +237,8 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
     results = {c: r for c in dict.fromkeys(configs) if (r := store.get(c)) is not None}
     todo = [c for c in dict.fromkeys(configs) if c not in results]
     summary = Summary(runs=len(results) + len(todo), stored=len(results))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=summary.runs, initial=len(results), desc=desc)
+    bar = progress_bar(summary.runs, len(results), desc) if progress else None
+    on_group = on_group if on_group is not None else progress_from_env(desc)
     if seconds is not None:
         batches = balanced_groups(todo, seconds, target_s, stack or 1)
     else:
@@ -256,6 +258,8 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
                 _store_group(store, group, fut.result(), results, summary)
                 if bar is not None:
                     bar.update(len(group))
+                if on_group is not None:
+                    on_group(len(results), summary.runs, summary.trained)
             elif not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit: stop now
                 raise error
             elif _splits(group, error):
