@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib import patheffects
 import numpy as np
 import pandas as pd
 
@@ -144,8 +145,11 @@ def pvalue_heatmap(table: pd.DataFrame, title: str = "", alpha: float = 0.05, ax
                 fontweight="bold" if significant else "normal",
                 color="white" if (v < 0.12 or v > 0.88) else "black")
         if significant:
-            ax.add_patch(plt.Rectangle((j + 0.06, i + 0.08), 0.88, 0.84, fill=False,
-                                       edgecolor="black", linewidth=2.5, gid=SIGNIFICANT_GID))
+            ax.add_patch(plt.Rectangle(  # black with a white rim: seen on dark and light cells
+                (j + 0.07, i + 0.1), 0.86, 0.8, fill=False, edgecolor="black", linewidth=2.2,
+                gid=SIGNIFICANT_GID,
+                path_effects=[patheffects.Stroke(linewidth=4.4, foreground="white"),
+                              patheffects.Normal()]))
     ax.set_title(title, fontsize=10)
     if colorbar or (colorbar is None and own):
         ax.figure.colorbar(mesh, ax=ax, label=_p_label(alpha), shrink=0.9)
