@@ -443,3 +443,44 @@ def update_sizes(updates: pd.DataFrame):
     axes[0, 0].legend(fontsize=9, frameon=False)
     fig.tight_layout()
     return _legible(fig)
+
+
+def lines_by_column(table: pd.DataFrame, xlabel: str, ylabel: str, log: bool = False,
+                    step: bool = False):
+    """One line per column of ``table`` against its index (e.g. median accuracy per method
+    against the dense width; ``step``: drawn as steps, for schedules that change at epoch
+    boundaries)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    for column in table.columns:
+        if step:
+            ax.step(table.index, table[column], where="post", marker=".", label=str(column))
+        else:
+            ax.plot(table.index, table[column], marker="o", label=str(column))
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(frameon=False, ncol=2)
+    fig.tight_layout()
+    return _legible(fig)
+
+
+def flow_accuracy_scatter(runs: pd.DataFrame, colour: str, panels: str,
+                          measure: str = "mean_egf_l2"):
+    """Each non-diverged run's ``measure`` (log x) against its test accuracy (%), one panel per
+    value of ``panels`` (e.g. optimizer), one colour per value of ``colour`` (e.g. method):
+    what a Kendall tau between the two sums up."""
+    runs = runs[~runs["diverged"]]
+    keys = sorted(runs[panels].unique(), key=str)
+    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(min(MAX_WIDTH, 4.4 * len(keys)), 3.6),
+                             sharey=True, squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for value, g in runs[runs[panels] == key].groupby(colour):
+            ax.scatter(g[measure], 100 * g["test_acc"], s=16, label=str(value))
+        ax.set_xscale("log")
+        ax.set_title(str(key))
+        ax.set_xlabel(measure.replace("mean_", "average ").replace("_", " "))
+    axes[0, 0].set_ylabel("test accuracy (%)")
+    axes[0, -1].legend(frameon=False)
+    fig.tight_layout()
+    return _legible(fig)

@@ -126,3 +126,23 @@ print(shell.user_ns["formats"], sorted(k for k in data if k.startswith("image/")
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "('svg',) ['image/svg+xml']"
+
+
+def test_lines_by_column_draws_one_line_per_column():
+    table = pd.DataFrame({"a": [1.0, 0.5], "b": [1.0, 0.2]}, index=[1, 2])
+    fig = plots.lines_by_column(table, "epoch", "density", log=True, step=True)
+    ax = fig.axes[0]
+    assert [l.get_label() for l in ax.get_lines()] == ["a", "b"]
+    assert ax.get_yscale() == "log"
+    plt.close(fig)
+
+
+def test_flow_accuracy_scatter_leaves_out_diverged_runs():
+    runs = pd.DataFrame({"optimizer": ["adam", "adam", "sgd"], "method": ["x", "y", "x"],
+                         "mean_egf_l2": [1.0, 2.0, 3.0], "test_acc": [0.5, 0.6, 0.7],
+                         "diverged": [False, True, False]})
+    fig = plots.flow_accuracy_scatter(runs, colour="method", panels="optimizer")
+    assert [ax.get_title() for ax in fig.axes] == ["adam", "sgd"]
+    points = [len(c.get_offsets()) for ax in fig.axes for c in ax.collections]
+    assert points == [1, 1]  # the diverged adam run is not drawn
+    plt.close(fig)

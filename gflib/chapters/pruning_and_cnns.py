@@ -431,13 +431,14 @@ def analyse(results, preset) -> dict:
 def report(analysis: dict, label: str) -> None:
     """Show one stored summary: the pruning table, the comparisons, the EGF margins, the CNN
     tests and the verdicts."""
-    from IPython.display import display
+    from IPython.display import Markdown, display
 
     display(analysis["methods"].round(3))
     display(analysis["comparisons"].round(3))
     display(margin_table(analysis["margins"]))
     display(analysis["cnn_pvalues"].round(3))
     show_verdicts(analysis["verdicts"])
+    display(Markdown(f"**What the `{label}` numbers say:** {reading(analysis)}"))
 
 
 def margin_table(margins: pd.DataFrame) -> pd.DataFrame:
@@ -502,3 +503,63 @@ def density_schedules(preset) -> pd.DataFrame:
             curve.append(density)
         out[method.split("_")[0]] = curve
     return pd.DataFrame(out, index=pd.RangeIndex(1, preset.epochs + 1, name="epoch"))
+
+
+def reading(a: dict) -> str:
+    """What the numbers of :func:`analyse`'s ``a`` say, in plain sentences (Markdown), with
+    where they agree with the paper's claim and where not."""
+    out = []
+    comp = a["comparisons"]
+    if len(comp):
+        vs_random = comp[comp["against"] == "random"]
+        vs_dense = comp[comp["against"] == "dense"]
+        out.append(
+            f"Magnitude pruning beats the random mask of the same per-layer or overall density "
+            f"by {vs_random['effect'].min():+.1f} to {vs_random['effect'].max():+.1f} accuracy "
+            f"points across the pruning methods (the weakest at "
+            f"{format_p(vs_random['p'].max())}), and ends {vs_dense['effect'].min():+.1f} to "
+            f"{vs_dense['effect'].max():+.1f} points from the dense net of the same capacity.")
+    margins = a["margins"]
+    if len(margins):
+        m = margins[(margins["sparse_nets"] == "pruned") & (margins["kind"] == "sparse")
+                    & (margins["baseline"] == "weights")].set_index("target")
+        late = a["late_margins"]
+        lm = late[(late["sparse_nets"] == "pruned") & (late["kind"] == "sparse")
+                  & (late["baseline"] == "weights")].set_index("target") if len(late) else m
+        if "test_acc" in m.index:
+            acc, late_acc = m.loc["test_acc"], lm.loc["test_acc"] if "test_acc" in lm.index \
+                else m.loc["test_acc"]
+            better = acc["margin"] > 0
+            out.append(
+                f"For the pruned nets the best EGF measure tracks test accuracy "
+                f"{'better' if better else 'worse'} than the best gradient norm (margin "
+                f"{acc['margin']:+.3f}, 95 % CI {acc['ci_low']:+.3f} to {acc['ci_high']:+.3f}; "
+                f"on the flow after the last pruning epoch {late_acc['margin']:+.3f}). "
+                + ("This agrees with the paper's claim that EGF's advantage carries over to "
+                   "pruning." if acc["ci_low"] > 0 else
+                   "This does not support the paper's claim that EGF's advantage carries over "
+                   "to pruning at this scale. EGF leaves out the gradients of masked weights, "
+                   "which the plain norm keeps; after magnitude pruning those are the weights "
+                   "the net just lost, so the plain norm may carry information about the "
+                   "damage that EGF by design ignores." if acc["ci_high"] < 0 else
+                   "The interval covers 0: EGF and the gradient norm are not told apart here."))
+    cnn = a["cnn_paired"]
+    nr = cnn[cnn["cell"] == "NR"]
+    if len(nr):
+        out.append(
+            f"The plain CNN (no BatchNorm, no skips) reaches a median of "
+            f"{100 * nr['test_acc_sparse'].median():.0f} % (sparse) and "
+            f"{100 * nr['test_acc_dense'].median():.0f} % (dense) test accuracy: with torch's "
+            "default initialisation the signal shrinks through five convolutions and their "
+            "pools, and SGD makes little progress in this many steps; BatchNorm or skip "
+            "connections rescue both, so the CNN's BatchNorm test rests largely on the skip "
+            "cells.")
+    g = a["cnn_bn"]["gain"]
+    if g["n"]:
+        out.append(
+            f"On CNNs BatchNorm adds {100 * g['effect']:+.1f} points more to sparse nets than "
+            f"to dense ones ({format_p(g['pvalue'])}, n = {g['n']} {UNIT_CNN_NAME} units); the "
+            "MLP chapter's form of the claim also asks that sparse beat dense in most "
+            "BatchNorm cells, which it does in "
+            f"{a['cnn_bn']['shares']['with BN']:.0%} of them here.")
+    return " ".join(out)
