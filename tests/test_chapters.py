@@ -1,5 +1,7 @@
 """Presets, the chapter registry and grids, pairing and the analysis tables; publish and
 execute helpers."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -346,9 +348,9 @@ def test_results_save_and_load_round_trip(tmp_path):
     assert back.runs[cols].astype(str).equals(res.runs[cols].astype(str))
 
 
-def test_summaries_of_the_first_format_stay_readable():
-    """The committed book/data summaries written before the curves table existed (one CSV with
-    ``egf_l2@<epoch>`` columns) are read into the same two tables."""
+def test_stored_summaries_are_readable_and_paired():
+    """Every committed book/data summary reads back with its provenance's run count, its
+    fixed-mask sparse runs paired and its curves belonging to its runs."""
     for name in chapters.names():
         for label, results, meta in chapters.stored(name):
             runs = results.runs
@@ -419,3 +421,18 @@ def test_publish_rejects_unknown_chapter():
 def test_parse_value():
     assert parse_value("3") == 3 and parse_value("None") is None
     assert parse_value("[0, 1]") == [0, 1] and parse_value("cuda") == "cuda"
+
+
+def test_a_summary_of_the_first_format_stays_readable():
+    """A summary written before the curves table existed (one CSV with ``egf_l2@<epoch>``
+    columns; here one cell of chapter 1's first H100 summary: adam, lr 0.001, depth 2, dense
+    widths 10-90, two seeds) is read into the same two tables."""
+    results = Results.load(Path(__file__).parent / "data" / "first-format.csv")
+    runs = results.runs
+    assert list(runs.columns)[:len(RUN_COLUMNS)] == list(RUN_COLUMNS)
+    assert len(runs) == 20 and (runs["kind"] == "sparse").sum() == 10
+    assert len(analysis.pairs(runs)) == 10
+    assert set(results.curves["key"]) == set(runs["key"])
+    assert sorted(results.curves["epoch"].unique()) == list(range(11))
+    assert (results.curves.groupby("key").size() == 11).all()
+    assert runs["diverged_reason"].eq("").all() and runs["final_density"].isna().all()
