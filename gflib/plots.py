@@ -156,21 +156,87 @@ def pvalue_heatmap(table: pd.DataFrame, title: str = "", alpha: float = 0.05, ax
     return _legible(ax.figure)
 
 
-def flow_over_training(curves: pd.DataFrame, by: str, label_of=str):
-    """EGF against epoch, one line per run, coloured by ``by``; ``curves`` has columns
-    ``epoch``, ``value``, ``key`` (the run) and ``by`` (:meth:`gflib.results.Results.curve_table`).
-    Log y."""
+def flow_over_training(curves: pd.DataFrame, by: str, label_of=str, quantiles=(0.25, 0.75)):
+    """EGF against epoch, one line per value of ``by``: the median over that group's runs at
+    each scheduled epoch, with the band between the ``quantiles`` (default 25-75 %) shaded;
+    ``curves`` has columns ``epoch``, ``value``, ``key`` (the run) and ``by``
+    (:meth:`gflib.results.Results.curve_table`). Non-positive and missing values (a diverged
+    run's) are left out. Log y. The legend gives each group's number of runs."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    colours = dict(zip(sorted(curves[by].unique(), key=str), plt.cm.tab10.colors))
-    for (run, key), g in curves.groupby(["key", by]):
-        ax.plot(g["epoch"], g["value"], color=colours[key], alpha=0.35, linewidth=1)
-    for key, colour in colours.items():
-        ax.plot([], [], color=colour, label=label_of(key))
+    curves = curves[np.isfinite(curves["value"]) & (curves["value"] > 0)]
+    groups = sorted(curves[by].unique(), key=str)
+    colours = dict(zip(groups, plt.cm.tab10.colors))
+    low_q, high_q = quantiles
+    for key in groups:
+        g = curves[curves[by] == key].groupby("epoch")["value"]
+        med, low, high = g.median(), g.quantile(low_q), g.quantile(high_q)
+        n = curves.loc[curves[by] == key, "key"].nunique()
+        ax.fill_between(med.index, low.values, high.values, color=colours[key], alpha=0.25,
+                        linewidth=0)
+        ax.plot(med.index, med.values, color=colours[key], marker=".", linewidth=1.8,
+                label=f"{label_of(key)} (median of {n} runs)")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("EGF (L2)")
-    ax.legend(fontsize=9, frameon=False)
+    ax.legend(fontsize=9, frameon=False,
+              title=f"band: {100 * low_q:.0f}-{100 * high_q:.0f} % of runs", title_fontsize=9)
     fig.tight_layout()
+    return _legible(fig)
+
+
+def abs_interval(tau, low, high):
+    """The |tau| point and interval from a signed tau and its interval: the interval mirrored
+    when it lies below 0; when it straddles 0 the |tau| interval runs from 0 to the larger of
+    ``-low`` and ``high`` (|tau| can be 0 there, and no smaller). Arrays in, three arrays out."""
+    tau, low, high = (np.asarray(v, dtype=float) for v in (tau, low, high))
+    below = high < 0
+    straddles = (low <= 0) & (high >= 0)
+    abs_low = np.where(below, -high, np.where(straddles, 0.0, low))
+    abs_high = np.where(below, -low, np.where(straddles, np.maximum(-low, high), high))
+    return np.abs(tau), abs_low, abs_high
+
+
+TARGET_LABELS = {"test_loss": "test loss", "test_acc": "test accuracy"}
+OURS_STYLE = dict(marker="o", color="tab:blue", linestyle="none", markersize=6)
+PAPER_STYLE = dict(marker="D", markerfacecolor="white", markeredgecolor="tab:orange",
+                   markeredgewidth=1.8, linestyle="none", markersize=7)
+
+
+def tau_forest(pooled: pd.DataFrame, paper: pd.DataFrame | None = None, kind: str = "sparse",
+               targets=("test_loss", "test_acc"), title: str = ""):
+    """|Kendall tau| of each flow measure with each target, one row per measure (gf_*, egf_*,
+    then gfall_* when present), one panel per target: ours (``pooled``:
+    :func:`gflib.analysis.correlations` with ``group_by=()``, rows of ``kind``) as a dot with
+    its 95 % interval (:func:`abs_interval`: from 0 where the signed interval covers 0), the
+    paper's (``paper``: :func:`gflib.reference.egf_correlations`, rows measure, columns
+    (kind, target)) as an open diamond, without interval (it gave none)."""
+    c = pooled[pooled["kind"] == kind]
+    order = [m for m in ("gf_l1", "gf_l2", "egf_l1", "egf_l2", "gfall_l1", "gfall_l2")
+             if m in set(c["measure"])]
+    order += [m for m in dict.fromkeys(c["measure"]) if m not in order]
+    fig, axes = plt.subplots(1, len(targets), squeeze=False, sharey=True,
+                             figsize=(min(MAX_WIDTH, 3.4 * len(targets) + 1.0),
+                                      0.42 * len(order) + 1.5))
+    y = np.arange(len(order))
+    for ax, target in zip(axes[0], targets):
+        t = c[c["target"] == target].set_index("measure").reindex(order)
+        point, low, high = abs_interval(t["tau"], t["ci_low"], t["ci_high"])
+        ax.errorbar(point, y, xerr=np.clip([point - low, high - point], 0, None),
+                    capsize=3, label="ours, 95 % interval", **OURS_STYLE)
+        if paper is not None and (kind, target) in paper.columns:
+            ref = paper[(kind, target)].reindex(order).to_numpy(dtype=float)
+            ax.plot(ref, y, label="paper (no interval given)", **PAPER_STYLE)
+        ax.set_xlim(0, 1)
+        ax.set_yticks(y, order)
+        ax.set_ylim(len(order) - 0.5, -0.5)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel(f"|tau| with {TARGET_LABELS.get(target, target)}")
+        ax.set_title(f"{kind} nets: {TARGET_LABELS.get(target, target)}", fontsize=10)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=9, frameon=False, loc="lower center", ncol=2)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.35 / fig.get_size_inches()[1], 1, 1))
     return _legible(fig)
 
 

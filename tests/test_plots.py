@@ -146,3 +146,89 @@ def test_flow_accuracy_scatter_leaves_out_diverged_runs():
     points = [len(c.get_offsets()) for ax in fig.axes for c in ax.collections]
     assert points == [1, 1]  # the diverged adam run is not drawn
     plt.close(fig)
+
+
+def curve_frame(groups=(False, True), runs=5, epochs=(0, 5, 10)):
+    rng = np.random.default_rng(0)
+    rows = []
+    for gi, group in enumerate(groups):
+        for r in range(runs):
+            for e in epochs:
+                rows.append({"key": f"{group}-{r}", "batchnorm": group, "epoch": e,
+                             "value": 10.0 ** (gi + rng.normal(0, 0.1))})
+    return pd.DataFrame(rows)
+
+
+def test_flow_over_training_draws_one_median_line_and_band_per_group_not_per_run():
+    curves = curve_frame()
+    curves.loc[(curves["key"] == "True-0") & (curves["epoch"] == 10), "value"] = np.nan
+    fig = plots.flow_over_training(curves, by="batchnorm",
+                                   label_of=lambda bn: "BN" if bn else "no BN")
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2  # 10 runs, 2 groups
+    assert len(ax.collections) == 2  # one shaded band per group
+    assert ax.get_yscale() == "log"
+    no_bn = curves[~curves["batchnorm"]].groupby("epoch")["value"].median()
+    assert np.allclose(ax.lines[0].get_ydata(), no_bn.values)
+    assert list(ax.lines[0].get_xdata()) == [0, 5, 10]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0].startswith("no BN") and "5 runs" in labels[0]
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    q25 = curves[~curves["batchnorm"]].groupby("epoch")["value"].quantile(0.25)
+    assert np.isclose(band.min(), q25.min())
+
+
+def test_abs_interval_mirrors_negative_intervals_and_starts_at_zero_when_straddling():
+    point, low, high = plots.abs_interval([0.3, -0.4, 0.05, -0.1], [0.1, -0.6, -0.2, -0.3],
+                                          [0.5, -0.2, 0.3, 0.15])
+    assert np.allclose(point, [0.3, 0.4, 0.05, 0.1])
+    assert np.allclose(low, [0.1, 0.2, 0.0, 0.0])
+    assert np.allclose(high, [0.5, 0.6, 0.3, 0.3])
+    assert (low <= point).all() and (point <= high).all()
+
+
+def marked(ax, marker):
+    """The line of ``ax`` drawn with ``marker`` (None if there is none)."""
+    found = [line for line in ax.lines if line.get_marker() == marker]
+    return found[0] if found else None
+
+
+def pooled_frame(measures=("gf_l1", "gf_l2", "egf_l1", "egf_l2")):
+    rows = []
+    for kind in ("sparse", "dense"):
+        for i, m in enumerate(measures):
+            for target, sign in (("test_loss", 1), ("test_acc", -1)):
+                tau = sign * (0.1 + 0.1 * i)
+                rows.append({"kind": kind, "measure": m, "target": target, "tau": tau,
+                             "abs_tau": abs(tau), "ci_low": tau - 0.15, "ci_high": tau + 0.15,
+                             "n": 40})
+    return pd.DataFrame(rows)
+
+
+def test_tau_forest_one_row_per_measure_ours_with_interval_and_the_papers_marker():
+    from gflib.reference import egf_correlations
+
+    paper = egf_correlations("fashion_mnist")
+    fig = plots.tau_forest(pooled_frame(), paper, kind="sparse")
+    assert len(fig.axes) == 2 and fig.get_size_inches()[0] <= plots.MAX_WIDTH
+    loss, acc = fig.axes
+    assert [t.get_text() for t in loss.get_yticklabels()] == ["gf_l1", "gf_l2", "egf_l1",
+                                                             "egf_l2"]
+    ours, ref = marked(acc, "o"), marked(acc, "D")
+    assert np.allclose(ours.get_xdata(), [0.1, 0.2, 0.3, 0.4])  # |tau|, though tau < 0
+    assert np.allclose(ref.get_xdata(), paper[("sparse", "test_acc")].to_numpy())
+    assert ref.get_marker() != ours.get_marker()
+    # the interval of egf_l2 (tau -0.4, CI -0.55..-0.25) is drawn mirrored: 0.25..0.55
+    segments = [s for c in acc.collections for s in c.get_segments()]
+    assert any(np.allclose(sorted(s[:, 0]), [0.25, 0.55]) for s in segments)
+    # gf_l1 (tau -0.1, CI -0.25..0.05) straddles 0: its |tau| interval starts at 0
+    assert any(np.allclose(sorted(s[:, 0]), [0.0, 0.25]) for s in segments)
+    assert min(t.get_fontsize() for t in all_texts(fig)) >= plots.MIN_POINTS
+
+
+def test_tau_forest_adds_the_all_gradient_rows_and_works_without_the_paper():
+    fig = plots.tau_forest(pooled_frame(("egf_l1", "gfall_l2", "gf_l1")), None, kind="dense",
+                           targets=("test_acc",))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["gf_l1", "egf_l1", "gfall_l2"]
+    assert marked(ax, "o") is not None and marked(ax, "D") is None  # ours only
