@@ -160,8 +160,8 @@ def analyse(results, preset) -> dict:
     """Everything the chapter shows from one :class:`gflib.results.Results` (live or stored).
 
     Keys: ``corr`` (per-depth Kendall taus with CIs), ``pooled`` (the same over all depths),
-    ``summary`` (mean |tau| per measure x (kind, target)), ``beside`` (ours next to the
-    paper's), ``margins`` (:func:`margins`), ``verdict`` (:func:`egf_verdict`, the best measure
+    ``summary`` (mean |tau| per measure x (kind, target)), ``paper`` (the paper's |tau| table
+    for the preset's dataset), ``beside`` (ours next to the paper's), ``margins`` (:func:`margins`), ``verdict`` (:func:`egf_verdict`, the best measure
     per column), ``verdicts`` (:func:`construction_verdict` for claim 1, then :func:`verdict`
     for claim 2), ``paired``, ``pvalues`` and ``mann_whitney``
     (``{lr: table}``: H1 sparse > dense test accuracy, optimizer x depth, per learning rate),
@@ -172,9 +172,10 @@ def analyse(results, preset) -> dict:
     summary = correlation_summary(corr)
     paired = pairs(runs)
     m = margins(runs)
+    paper = egf_correlations(preset.dataset)
     return {
         "corr": corr, "pooled": correlations(runs, group_by=()), "summary": summary,
-        "beside": beside_paper(summary, egf_correlations(preset.dataset)),
+        "paper": paper, "beside": beside_paper(summary, paper),
         "margins": m, "verdict": egf_verdict(summary),
         "verdicts": [construction_verdict(runs, preset.name), verdict(m, preset.name)],
         "paired": paired,
@@ -187,9 +188,18 @@ def analyse(results, preset) -> dict:
 
 
 def report(analysis: dict, label: str) -> None:
-    """Show one stored summary's table beside the paper's and its verdict."""
+    """Show one stored summary's table beside the paper's, its |tau| forest plot for sparse
+    nets (:func:`gflib.plots.tau_forest`, pooled over depths) and its verdict."""
+    import matplotlib.pyplot as plt
     from IPython.display import display
 
+    from .. import plots
+
     display(analysis["beside"].round(3))
+    if "paper" in analysis:
+        fig = plots.tau_forest(analysis["pooled"], analysis["paper"], kind="sparse",
+                               title=f"{label}: pooled over depths")
+        display(fig)
+        plt.close(fig)
     display(analysis["margins"].round(3))
     show_verdicts(analysis["verdicts"])
