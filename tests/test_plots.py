@@ -232,3 +232,21 @@ def test_tau_forest_adds_the_all_gradient_rows_and_works_without_the_paper():
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["gf_l1", "egf_l1", "gfall_l2"]
     assert marked(ax, "o") is not None and marked(ax, "D") is None  # ours only
+
+
+def test_chapter_one_report_shows_the_tau_forest_of_a_stored_summary(monkeypatch):
+    import IPython.display
+
+    from gflib import presets
+    from gflib.chapters import sc_sdc_and_egf as chapter
+    from test_chapters import fake_results
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: shown.extend(a))
+    monkeypatch.setattr(chapter, "show_verdicts", lambda verdicts: None)
+    chapter.report(chapter.analyse(fake_results(), presets.get("book")), "fake")
+    figures = [x for x in shown if isinstance(x, plt.Figure)]
+    assert len(figures) == 1
+    assert [t.get_text() for t in figures[0].axes[0].get_yticklabels()][:4] == [
+        "gf_l1", "gf_l2", "egf_l1", "egf_l2"]
+    assert "fake" in figures[0]._suptitle.get_text()
