@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 from matplotlib import patheffects
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 
@@ -176,6 +177,7 @@ def flow_over_training(curves: pd.DataFrame, by: str, label_of=str, quantiles=(0
         ax.plot(med.index, med.values, color=colours[key], marker=".", linewidth=1.8,
                 label=f"{label_of(key)} (median of {n} runs)")
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("EGF (L2)")
     ax.legend(fontsize=9, frameon=False,
