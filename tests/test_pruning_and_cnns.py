@@ -137,9 +137,9 @@ def test_grid_sizes_and_members():
     cnn = [c for c in configs if c.model == "cnn"]
     assert len(mlp) == 2 * 5 * 2 * 6  # optimizers x dense widths x seeds x methods
     assert len(cnn) == 6 * 3 * 2 * 2  # cells x dense widths x seeds x (sparse, dense)
-    assert {c.width for c in cnn if c.kind == "sparse"} == {32}
+    assert {c.width for c in cnn if c.kind == "sparse"} == {24}
     assert {c.width for c in cnn if c.kind == "dense"} == set(chapter.cnn_dense_widths(
-        book, chapter.SETTINGS)) == {18, 22, 27}
+        book, chapter.SETTINGS)) == {13, 17, 20}  # round(24 x .55, .7, .85)
     pruned = [c for c in mlp if c.prune != "none"]
     assert {c.width for c in pruned} == {100} and len(pruned) == 2 * 5 * 2 * 4
     assert len(set(configs)) == len(configs)
