@@ -177,3 +177,20 @@ def test_wide_resnet50_is_skipped_with_its_reason_below_the_paper_preset():
     assert v.status == "not run" and "GPU" in v.sentence and v.claim == 6
     cost = chapter.wide_resnet50_cost(presets.get("book"))
     assert cost["runs"] == 9 and cost["gpu_hours"] > 0
+
+
+@pytest.mark.parametrize("accs, phrase", [
+    ((0.10, 0.10, 0.11, 0.10), "No CNN trains beyond chance"),
+    ((0.10, 0.11, 0.95, 0.96), "rests on the skip cells"),
+    ((0.31, 0.62, 0.81, 0.82), "falls far behind its dense partner"),
+])
+def test_reading_of_the_plain_cnn_follows_the_numbers(accs, phrase):
+    s_nr, d_nr, s_bn, d_bn = accs
+    cnn_paired = pd.DataFrame({"cell": ["NR", "BN"], "test_acc_sparse": [s_nr, s_bn],
+                               "test_acc_dense": [d_nr, d_bn]})
+    a = {"comparisons": pd.DataFrame(), "margins": pd.DataFrame(),
+         "late_margins": pd.DataFrame(), "cnn_paired": cnn_paired,
+         "cnn": pd.DataFrame({"dataset": ["fashion_mnist"]}), "cnn_bn": {"gain": {"n": 0}}}
+    text = chapter.reading(a)
+    assert phrase in text
+    assert f"{100 * s_nr:.0f} % (sparse) and {100 * d_nr:.0f} % (dense)" in text

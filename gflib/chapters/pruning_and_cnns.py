@@ -26,6 +26,7 @@ from ..verdict import Verdict, format_p, show_verdicts
 from . import activations as activation_chapter
 from . import batchnorm as bn_chapter
 from . import sc_sdc_and_egf as egf_chapter
+from .optimizers import N_CLASSES
 
 NAME = "pruning_and_cnns"
 TITLE = "From MLPs to CNNs, from random masks to magnitude pruning"
@@ -506,6 +507,11 @@ def density_schedules(preset) -> pd.DataFrame:
     return pd.DataFrame(out, index=pd.RangeIndex(1, preset.epochs + 1, name="epoch"))
 
 
+def _p_value(p: float) -> str:
+    """:func:`gflib.verdict.format_p` without its ``p =``: ``0.013`` or ``< 1e-4``."""
+    return format_p(p).removeprefix("p = ").removeprefix("p ")
+
+
 def reading(a: dict) -> str:
     """What the numbers of :func:`analyse`'s ``a`` say, in plain sentences (Markdown), with
     where they agree with the paper's claim and where not."""
@@ -515,11 +521,12 @@ def reading(a: dict) -> str:
         vs_random = comp[comp["against"] == "random"]
         vs_dense = comp[comp["against"] == "dense"]
         out.append(
-            f"Magnitude pruning beats the random mask of the same per-layer or overall density "
-            f"by {vs_random['effect'].min():+.1f} to {vs_random['effect'].max():+.1f} accuracy "
-            f"points across the pruning methods (the weakest at "
-            f"{format_p(vs_random['p'].max())}), and ends {vs_dense['effect'].min():+.1f} to "
-            f"{vs_dense['effect'].max():+.1f} points from the dense net of the same capacity.")
+            f"Across the pruning methods, magnitude-pruned nets end "
+            f"{vs_random['effect'].min():+.1f} to {vs_random['effect'].max():+.1f} accuracy "
+            f"points from the random mask of the same density (one-sided p for \"ahead\" from "
+            f"{_p_value(vs_random['p'].min())} to {_p_value(vs_random['p'].max())}) and "
+            f"{vs_dense['effect'].min():+.1f} to {vs_dense['effect'].max():+.1f} points from the "
+            f"dense net of the same capacity.")
     margins = a["margins"]
     if len(margins):
         m = margins[(margins["sparse_nets"] == "pruned") & (margins["kind"] == "sparse")
@@ -545,16 +552,27 @@ def reading(a: dict) -> str:
                    "damage that EGF by design ignores." if acc["ci_high"] < 0 else
                    "The interval covers 0: EGF and the gradient norm are not told apart here."))
     cnn = a["cnn_paired"]
-    nr = cnn[cnn["cell"] == "NR"]
-    if len(nr):
-        out.append(
-            f"The plain CNN (no BatchNorm, no skips) reaches a median of "
-            f"{100 * nr['test_acc_sparse'].median():.0f} % (sparse) and "
-            f"{100 * nr['test_acc_dense'].median():.0f} % (dense) test accuracy: with torch's "
-            "default initialisation the signal shrinks through five convolutions and their "
-            "pools, and SGD makes little progress in this many steps; BatchNorm or skip "
-            "connections rescue both, so the CNN's BatchNorm test rests largely on the skip "
-            "cells.")
+    nr, bn = cnn[cnn["cell"] == "NR"], cnn[cnn["cell"] == "BN"]
+    if len(nr) and len(bn):
+        chance = 100 / N_CLASSES.get(str(a["cnn"]["dataset"].iloc[0]), 10)
+        s_nr, d_nr = (100 * nr[f"test_acc_{k}"].median() for k in ("sparse", "dense"))
+        s_bn, d_bn = (100 * bn[f"test_acc_{k}"].median() for k in ("sparse", "dense"))
+        plain = (f"The plain CNN (no BatchNorm, no skips) reaches a median of {s_nr:.0f} % "
+                 f"(sparse) and {d_nr:.0f} % (dense) test accuracy, with BatchNorm {s_bn:.0f} % "
+                 f"and {d_bn:.0f} %.")
+        if max(s_nr, d_nr, s_bn, d_bn) < chance + 5:
+            plain += " No CNN trains beyond chance at this scale."
+        elif max(s_nr, d_nr) < chance + 5:
+            plain += (" Without BatchNorm neither trains: with torch's default initialisation the "
+                      "signal shrinks through five convolutions and their pools, and SGD makes "
+                      "little progress in this many steps; so the plain cells carry no "
+                      "sparse-dense contrast and the CNN's BatchNorm test rests on the skip "
+                      "cells.")
+        elif s_nr < d_nr - 5:
+            plain += (" The sparse plain CNN falls far behind its dense partner and BatchNorm "
+                      "closes the gap: the MLP chapter's picture, in which BatchNorm matters "
+                      "more for sparse nets.")
+        out.append(plain)
     g = a["cnn_bn"]["gain"]
     if g["n"]:
         out.append(
