@@ -182,6 +182,18 @@ def wide_resnet50_cost(preset, tflops: float = 13.0) -> dict:
             "gpu_hours": total / (tflops * 1e12) / 3600, "tflops": tflops}
 
 
+def wide_resnet50_note(preset) -> str:
+    """Why the Wide ResNet-50 cell does not run at ``preset`` and what it would cost (Markdown);
+    empty at the ``paper`` preset."""
+    if preset.name == "paper":
+        return ""
+    cost = wide_resnet50_cost(preset)
+    return (f"{WRN_REASON}. Its {cost['runs']} runs ({', '.join(WRN['methods'])} x 3 seeds, "
+            f"{WRN['epochs']} epochs of CIFAR-10) would train {cost['tflop']:,.0f} TFLOP: about "
+            f"{cost['gpu_hours']:.1f} GPU-hours at {cost['tflops']:.0f} TFLOP/s (training "
+            f"arithmetic only, counted by `gflib.cost.train_flops`).")
+
+
 def method_of(row) -> str:
     """The :data:`METHODS` name of a run-table row."""
     if row["kind"] == "dense":
@@ -478,9 +490,19 @@ def cnn_pair_table(preset, data_dir=None) -> pd.DataFrame:
     table["sparse_inputs"] = [masks[n].flatten(1).sum(1).float().mean().item()
                               for n in table["layer"]]
     table["dense_inputs"] = [dw[n][0].numel() for n in table["layer"]]
-    return table.set_index("layer")[["sparse_shape", "dense_shape", "sparse_weights",
-                                     "sparse_active", "dense_weights", "density",
-                                     "sparse_inputs", "dense_inputs"]]
+    table["layer"] = [_short(n) for n in table["layer"]]
+    return table.set_index("layer")[["sparse_shape", "dense_shape", "sparse_active",
+                                     "dense_weights", "density", "sparse_inputs",
+                                     "dense_inputs"]]
+
+
+def _short(weight_name: str) -> str:
+    """``features.1.conv.weight`` -> ``conv 2``; ``features.1.shortcut.weight`` -> ``skip 2``;
+    ``out.weight`` -> ``linear``."""
+    parts = weight_name.split(".")
+    if parts[0] == "features":
+        return f"{'skip' if parts[2] == 'shortcut' else 'conv'} {int(parts[1]) + 1}"
+    return "linear" if parts[0] == "out" else weight_name
 
 
 def density_schedules(preset) -> pd.DataFrame:
