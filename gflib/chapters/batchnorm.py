@@ -5,6 +5,8 @@ seeds, at one depth, each optimizer at one learning rate (CHOICEs below).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -95,27 +97,42 @@ def stability(results) -> tuple:
     return table, flat
 
 
+def gain_verdict(g: dict, shares, scale: str, claim: int = 3, nets: str = "nets",
+                 unit: str | None = None,
+                 paper: str = "sparse beats dense in 65 % of the BN cells (p < 0.05) and 20 % "
+                              "of the others") -> Verdict:
+    """The BN-gain verdict from a unit test ``g`` of the excess gain
+    (:func:`gflib.analysis.unit_test`) and the ``shares`` of significant sparse > dense cells
+    without and with BN (:func:`significance_shares`): reproduced when the excess is > 0 at
+    p < 0.05 *and* sparse beats dense in most BN cells and in fewer cells without (the paper's
+    form); partly when only the direct test holds; not distinguishable when the interval covers
+    0; not run without units. ``nets`` names the networks in the words ("nets", "CNNs");
+    ``unit``: the test's independent unit (default :data:`UNIT_NAME`)."""
+    unit = unit or UNIT_NAME
+    direct = g["pvalue"] < 0.05 and g["effect"] > 0
+    paper_form = shares["with BN"] > 0.5 and shares["without BN"] < shares["with BN"]
+    status = ("not run" if g["n"] == 0 else "reproduced" if direct and paper_form
+              else "partly" if direct
+              else "not distinguishable" if math.isnan(g["ci_low"])
+              or g["ci_low"] <= 0 <= g["ci_high"] else "not reproduced")
+    return Verdict(
+        claim=claim, scale=scale, status=status, effect=100 * g["effect"],
+        effect_unit=f"accuracy points of extra BN gain for sparse {nets}",
+        interval=(100 * g["ci_low"], 100 * g["ci_high"]), p=g["pvalue"], n=g["n"], unit=unit,
+        sentence=(f"BatchNorm raises sparse {nets}' test accuracy by {100 * g['effect']:+.1f} "
+                  f"points more than dense {nets}' ({format_p(g['pvalue'])}, n = {g['n']} "
+                  f"{unit} units); sparse beats dense (p < 0.05) in "
+                  f"{shares['with BN']:.0%} of the cells with BatchNorm and "
+                  f"{shares['without BN']:.0%} without"),
+        paper=paper)
+
+
 def verdicts(a: dict, scale: str) -> list:
     """The claim's :class:`gflib.verdict.Verdict` s at ``scale`` from :func:`analyse`'s
     ``a``: the direct BN-gain test (with the paper's form: sparse beats dense in most BN cells
     and not without), then the stability contrast."""
     g, st, shares = a["gain"], a["steadier"], a["shares"]["ours"]
-    direct = g["pvalue"] < 0.05 and g["effect"] > 0
-    paper_form = shares["with BN"] > 0.5 and shares["without BN"] < shares["with BN"]
-    status = ("reproduced" if direct and paper_form else "partly" if direct
-              else "not distinguishable" if g["ci_low"] <= 0 <= g["ci_high"]
-              else "not reproduced")
-    gain = Verdict(
-        claim=3, scale=scale, status=status, effect=100 * g["effect"],
-        effect_unit="accuracy points of extra BN gain for sparse nets",
-        interval=(100 * g["ci_low"], 100 * g["ci_high"]), p=g["pvalue"], n=g["n"],
-        unit=UNIT_NAME,
-        sentence=(f"BatchNorm raises sparse nets' test accuracy by {100 * g['effect']:+.1f} points "
-                  f"more than dense nets' ({format_p(g['pvalue'])}, n = {g['n']} "
-                  f"{UNIT_NAME} units); sparse beats dense (p < 0.05) in "
-                  f"{shares['with BN']:.0%} of the cells with BatchNorm and "
-                  f"{shares['without BN']:.0%} without"),
-        paper="sparse beats dense in 65 % of the BN cells (p < 0.05) and 20 % of the others")
+    gain = gain_verdict(g, shares, scale)
     steady_ok = st["pvalue"] < 0.05 and st["effect"] > 0
     steady = Verdict(
         claim=3, scale=scale,

@@ -327,26 +327,10 @@ def cnn_bn(cnn_paired: pd.DataFrame) -> dict:
 
 
 def cnn_bn_verdict(bn: dict, scale: str) -> Verdict:
-    """Claim 3 re-tested on CNNs, with the BatchNorm chapter's rule: reproduced when the excess
-    gain is > 0 at p < 0.05 and sparse beats dense in most BN cells and in fewer cells without;
-    partly when only the gain test holds."""
-    g, shares = bn["gain"], bn["shares"]
-    direct = g["pvalue"] < ALPHA and g["effect"] > 0
-    paper_form = shares["with BN"] > 0.5 and shares["without BN"] < shares["with BN"]
-    status = ("not run" if g["n"] == 0 else "reproduced" if direct and paper_form
-              else "partly" if direct
-              else "not distinguishable" if g["ci_low"] <= 0 <= g["ci_high"]
-              or math.isnan(g["ci_low"]) else "not reproduced")
-    return Verdict(
-        claim=6, scale=scale, status=status, effect=100 * g["effect"],
-        effect_unit="accuracy points of extra BN gain for sparse CNNs",
-        interval=(100 * g["ci_low"], 100 * g["ci_high"]), p=g["pvalue"], n=g["n"],
-        unit=UNIT_CNN_NAME,
-        sentence=(f"CNNs: BatchNorm raises sparse CNNs' test accuracy by "
-                  f"{100 * g['effect']:+.1f} points more than dense CNNs' "
-                  f"({format_p(g['pvalue'])}); sparse beats dense (p < 0.05) in "
-                  f"{shares['with BN']:.0%} of the CNN cells with BatchNorm and "
-                  f"{shares['without BN']:.0%} without"),
+    """Claim 3 re-tested on CNNs with the BatchNorm chapter's rule
+    (:func:`gflib.chapters.batchnorm.gain_verdict`) at the unit :data:`UNIT_CNN`."""
+    return bn_chapter.gain_verdict(
+        bn["gain"], bn["shares"], scale, claim=6, nets="CNNs", unit=UNIT_CNN_NAME,
         paper="the BatchNorm finding extends to CNNs (the talk; no numbers given)")
 
 
