@@ -143,3 +143,22 @@ def test_book_builds_with_the_smoke_preset(tmp_path):
     assert remote_assets(html) == []
     assert 'src="../_static/mathjax/tex-chtml.js"' in (html / "book" / "reproduce.html").read_text()
     assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+
+
+CODE_WIDTH = 78
+"""Characters of a code line that the built HTML shows at 1280 px (measured on the screenshots:
+longer lines are cut off at the column's edge)."""
+
+
+def test_notebook_code_lines_fit_the_page():
+    long = []
+    for path in sorted((ROOT / "book").glob("*.md")):
+        in_code = False
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if line.startswith("```{code-cell"):
+                in_code = True
+            elif line.startswith("```"):
+                in_code = False
+            elif in_code and len(line) > CODE_WIDTH:
+                long.append(f"{path.name}:{number} ({len(line)})")
+    assert not long, long
