@@ -87,7 +87,7 @@ def test_sweep_logs_to_the_file_named_in_the_environment(tmp_path, monkeypatch):
 
 def test_bar_is_text_on_stderr_when_asked(monkeypatch, capsys):
     from tqdm.std import tqdm as std
-    monkeypatch.setenv("TQDM_DISABLE", "")
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
     monkeypatch.setenv(progress.BAR_ENV, "text")
     bar = progress.bar(10, 2, "x")
     bar.update(3)
