@@ -85,16 +85,25 @@ def test_sweep_logs_to_the_file_named_in_the_environment(tmp_path, monkeypatch):
     assert " chapter @ smoke: 2/2 runs (100.0 %), elapsed " in got[2] and "ETA 0:00:00" in got[2]
 
 
-def test_bar_is_text_on_stderr_when_asked(monkeypatch, capsys):
-    from tqdm.std import tqdm as std
-    monkeypatch.delenv("TQDM_DISABLE", raising=False)
-    monkeypatch.setenv(progress.BAR_ENV, "text")
-    bar = progress.bar(10, 2, "x")
-    bar.update(3)
-    bar.close()
-    assert type(bar) is std and (bar.total, bar.n) == (10, 5)
-    captured = capsys.readouterr()
-    assert "x:  50%" in captured.err and "5/10" in captured.err and captured.out == ""
+def test_bar_is_text_on_stderr_when_asked():
+    """In a fresh process: tqdm reads ``TQDM_*`` variables when it is imported, so a bar made
+    under CI's ``TQDM_DISABLE=1`` stays disabled whatever the test sets afterwards."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from tqdm.std import tqdm\n"
+            "from gflib import progress\n"
+            "bar = progress.bar(10, 2, 'x')\n"
+            "bar.update(3)\n"
+            "bar.close()\n"
+            "assert type(bar) is tqdm and (bar.total, bar.n) == (10, 5)\n")
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    env[progress.BAR_ENV] = "text"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "x:  50%" in out.stderr and "5/10" in out.stderr and out.stdout == ""
 
 
 def test_environment_sets_and_restores(monkeypatch):
