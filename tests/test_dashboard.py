@@ -40,12 +40,20 @@ def test_table_rows_columns_badges_and_counts():
     assert 'href="sc_sdc_and_egf.html#verdict"' in egf
     assert "#b26a00" in df.loc[f"3. {CLAIMS[2]}", "fmnist"]  # amber
     assert "#c62828" in df.loc[f"2. {CLAIMS[1]}", "paper"]  # red
-    # claims with no verdict at a scale, and claim 6 with no chapter at all: not run yet
+    # claims with no verdict at a scale: not run yet, still linked to their chapter
     assert "not run yet" in df.loc[f"3. {CLAIMS[2]}", "paper"]
     for scale in df.columns:
         assert "not run yet" in df.loc[f"6. {CLAIMS[5]}", scale]
-        assert "href" not in df.loc[f"6. {CLAIMS[5]}", scale]
+        assert 'href="pruning_and_cnns.html#verdict"' in df.loc[f"6. {CLAIMS[5]}", scale]
         assert "not run yet" in df.loc[f"1. {CLAIMS[0]}", scale]
+
+
+def test_a_claim_without_a_chapter_is_not_run_yet_and_unlinked(monkeypatch):
+    monkeypatch.setattr(dashboard, "chapter_of", lambda claim: None if claim == 6 else
+                        chapters.get("batchnorm"))
+    df = dashboard.table([v(3, "book", "partly")])
+    assert "not run yet" in df.loc[f"6. {CLAIMS[5]}", "book"]
+    assert "href" not in df.loc[f"6. {CLAIMS[5]}", "book"]
 
 
 def test_cell_without_interval_or_effect():
@@ -89,7 +97,7 @@ def test_collect_at_smoke(tmp_path, monkeypatch, one_torch_thread):
 
     monkeypatch.setattr(chapters, "stored", stored)
     verdicts = dashboard.collect("smoke", store_root=tmp_path, stack=16)
-    assert {v.claim for v in verdicts} == {1, 2, 3, 4, 5}
+    assert {v.claim for v in verdicts} == {1, 2, 3, 4, 5, 6}
     assert dashboard.scales(verdicts) == ["smoke", "smoke (stored)"]
     live = [v for v in verdicts if v.scale == "smoke"]
     assert [v.claim for v in live][:2] == [1, 2]
@@ -97,6 +105,5 @@ def test_collect_at_smoke(tmp_path, monkeypatch, one_torch_thread):
     assert all(any(s.iterdir()) for s in live_stores)
     df = dashboard.table(verdicts)
     assert list(df.columns) == ["smoke", "smoke (stored)"]
-    assert all("not run yet" in c for c in df.loc[f"6. {CLAIMS[5]}"])
-    assert all("not run yet" not in df.loc[f"{k}. {CLAIMS[k - 1]}", "smoke"] for k in range(1, 6))
+    assert all("not run yet" not in df.loc[f"{k}. {CLAIMS[k - 1]}", "smoke"] for k in range(1, 7))
     assert not math.isnan(live[0].effect)
