@@ -50,7 +50,10 @@ class Verdict:
         return 3 if size < 1 else 1 if size < 100 else 0
 
     def effect_text(self) -> str:
-        """The effect with its unit (3 decimals below 1, 1 below 100, else none)."""
+        """The effect with its unit (3 decimals below 1, 1 below 100, else none); "no effect
+        measured" when there is none (NaN)."""
+        if math.isnan(self.effect):
+            return "no effect measured"
         return f"{self.effect:+.{self._digits()}f} {self.effect_unit}".strip()
 
     def interval_text(self) -> str:

@@ -40,7 +40,7 @@ def test_admonition_leaves_out_an_empty_sentence_and_paper():
     v = Verdict(2, "book", "not run", math.nan, "", (math.nan, math.nan), math.nan, 0, "runs", "")
     html = verdict.admonition(v)
     assert html.count("<p") == 2 and "The paper" not in html  # title and data only
-    assert verdict.plain(v) == "Claim 2 at book: not run\n+nan, n = 0 (runs)."
+    assert verdict.plain(v) == "Claim 2 at book: not run\nNo effect measured, n = 0 (runs)."
 
 
 def test_show_verdicts_displays_one_output_per_verdict_with_fallbacks(monkeypatch):
@@ -63,3 +63,11 @@ def test_ipython_formats_a_shown_verdict_as_html_markdown_and_text():
     data, _ = DisplayFormatter().format(verdict.Shown(make("not reproduced")))
     assert {"text/html", "text/markdown", "text/plain"} <= set(data)
     assert 'class="admonition danger' in data["text/html"]
+
+
+def test_a_verdict_without_an_effect_says_so():
+    from gflib.verdict import Verdict
+    v = Verdict(claim=6, scale="book", status="not run", effect=float("nan"), effect_unit="points",
+                interval=(float("nan"), float("nan")), p=float("nan"), n=0, unit="seed",
+                sentence="not run here")
+    assert "nan" not in v.numbers() and v.numbers().startswith("no effect measured")

@@ -67,7 +67,7 @@ WRN = {"dataset": "cifar10", "optimizer": "momentum", "lr": 0.1, "density": 0.1,
 """CHOICEs for Wide ResNet-50-2 (``paper`` preset only; the paper gives none): CIFAR-10, SGD +
 momentum at 0.1, 100 epochs, 10 % density (random fixed mask, or global one-shot magnitude
 pruning after 30 % of the epochs) against the dense net."""
-WRN_REASON = ("Wide ResNet-50-2 runs at the paper preset only: it needs CIFAR-10 (`data_dir`) "
+WRN_REASON = ("Wide ResNet-50-2 runs at the paper preset only: it needs CIFAR-10 (data_dir) "
               "and a GPU")
 UNIT_CNN = ("dense_width", "seed")
 UNIT_CNN_NAME = "dense width x seed"
@@ -353,7 +353,7 @@ def wrn_verdict(wrn: pd.DataFrame, scale: str) -> Verdict:
     if wrn.empty:
         return Verdict(claim=6, scale=scale, status="not run", effect=math.nan,
                        effect_unit="accuracy points", interval=(math.nan, math.nan), p=math.nan,
-                       n=0, unit="seed", sentence=f"Wide ResNet-50: {WRN_REASON}")
+                       n=0, unit="seed", sentence=f"not run here. {WRN_REASON}")
     ok = wrn[~wrn["diverged"]]
     pruned = ok[ok["prune"] != "none"].groupby("seed")["test_acc"].mean()
     random = ok[(ok["prune"] == "none") & (ok["kind"] == "sparse")].groupby("seed")["test_acc"]
