@@ -57,6 +57,14 @@ def test_chapter_registry():
             assert callable(getattr(module, attr))
 
 
+def test_plan_description_fits_the_book_column():
+    plan = chapters.plan(batchnorm, "book", store="/a/results/folder/" + "deep/" * 20)
+    text = plan.describe()
+    assert text.startswith("preset book: ") and "800 runs, sparse width 100" in text
+    assert "deep/deep/" in text.replace("\n  ", "")
+    assert max(len(line) for line in text.splitlines()) <= 78
+
+
 def test_unknown_optimizer_in_a_chapter_grid_is_a_clear_error(monkeypatch):
     """Before: an unknown optimizer in a chapter grid was a bare KeyError."""
     monkeypatch.setitem(sc_sdc_and_egf.SETTINGS, "optimizers", ("adam", "adamax"))

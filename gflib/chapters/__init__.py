@@ -10,6 +10,7 @@ it in ``_toc.yml``.
 from __future__ import annotations
 
 import os
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,11 +62,14 @@ class Plan:
         return sweep.run(self.configs, self.store, executor=executor, progress=progress,
                          desc=f"{self.chapter.NAME} @ {self.preset.name}", stack=stack)
 
-    def describe(self) -> str:
-        return (f"preset {self.preset.name}: {self.preset.note}\n{len(self.configs)} runs, "
-                f"sparse width {self.preset.sparse_width}, dense widths "
-                f"{self.preset.dense_widths}, seeds {list(self.preset.seeds)}; results in "
-                f"{self.store}")
+    def describe(self, width: int = 78) -> str:
+        """The preset, the grid's size and the results folder, in lines of at most ``width``
+        characters (printed output wider than the book's column scrolls sideways)."""
+        lines = [f"preset {self.preset.name}: {self.preset.note}",
+                 f"{len(self.configs)} runs, sparse width {self.preset.sparse_width}, dense "
+                 f"widths {self.preset.dense_widths}, seeds {list(self.preset.seeds)}",
+                 f"results in {self.store}"]
+        return "\n".join(textwrap.fill(line, width, subsequent_indent="  ") for line in lines)
 
 
 def plan(chapter, preset: str | None = None, device: str = "cpu", store: str | None = None,
