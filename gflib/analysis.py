@@ -267,3 +267,32 @@ def disagreements(agreement_table: pd.DataFrame, labels: dict | None = None) -> 
         return ", ".join(hits) or "none"
     return (f"significant in the paper only: {cells('paper only')}; here only: "
             f"{cells('ours only')}")
+
+
+def with_interval(table: pd.DataFrame, value: str = "tau", low: str = "ci_low",
+                  high: str = "ci_high", digits: int = 2) -> pd.Series:
+    """Each row's ``value`` with its interval as one string for a table a person reads,
+    e.g. ``"-0.42 (-0.55 to -0.30)"``: the estimate first, signs shown, ``digits`` decimals;
+    ``""`` where the estimate is NaN, the estimate alone where the interval is."""
+    def text(row):
+        v, lo, hi = row[value], row[low], row[high]
+        if pd.isna(v):
+            return ""
+        if pd.isna(lo) or pd.isna(hi):
+            return f"{v:+.{digits}f}"
+        return f"{v:+.{digits}f} ({lo:+.{digits}f} to {hi:+.{digits}f})"
+    return table.apply(text, axis=1).astype(str) if len(table) else pd.Series([], dtype=str)
+
+
+def margin_table(margins: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """EGF margins (rows of :func:`tau_margin` with their keys, e.g. ``kind``, ``target``,
+    ``baseline``) for a person: indexed by the keys, the margin with its 95 % interval first
+    (:func:`with_interval`), then ``n`` and the two measures compared."""
+    if margins.empty:
+        return margins
+    keys = [c for c in margins.columns if c not in
+            ("margin", "ci_low", "ci_high", "n", "best_egf", "best_base")]
+    table = pd.DataFrame({"margin (95 % CI)": with_interval(margins, "margin", digits=digits),
+                          "n": margins["n"].astype("Int64"), "best EGF": margins["best_egf"],
+                          "best norm": margins["best_base"]})
+    return table.set_index(pd.MultiIndex.from_frame(margins[keys])) if keys else table

@@ -204,36 +204,39 @@ PAPER_STYLE = dict(marker="D", markerfacecolor="white", markeredgecolor="tab:ora
                    markeredgewidth=1.8, linestyle="none", markersize=7)
 
 
-def tau_forest(pooled: pd.DataFrame, paper: pd.DataFrame | None = None, kind: str = "sparse",
-               targets=("test_loss", "test_acc"), title: str = ""):
-    """|Kendall tau| of each flow measure with each target, one row per measure (gf_*, egf_*,
-    then gfall_* when present), one panel per target: ours (``pooled``:
-    :func:`gflib.analysis.correlations` with ``group_by=()``, rows of ``kind``) as a dot with
-    its 95 % interval (:func:`abs_interval`: from 0 where the signed interval covers 0), the
-    paper's (``paper``: :func:`gflib.reference.egf_correlations`, rows measure, columns
-    (kind, target)) as an open diamond, without interval (it gave none)."""
-    c = pooled[pooled["kind"] == kind]
+def tau_forest(pooled: pd.DataFrame, paper: pd.DataFrame | None = None,
+               kinds=("sparse", "dense"), targets=("test_loss", "test_acc"), title: str = ""):
+    """|Kendall tau| of each flow measure with each target, one row of panels per kind of net
+    (``kinds``: "sparse", "dense" or both), one panel per target, one line per measure (gf_*,
+    egf_*, then gfall_* when present): ours (``pooled``: :func:`gflib.analysis.correlations`
+    with ``group_by=()``) as a dot with its 95 % interval (:func:`abs_interval`: from 0 where
+    the signed interval covers 0), the paper's (``paper``: :func:`gflib.reference.egf_correlations`,
+    rows measure, columns (kind, target)) as an open diamond, without interval (it gave none)."""
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    c = pooled[pooled["kind"].isin(kinds)]
     order = [m for m in ("gf_l1", "gf_l2", "egf_l1", "egf_l2", "gfall_l1", "gfall_l2")
              if m in set(c["measure"])]
     order += [m for m in dict.fromkeys(c["measure"]) if m not in order]
-    fig, axes = plt.subplots(1, len(targets), squeeze=False, sharey=True,
+    fig, axes = plt.subplots(len(kinds), len(targets), squeeze=False, sharey=True, sharex=True,
                              figsize=(min(MAX_WIDTH, 3.4 * len(targets) + 1.0),
-                                      0.42 * len(order) + 1.5))
+                                      len(kinds) * (0.42 * len(order) + 0.9) + 0.6))
     y = np.arange(len(order))
-    for ax, target in zip(axes[0], targets):
-        t = c[c["target"] == target].set_index("measure").reindex(order)
-        point, low, high = abs_interval(t["tau"], t["ci_low"], t["ci_high"])
-        ax.errorbar(point, y, xerr=np.clip([point - low, high - point], 0, None),
-                    capsize=3, label="ours, 95 % interval", **OURS_STYLE)
-        if paper is not None and (kind, target) in paper.columns:
-            ref = paper[(kind, target)].reindex(order).to_numpy(dtype=float)
-            ax.plot(ref, y, label="paper (no interval given)", **PAPER_STYLE)
-        ax.set_xlim(0, 1)
-        ax.set_yticks(y, order)
-        ax.set_ylim(len(order) - 0.5, -0.5)
-        ax.grid(axis="x", alpha=0.3)
+    for row, kind in zip(axes, kinds):
+        for ax, target in zip(row, targets):
+            t = c[(c["kind"] == kind) & (c["target"] == target)].set_index("measure").reindex(order)
+            point, low, high = abs_interval(t["tau"], t["ci_low"], t["ci_high"])
+            ax.errorbar(point, y, xerr=np.clip([point - low, high - point], 0, None),
+                        capsize=3, label="ours, 95 % interval", **OURS_STYLE)
+            if paper is not None and (kind, target) in paper.columns:
+                ref = paper[(kind, target)].reindex(order).to_numpy(dtype=float)
+                ax.plot(ref, y, label="paper (no interval given)", **PAPER_STYLE)
+            ax.set_xlim(0, 1)
+            ax.set_yticks(y, order)
+            ax.set_ylim(len(order) - 0.5, -0.5)
+            ax.grid(axis="x", alpha=0.3)
+            ax.set_title(f"{kind} nets: {TARGET_LABELS.get(target, target)}", fontsize=10)
+    for ax, target in zip(axes[-1], targets):
         ax.set_xlabel(f"|tau| with {TARGET_LABELS.get(target, target)}")
-        ax.set_title(f"{kind} nets: {TARGET_LABELS.get(target, target)}", fontsize=10)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=9, frameon=False, loc="lower center", ncol=2)
     if title:

@@ -444,3 +444,25 @@ def test_a_summary_of_the_first_format_stays_readable():
     assert sorted(results.curves["epoch"].unique()) == list(range(11))
     assert (results.curves.groupby("key").size() == 11).all()
     assert runs["diverged_reason"].eq("").all() and runs["final_density"].isna().all()
+
+
+def test_with_interval_puts_the_estimate_first_with_its_interval():
+    t = pd.DataFrame({"tau": [-0.4213, 0.1, np.nan, 0.5], "ci_low": [-0.551, np.nan, 0.0, 0.25],
+                      "ci_high": [-0.3, 0.2, 1.0, 0.75]})
+    assert analysis.with_interval(t).tolist() == [
+        "-0.42 (-0.55 to -0.30)", "+0.10", "", "+0.50 (+0.25 to +0.75)"]
+    assert analysis.with_interval(t.iloc[:1], digits=1).tolist() == ["-0.4 (-0.6 to -0.3)"]
+    assert analysis.with_interval(t.iloc[:0]).empty
+
+
+def test_margin_table_shows_the_margin_with_its_interval_first_and_n_as_an_integer():
+    m = pd.DataFrame([{"kind": "sparse", "target": "test_acc", "baseline": "weights",
+                       "margin": -0.0761, "ci_low": -0.1223, "ci_high": -0.021, "n": 300.0,
+                       "best_egf": "egf_l2", "best_base": "gf_l1"}])
+    t = analysis.margin_table(m)
+    assert list(t.columns) == ["margin (95 % CI)", "n", "best EGF", "best norm"]
+    assert t.index.names == ["kind", "target", "baseline"]
+    row = t.loc[("sparse", "test_acc", "weights")]
+    assert row["margin (95 % CI)"] == "-0.076 (-0.122 to -0.021)"
+    assert str(row["n"]) == "300"
+    assert analysis.margin_table(m.iloc[:0]).empty

@@ -209,7 +209,7 @@ def test_tau_forest_one_row_per_measure_ours_with_interval_and_the_papers_marker
     from gflib.reference import egf_correlations
 
     paper = egf_correlations("fashion_mnist")
-    fig = plots.tau_forest(pooled_frame(), paper, kind="sparse")
+    fig = plots.tau_forest(pooled_frame(), paper, kinds="sparse")
     assert len(fig.axes) == 2 and fig.get_size_inches()[0] <= plots.MAX_WIDTH
     loss, acc = fig.axes
     assert [t.get_text() for t in loss.get_yticklabels()] == ["gf_l1", "gf_l2", "egf_l1",
@@ -226,8 +226,28 @@ def test_tau_forest_one_row_per_measure_ours_with_interval_and_the_papers_marker
     assert min(t.get_fontsize() for t in all_texts(fig)) >= plots.MIN_POINTS
 
 
+def test_tau_forest_draws_a_row_of_panels_per_kind_each_with_its_own_paper_values():
+    from gflib.reference import egf_correlations
+
+    paper = egf_correlations("fashion_mnist")
+    frame = pooled_frame()
+    frame.loc[frame["kind"] == "dense", "tau"] *= 2
+    frame.loc[frame["kind"] == "dense", ["ci_low", "ci_high"]] = np.nan
+    fig = plots.tau_forest(frame, paper)
+    assert [ax.get_title() for ax in fig.axes] == [
+        "sparse nets: test loss", "sparse nets: test accuracy",
+        "dense nets: test loss", "dense nets: test accuracy"]
+    dense_acc = fig.axes[3]
+    assert np.allclose(marked(dense_acc, "o").get_xdata(), [0.2, 0.4, 0.6, 0.8])
+    assert np.allclose(marked(dense_acc, "D").get_xdata(),
+                       paper[("dense", "test_acc")].to_numpy())
+    assert np.allclose(marked(fig.axes[1], "o").get_xdata(), [0.1, 0.2, 0.3, 0.4])
+    assert fig.axes[0].get_xlabel() == "" and fig.axes[2].get_xlabel().startswith("|tau|")
+    assert fig.get_size_inches()[0] <= plots.MAX_WIDTH
+
+
 def test_tau_forest_adds_the_all_gradient_rows_and_works_without_the_paper():
-    fig = plots.tau_forest(pooled_frame(("egf_l1", "gfall_l2", "gf_l1")), None, kind="dense",
+    fig = plots.tau_forest(pooled_frame(("egf_l1", "gfall_l2", "gf_l1")), None, kinds="dense",
                            targets=("test_acc",))
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["gf_l1", "egf_l1", "gfall_l2"]

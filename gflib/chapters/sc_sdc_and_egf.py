@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..analysis import (beside_paper, correlation_summary, correlations, pair_grid, pairs,
-                        sparse_vs_dense_table, tau_margin)
+from ..analysis import (beside_paper, correlation_summary, correlations, margin_table, pair_grid,
+                        pairs, sparse_vs_dense_table, tau_margin)
 from ..reference import STUDY_OPTIMIZERS, egf_correlations
 from ..verdict import Verdict, show_verdicts
 
@@ -189,7 +189,7 @@ def analyse(results, preset) -> dict:
 
 def report(analysis: dict, label: str) -> None:
     """Show one stored summary's table beside the paper's, its |tau| forest plot for sparse
-    nets (:func:`gflib.plots.tau_forest`, pooled over depths) and its verdict."""
+    and dense nets (:func:`gflib.plots.tau_forest`, pooled over depths) and its verdict."""
     import matplotlib.pyplot as plt
     from IPython.display import display
 
@@ -197,9 +197,9 @@ def report(analysis: dict, label: str) -> None:
 
     display(analysis["beside"].round(3))
     if "paper" in analysis:
-        fig = plots.tau_forest(analysis["pooled"], analysis["paper"], kind="sparse",
+        fig = plots.tau_forest(analysis["pooled"], analysis["paper"],
                                title=f"{label}: pooled over depths")
         display(fig)
         plt.close(fig)
-    display(analysis["margins"].round(3))
+    display(margin_table(analysis["margins"]))
     show_verdicts(analysis["verdicts"])
