@@ -195,7 +195,7 @@ def report(analysis: dict, label: str) -> None:
 
     from .. import plots
 
-    display(analysis["beside"].round(3))
+    display(analysis["beside"].style.format(precision=3, na_rep=""))
     if "paper" in analysis:
         fig = plots.tau_forest(analysis["pooled"], analysis["paper"],
                                title=f"{label}: pooled over depths")
