@@ -152,16 +152,20 @@ longer lines are cut off at the column's edge)."""
 
 def test_notebook_code_lines_fit_the_page():
     """Code cells and code blocks (```bash, ```python, ...), not directives such as
-    ```{glue:figure}, whose text wraps."""
+    ```{glue:figure}, whose text wraps, nor a cell's metadata block (--- ... ---)."""
     long = []
     for path in sorted((ROOT / "book").glob("*.md")):
-        in_code = False
+        in_code = in_metadata = False
+        previous = ""
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if line.startswith("```{code-cell") or (
                     not in_code and line.startswith("```") and line[3:4].isalpha()):
                 in_code = True
             elif line.startswith("```"):
                 in_code = False
-            elif in_code and len(line) > CODE_WIDTH:
+            elif in_code and line == "---":
+                in_metadata = previous.startswith("```{code-cell")
+            elif in_code and not in_metadata and len(line) > CODE_WIDTH:
                 long.append(f"{path.name}:{number} ({len(line)})")
+            previous = line
     assert not long, long
