@@ -198,8 +198,8 @@ def fake_results():
 def test_analyse_by_hand():
     a = chapter.analyse(fake_results(), presets.get("book"))
     assert a["n_runs"] == 592 and a["n_diverged"] == 1
-    assert a["diverged"].loc[(0.1, "dense", "adam"), "NR"] == 1
-    assert a["diverged"].to_numpy(float)[np.isfinite(a["diverged"].to_numpy(float))].sum() == 1
+    assert a["diverged"].loc[(0.1, "dense", "adam", "NR")].to_dict() == {"diverged": 1, "runs": 4}
+    assert len(a["diverged"]) == 1 and a["diverged"]["diverged"].sum() == 1
     cells = a["cells"].set_index(["lr", "kind", "optimizer", "variant"])
     # the diverged run counts at chance (0.1) among its cell's 4 runs; its flow is left out
     nr = cells.loc[(0.1, "dense", "adam", "NR")]
@@ -219,16 +219,53 @@ def test_analyse_by_hand():
     assert d.loc["L2_BN"].to_numpy() == pytest.approx(deficit)
     table_ = a["coupled_table"]
     assert table_.loc[(0.001, "sparse", "L2_BN | WD_BN"), "n"] == 4
-    assert table_.loc[(0.001, "sparse", "L2_BN | WD_BN"), "EGF ratio"] == pytest.approx(3e-4)
+    assert table_.loc[(0.001, "sparse", "L2_BN | WD_BN"), "EGF AdamW / Adam"] == pytest.approx(
+        3e-4)
+    assert table_.loc[(0.001, "sparse", "L2_BN | WD_BN"), "gain (points)"] == pytest.approx(
+        round(100 * 0.25 * np.log10(1000 / 0.3), 1))
+    assert list(table_.columns)[0] == "gain (points)"
+    assert set(table_["diverged"]) == {"0 / 0"}
     assert list(a["tables"][(0.1, "sparse")]["acc"].index) == list(chapter.OPTIMIZERS)
     assert np.isnan(a["tables"][(0.1, "sparse")]["acc"].loc["adamw", "NR"])
     assert a["reactions"].loc[(0.001, "adam"), "L2_BN - BN"] == pytest.approx(
         100 * (0.10 - (0.85 + 0.25)))
+    facts = chapter.collapse_facts(a["cells"], 0.001)
+    assert facts["acc"] == pytest.approx(np.mean([0.10, 0.85 - 0.25 * np.log10(2000)]))
+    assert facts["others"] == pytest.approx(np.mean(
+        [0.5 + 0.1 * np.log10(FLOW[v] * SCALE[o]) for o in ("adagrad", "momentum")
+         for v in ("L2_BN", "DA_L2_SC_BN")]))
+    assert (facts["egf"], facts["egf_rest"]) == pytest.approx((1000, 3))
+    assert facts["collapsed"] and facts["highest"]
     verdicts = a["verdicts"]
     assert len(verdicts) == 6 and {v.claim for v in verdicts} == {4}
     assert [v.status for v in verdicts] == ["reproduced"] * 6
     assert verdicts[0].sentence.startswith("sensitivity at lr 0.001:")
     assert verdicts[1].n == 8 and verdicts[1].effect > 0 and verdicts[1].scale == "book"
+
+
+def test_display_tables_show_the_analysis_numbers():
+    a = chapter.analyse(fake_results(), presets.get("book"))
+    sens = chapter.sensitivity_table(a["sensitivity"])
+    assert list(sens.columns) == [("lr 0.001", "dense"), ("lr 0.001", "sparse"),
+                                  ("lr 0.1", "dense"), ("lr 0.1", "sparse")]
+    col = sens[("lr 0.001", "sparse")]
+    assert list(col.index)[0] == "tau others - tau EWMA"
+    assert (col["tau others - tau EWMA"], col["tau EWMA"], col["tau others"]) == (
+        "+2.00", "-1.00", "+1.00")
+    assert col["cells (EWMA + others)"] == "16 + 21"
+    s = a["sensitivity"].loc[(0.001, "sparse")]
+    assert col["95 % CI"] == f"{s['ci_low']:+.2f} to {s['ci_high']:+.2f}"
+    t = chapter.tests_table(a["tests"])
+    raw = a["tests"].loc[("adamw", 0.001)]
+    row = t.loc[("0.001", "AdamW's gain (points)")]
+    assert row["effect"] == f"{100 * raw['effect']:+.1f}" and row["n"] == 8
+    assert row["95 % CI"] == f"{100 * raw['ci_low']:+.1f} to {100 * raw['ci_high']:+.1f}"
+    assert row["per seed"] == ", ".join(f"{100 * raw[c]:+.1f}" for c in ("seed 0", "seed 1"))
+    flow = a["tests"].loc[("flow", 0.1)]
+    shown = t.loc[("0.1", "AdamW's EGF lower by (%)")]
+    assert shown["effect"] == f"{100 * (1 - 10 ** -flow['effect']):+.1f}"
+    assert shown["p"] == chapter._p(flow["pvalue"])
+    assert len(t) == len(a["tests"])
 
 
 def test_status_rules():

@@ -163,6 +163,13 @@ def cells(out: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+def diverged_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """The cells of :func:`cells` with diverged runs, one row each: index (lr, kind, optimizer,
+    variant), columns ``diverged`` and ``runs`` (integer counts); empty when no run diverged."""
+    bad = table[table["diverged"] > 0].set_index(["lr", "kind", "optimizer", "variant"])
+    return bad[["diverged", "runs"]].astype(int)
+
+
 def layout(s: dict) -> dict:
     """The optimizer x variant layout of the chapter's tables (rows, columns)."""
     return {"index": list(s["optimizers"]), "columns": list(s["variants"]) + list(s["decoupled"])}
@@ -232,6 +239,39 @@ def sensitivity(table: pd.DataFrame, kinds=("sparse", "dense")) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["lr", "kind"]) if rows else pd.DataFrame()
 
 
+def _signed(x: float, digits: int = 2) -> str:
+    return f"{round(x, digits) + 0.0:+.{digits}f}" if np.isfinite(x) else "n/a"
+
+
+def _interval(low: float, high: float, digits: int = 2) -> str:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "n/a"
+    return f"{_signed(low, digits)} to {_signed(high, digits)}"
+
+
+def _p(p: float) -> str:
+    return format_p(p).removeprefix("p ").removeprefix("= ")
+
+
+def sensitivity_table(sens: pd.DataFrame) -> pd.DataFrame:
+    """:func:`sensitivity` as the chapter shows it, one column per (lr, kind): the contrast
+    tau(others) - tau(EWMA) with its 95 % interval and one-sided p first, then each family's
+    Kendall tau with its interval, and the cells each family has. Taus to 2 decimals, as
+    text."""
+    rows = {}
+    for (lr, kind), r in sens.iterrows():
+        rows[(f"lr {lr:g}", kind)] = {
+            "tau others - tau EWMA": _signed(r["effect"]),
+            "95 % CI": _interval(r["ci_low"], r["ci_high"]),
+            "p (H1: > 0)": _p(r["pvalue"]),
+            "tau EWMA": _signed(r["tau_ewma"]),
+            "EWMA 95 % CI": _interval(r["ewma_low"], r["ewma_high"]),
+            "tau others": _signed(r["tau_other"]),
+            "others 95 % CI": _interval(r["other_low"], r["other_high"]),
+            "cells (EWMA + others)": f"{r['n_ewma']:.0f} + {r['n_other']:.0f}"}
+    return pd.DataFrame(rows)
+
+
 UNIT = ("variant", "dense_width", "seed")
 UNIT_NAME = "matched comparisons (variant x dense width x seed)"
 """What n counts in the collapse and AdamW tests: the compared runs share initial weights, mask
@@ -274,24 +314,23 @@ def coupled_vs_decoupled(out: pd.DataFrame) -> pd.DataFrame:
 
 
 def coupled_table(pairs: pd.DataFrame) -> pd.DataFrame:
-    """:func:`coupled_vs_decoupled` summarised per (lr, kind, pair of variants): mean accuracy
-    of each side (%), the gain (points), geometric-mean EGF of each side, the flow ratio AdamW /
-    Adam (3 significant digits), diverged runs of each side and the matched comparisons ``n``."""
+    """:func:`coupled_vs_decoupled` summarised per (lr, kind, pair of variants): the gain
+    (AdamW - Adam, points) first, mean accuracy of each side (%), the flow ratio AdamW / Adam of
+    their geometric-mean EGF (3 significant digits), the diverged runs of each side (``Adam /
+    AdamW``, as text) and the matched comparisons ``n``."""
     if not len(pairs):
         return pd.DataFrame()
     p = pairs.assign(pair=[f"{DECOUPLED[v]} | {v}" for v in pairs["variant"]])
     g = p.groupby(["lr", "kind", "pair"])
-
-    def sig(v):
-        return v.map(lambda x: float(f"{x:.3g}") if np.isfinite(x) else x)
+    ratio = significant((10 ** -g["flow_drop"].mean()).to_frame())["flow_drop"]
+    diverged = [f"{a} / {w}" for a, w in zip(g["diverged_adam"].sum(),
+                                               g["diverged_adamw"].sum())]
     return pd.DataFrame({
+        "gain (points)": (100 * g["gain"].mean()).round(1) + 0.0,
         "Adam + L2 acc %": (100 * g["acc_adam"].mean()).round(1),
         "AdamW + WD acc %": (100 * g["acc_adamw"].mean()).round(1),
-        "gain (points)": (100 * g["gain"].mean()).round(1),
-        "Adam + L2 EGF": sig(10 ** g["log_egf_adam"].mean()),
-        "AdamW + WD EGF": sig(10 ** g["log_egf_adamw"].mean()),
-        "EGF ratio": sig(10 ** -g["flow_drop"].mean()),
-        "diverged Adam": g["diverged_adam"].sum(), "diverged AdamW": g["diverged_adamw"].sum(),
+        "EGF AdamW / Adam": ratio,
+        "diverged": pd.Series(diverged, index=ratio.index),
         "n": g.size()})
 
 
@@ -342,6 +381,38 @@ def tests(deficit: dict, coupled: pd.DataFrame, lrs) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["test", "lr"])
 
 
+TEST_LABELS = {"collapse": ("Adam's deficit (points)", lambda e: 100 * e, 1),
+               "adamw": ("AdamW's gain (points)", lambda e: 100 * e, 1),
+               "flow": ("AdamW's EGF lower by (%)", lambda e: 100 * (1 - 10.0 ** -e), 1)}
+"""How :func:`tests_table` shows each test: label, the effect's transform and decimals. The flow
+test's effect (mean log10 EGF of Adam + L2 minus AdamW + WD) is shown as the percent by which
+AdamW's geometric-mean EGF is lower, ``100 (1 - 10^-effect)`` (monotone: p is the same)."""
+
+
+def tests_table(t: pd.DataFrame) -> pd.DataFrame:
+    """:func:`tests` as the chapter shows it, as text: index (lr, test) with the labels of
+    :data:`TEST_LABELS`, columns the mean effect, its 95 % interval, one-sided p, ``n`` and the
+    mean per seed (the independent draws), each through the test's transform (accuracy tests
+    in points, the flow test in percent lower EGF)."""
+    seeds = [c for c in t.columns if c.startswith("seed ")]
+    rows, index = [], []
+    for (name, lr), r in t.iterrows():
+        label, f, d = TEST_LABELS[name]
+        index.append((f"{lr:g}", label))
+        rows.append({"effect": _signed(f(r["effect"]), d),
+                     "95 % CI": _interval(f(r["ci_low"]), f(r["ci_high"]), d),
+                     "p": _p(r["pvalue"]), "n": int(r["n"]),
+                     "per seed": ", ".join(_signed(f(r[c]), d) for c in seeds
+                                           if np.isfinite(r[c]))})
+    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["lr", "test"]))
+
+
+def significant(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """``table``'s numbers rounded to ``digits`` significant digits (NaN stays NaN)."""
+    return table.apply(lambda col: col.map(
+        lambda x: float(f"{x:.{digits}g}") if np.isfinite(x) else x))
+
+
 def _status(effect, low, high, p, paper_form) -> str:
     """The verdict rules for an effect whose sign > 0 supports the claim."""
     if not np.isfinite(effect):
@@ -368,28 +439,37 @@ PAPER = {
 
 def paper_reading() -> pd.DataFrame:
     """The paper's approximate numbers for this claim (read off the talk's plots, CIFAR-100
-    MLPs): one row per group of cells."""
+    MLPs): one row per group of cells, indexed by optimizer."""
     return pd.DataFrame([
         ("Adam", "L2_BN, DA_L2_SC_BN", "1-5 %", "highest"),
         ("Adagrad, SGD + momentum", "L2_BN, DA_L2_SC_BN", "22-37 %", ""),
         ("AdamW", "WD_BN, DA_WD_SC_BN", "15-28 %", "lower than Adam's"),
-    ], columns=["optimizer", "variants", "test accuracy", "average gradient flow"])
+    ], columns=["optimizer", "variants", "test accuracy", "average gradient flow"]
+    ).set_index("optimizer")
 
 
-def _collapse_facts(table: pd.DataFrame, lr: float, kind: str = "sparse") -> dict:
-    """Adam's cells at ``lr``: whether its L2 variants collapsed (most runs) and are its
-    highest-flow variants; their mean accuracy and diverged runs."""
-    adam = table[(table["lr"] == lr) & (table["kind"] == kind) & (table["optimizer"] == "adam")]
-    adam = adam.set_index("variant")
+def collapse_facts(table: pd.DataFrame, lr: float, kind: str = "sparse") -> dict:
+    """Adam's cells at ``lr`` (:func:`cells`): whether its L2 variants (L2_BN, DA_L2_SC_BN)
+    collapsed (most runs) and are its highest-flow variants (``highest``); their mean accuracy
+    ``acc`` and diverged runs; ``others``: the mean accuracy of :data:`COMPARED` on the same
+    variants; ``egf`` and ``egf_rest``: the lowest average EGF_2 of Adam's L2 variants and the
+    highest of its other variants (NaN where none)."""
+    at = table[(table["lr"] == lr) & (table["kind"] == kind)]
+    others = at[at["optimizer"].isin(COMPARED)
+                & at["variant"].isin(list(DECOUPLED.values()))]["acc"].mean()
+    adam = at[at["optimizer"] == "adam"].set_index("variant")
     coupled = [v for v in DECOUPLED.values() if v in adam.index]
     rest = adam.drop(index=coupled)
+    nan = float("nan")
     if not coupled:
-        return {"collapsed": False, "highest": False, "acc": float("nan"), "diverged": 0}
+        return {"collapsed": False, "highest": False, "acc": nan, "diverged": 0,
+                "others": float(others), "egf": nan, "egf_rest": nan}
     egf = adam.loc[coupled, "egf"]
     highest = bool(len(rest) and egf.notna().all() and egf.min() > rest["egf"].max())
     return {"collapsed": bool((adam.loc[coupled, "collapsed"] >= 0.5).all()), "highest": highest,
             "acc": float(adam.loc[coupled, "acc"].mean()),
-            "diverged": int(adam.loc[coupled, "diverged"].sum())}
+            "diverged": int(adam.loc[coupled, "diverged"].sum()), "others": float(others),
+            "egf": float(egf.min()), "egf_rest": float(rest["egf"].max()) if len(rest) else nan}
 
 
 def _verdict(topic: str, lr: float, scale_name: str, effect: float, interval: tuple, p: float,
@@ -435,14 +515,11 @@ def verdicts(a: dict, scale_name: str) -> list:
                          f"and {s['tau_other']:+.2f} for {FAMILIES['other']}"),
                 bool(s["ewma_high"] < 0)))
         res = a["tests"].loc[("collapse", lr)]
-        facts = _collapse_facts(table, lr)
-        others = table[(table["lr"] == lr) & (table["kind"] == "sparse")
-                       & table["optimizer"].isin(COMPARED)
-                       & table["variant"].isin(list(DECOUPLED.values()))]["acc"].mean()
+        facts = collapse_facts(table, lr)
         out.append(_points_verdict(
             "collapse", lr, scale_name, res, "accuracy points Adam trails Adagrad and momentum",
             lambda: (f"with L2_BN and DA_L2_SC_BN, Adam's sparse nets reach {facts['acc']:.0%} "
-                     f"test accuracy against {others:.0%} for Adagrad and momentum "
+                     f"test accuracy against {facts['others']:.0%} for Adagrad and momentum "
                      f"({facts['diverged']} of Adam's runs diverged); they "
                      f"{'did' if facts['collapsed'] else 'did not'} collapse to chance and "
                      f"{'are' if facts['highest'] else 'are not'} Adam's highest-flow variants"),
@@ -459,7 +536,7 @@ def verdicts(a: dict, scale_name: str) -> list:
                      f"{c['acc_adam'].mean():.0%} for Adam with L2 {a['l2']:g}, with "
                      f"{10 ** -flow['effect']:.2g} times Adam's average EGF "
                      f"({format_p(flow['pvalue'])} for lower flow)"),
-            _collapse_facts(table, lr)["collapsed"] and adamw_ok and lower))
+            facts["collapsed"] and adamw_ok and lower))
     return out
 
 
@@ -470,8 +547,8 @@ def analyse(results, preset) -> dict:
     {"acc", "egf", "diverged", "runs", "collapsed"}: optimizer x variant tables}),
     ``sensitivity`` (:func:`sensitivity`), ``reactions`` (:func:`reactions`), ``deficit``
     ({lr: :func:`collapse_deficit`}), ``coupled`` (:func:`coupled_vs_decoupled`) and
-    ``coupled_table``, ``tests`` (:func:`tests`), ``diverged`` (diverged runs per cell: rows
-    (lr, kind, optimizer), columns variants), ``paper`` (:func:`paper_reading`), ``lrs``,
+    ``coupled_table``, ``tests`` (:func:`tests`), ``diverged`` (:func:`diverged_cells`),
+    ``paper`` (:func:`paper_reading`), ``lrs``,
     ``l2``, ``weight_decay``, ``verdicts``, ``n_runs``, ``n_diverged``.
     """
     s = settings(preset)
@@ -487,8 +564,7 @@ def analyse(results, preset) -> dict:
         "outcomes": out, "cells": table, "tables": tables, "sensitivity": sensitivity(table),
         "reactions": reactions(table), "deficit": deficit, "coupled": coupled,
         "coupled_table": coupled_table(coupled), "tests": tests(deficit, coupled, lrs),
-        "diverged": table.pivot_table(index=["lr", "kind", "optimizer"], columns="variant",
-                                      values="diverged").reindex(columns=layout(s)["columns"]),
+        "diverged": diverged_cells(table),
         "paper": paper_reading(), "lrs": lrs, "l2": s["l2"],
         "weight_decay": matched_decay(s["l2"]),
         "n_runs": len(out), "n_diverged": int(out["diverged"].sum()),
