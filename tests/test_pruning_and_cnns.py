@@ -170,6 +170,13 @@ def test_matched_comparisons_of_pruning_methods_by_hand():
     assert c.loc["random", "effect"] == pytest.approx(100 * (0.1 + 0.1 + 0.11) / 3)
     assert c.loc["dense", "effect"] == pytest.approx(100 * (-0.1 - 0.1 - 0.09) / 3)
     assert c.loc["random", "p"] == pytest.approx(0.125)  # 3 positive differences, one-sided
+    view = chapter.comparison_view(chapter.comparisons(table, ["oneshot_layer"]))
+    assert list(view.columns) == ["effect, points (95 % CI)", "p (ahead)", "n"]
+    row = view.loc[("oneshot_layer", "random")]
+    low, high = c.loc["random", "ci_low"], c.loc["random", "ci_high"]
+    assert row["effect, points (95 % CI)"] == f"+10.3 ({low:+.1f} to {high:+.1f})"
+    assert row["n"] == 3
+    assert view.loc[("oneshot_layer", "random"), "p (ahead)"] == "0.125"
 
 
 def test_wide_resnet50_is_skipped_with_its_reason_below_the_paper_preset():
@@ -194,3 +201,62 @@ def test_reading_of_the_plain_cnn_follows_the_numbers(accs, phrase):
     text = chapter.reading(a)
     assert phrase in text
     assert f"{100 * s_nr:.0f} % (sparse) and {100 * d_nr:.0f} % (dense)" in text
+
+
+def test_pair_view_puts_the_density_first_and_keeps_the_counts():
+    """The narrowest smoke pair (sparse width 16 against 12: channels 5-10-10-20-20 against
+    4-8-8-15-15), as the chapter shows it."""
+    smoke = presets.get("smoke")
+    table = chapter.cnn_pair_table(smoke)
+    view = chapter.pair_view(table)
+    assert view.columns[0] == ("density", "")
+    assert list(view.index) == ["conv 1", "conv 2", "conv 3", "conv 4", "conv 5", "linear"]
+    assert list(view[("active weights", "")]) == list(table["dense_weights"])
+    assert list(view[("active weights", "")]) == [36, 288, 576, 1080, 2025, 150]
+    assert list(view[("channels (out x in)", "sparse")]) == [
+        "5 x 1", "10 x 5", "10 x 10", "20 x 10", "20 x 20", "10 x 20"]
+    assert list(view[("channels (out x in)", "dense")]) == [
+        "4 x 1", "8 x 4", "8 x 8", "15 x 8", "15 x 15", "10 x 15"]
+    assert list(view[("inputs per unit", "dense")]) == [9, 36, 72, 72, 135, 15]
+    # a sparse unit's active inputs: the dense weight count over the sparse output channels
+    assert list(view[("inputs per unit", "sparse")]) == [7.2, 28.8, 57.6, 54.0, 101.2, 15.0]
+    assert view.loc["conv 3", ("density", "")] == round(576 / 900, 3)
+
+
+def test_schedule_marks_of_the_book_schedules_by_hand():
+    marks = chapter.schedule_marks(chapter.density_schedules(presets.get("book")))
+    # 20 epochs: one-shot after 30 % (epoch 6), gradual from 10 % to 50 % (epochs 2 to 10);
+    # the density shown is the one an epoch starts with
+    assert marks == {"final": (25 / 100) ** 2, "oneshot": 7, "gradual_start": 4,
+                     "gradual_end": 11}
+
+
+def test_cnn_wins_counts_cells_below_alpha():
+    pv = pd.DataFrame({"BN": [0.03], "NR": [0.5], "SC": [math.nan], "swish_BN": [0.016]},
+                      index=["sgd"])
+    assert chapter.cnn_wins(pv) == {"wins": 2, "cells": 3, "best": "swish_BN", "p": 0.016}
+    none = chapter.cnn_wins(pd.DataFrame({"BN": [math.nan]}, index=["sgd"]))
+    assert none["wins"] == none["cells"] == 0 and none["best"] == "none"
+
+
+def test_margin_table_shows_the_margin_with_its_interval():
+    rows = [dict(sparse_nets=nets, kind=kind, baseline=base, target=target,
+                 margin=0.1234 * (i + 1), ci_low=-0.05, ci_high=0.3456, n=80,
+                 best_egf="egf_l2", best_base="gf_l2")
+            for i, (nets, kind, base, target) in enumerate(
+                (n, k, b, t) for n in ("pruned", "pruned + random") for k in ("sparse", "dense")
+                for b in ("weights", "all") for t in ("test_loss", "test_acc"))]
+    table = chapter.margin_table(pd.DataFrame(rows))
+    assert list(table.index) == [("pruned", "test loss"), ("pruned", "test acc"),
+                                 ("both", "test loss"), ("both", "test acc")]
+    assert list(table.columns) == ["margin (95 % CI)", "n", "best EGF", "best norm"]
+    assert list(table["margin (95 % CI)"]) == [f"{v:+.3f} (-0.050 to +0.346)"
+                                               for v in (0.123, 0.247, 1.111, 1.234)]
+    cnn = pd.DataFrame(rows[:8]).drop(columns="sparse_nets")  # as the CNNs' margins come
+    both = chapter.margin_table(cnn, kinds=("sparse", "dense"))
+    assert list(both.index) == [("sparse", "test loss"), ("sparse", "test acc"),
+                                ("dense", "test loss"), ("dense", "test acc")]
+    assert both.index.names == ["kind", "target"]
+    m = chapter.margin_of(pd.DataFrame(rows), "pruned + random")
+    assert m == {"margin": pytest.approx(0.1234 * 10), "ci_low": -0.05, "ci_high": 0.3456,
+                 "n": 80}

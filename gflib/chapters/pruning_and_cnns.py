@@ -20,7 +20,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..analysis import effect_by, pair_configs, pairs, sparse_vs_dense_table, unit_test
+from ..analysis import (effect_by, pair_configs, pairs, sparse_vs_dense_table, unit_test,
+                        with_interval)
+from ..analysis import margin_table as analysis_margin_table
 from ..results import LAYER_PREFIX
 from ..verdict import Verdict, format_p, show_verdicts
 from . import activations as activation_chapter
@@ -431,23 +433,84 @@ def report(analysis: dict, label: str) -> None:
     tests and the verdicts."""
     from IPython.display import Markdown, display
 
-    display(analysis["methods"].round(3))
-    display(analysis["comparisons"].round(3))
+    display(method_view(analysis["methods"]))
+    display(comparison_view(analysis["comparisons"]))
     display(margin_table(analysis["margins"]))
     display(analysis["cnn_pvalues"].round(3))
     show_verdicts(analysis["verdicts"])
     display(Markdown(f"**What the `{label}` numbers say:** {reading(analysis)}"))
 
 
-def margin_table(margins: pd.DataFrame) -> pd.DataFrame:
-    """The EGF margins for sparse nets against the weights baseline, one row per set of sparse
-    nets and target: margin, interval, n, best EGF and best norm."""
+def margin_of(margins: pd.DataFrame, sparse_nets: str, target: str = "test_acc",
+              kind: str = "sparse") -> dict:
+    """One margin of :func:`pruned_margins` (against the weights baseline): ``margin``,
+    ``ci_low``, ``ci_high`` and ``n``, NaN where the table lacks it."""
+    nan = {"margin": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": 0}
+    if margins.empty:
+        return nan
+    m = margins[(margins["sparse_nets"] == sparse_nets) & (margins["kind"] == kind)
+                & (margins["baseline"] == "weights") & (margins["target"] == target)]
+    if m.empty:
+        return nan
+    row = m.iloc[0]
+    return {"margin": float(row["margin"]), "ci_low": float(row["ci_low"]),
+            "ci_high": float(row["ci_high"]), "n": int(row["n"])}
+
+
+def margin_table(margins: pd.DataFrame, kinds=("sparse",)) -> pd.DataFrame:
+    """The EGF margins against the weights baseline for the nets of ``kinds``, as
+    :func:`gflib.analysis.margin_table` shows them (the margin with its 95 % interval first, then
+    n runs, best EGF and best norm), one row per set of sparse nets (where ``margins`` has
+    ``sparse_nets``; ``pruned + random`` shown as ``both``), kind (where ``kinds`` has several)
+    and target."""
     if margins.empty:
         return margins
-    m = margins[(margins["kind"] == "sparse") & (margins["baseline"] == "weights")]
-    cols = ["margin", "ci_low", "ci_high", "n", "best_egf", "best_base"]
-    index = ["sparse_nets", "target"] if "sparse_nets" in m else ["target"]
-    return m.set_index(index)[cols].round(3)
+    m = margins[margins["kind"].isin(kinds) & (margins["baseline"] == "weights")]
+    keys = (["sparse_nets"] if "sparse_nets" in m else []) + (
+        ["kind"] if len(kinds) > 1 else []) + ["target"]
+    m = m[keys + ["margin", "ci_low", "ci_high", "n", "best_egf", "best_base"]]
+    m = m.replace({"target": {"test_loss": "test loss", "test_acc": "test acc"}})
+    if "sparse_nets" in m:  # "pruned + random" would widen the table past the column
+        m = m.replace({"sparse_nets": {"pruned + random": "both"}})
+    return analysis_margin_table(m.rename(columns={"sparse_nets": "sparse nets"}))
+
+
+def method_view(methods: pd.DataFrame) -> pd.DataFrame:
+    """:func:`method_table` for reading: accuracy to 0.1 %, EGF and density to 3 digits, counts as
+    integers, human column names."""
+    out = pd.DataFrame({
+        "test acc (%)": methods["test_acc"].round(1),
+        "EGF₂": methods["egf_l2"].round(3),
+        "density": methods["final_density"].round(3),
+        "dead units": methods["dead_units"].round(1),
+        "runs": methods["runs"], "diverged": methods["diverged"]}, index=methods.index)
+    return out
+
+
+def comparison_view(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """:func:`comparisons` for reading: one row per (method, against), the effect in accuracy
+    points to 0.1 with its 95 % interval (:func:`gflib.analysis.with_interval`), the p-value as
+    text, n as an integer."""
+    c = comparisons
+    if c.empty:
+        return c
+    out = pd.DataFrame({"effect, points (95 % CI)": with_interval(c, "effect", digits=1),
+                        "p (ahead)": [_p_value(p) for p in c["p"]],
+                        "n": c["n"].astype(int)})
+    return out.set_axis(pd.MultiIndex.from_frame(c[["method", "against"]]), axis=0)
+
+
+def width_gain_view(by_width: pd.DataFrame) -> pd.DataFrame:
+    """BatchNorm's extra gain for sparse CNNs per dense width (:func:`cnn_bn` ``by_width``) in
+    accuracy points to 0.1 with its 95 % interval (:func:`gflib.analysis.with_interval`), the
+    one-sided p and n units."""
+    if by_width.empty:
+        return by_width
+    b = 100 * by_width[["effect", "ci_low", "ci_high"]]
+    return pd.DataFrame({"extra BN gain, points (95 % CI)": with_interval(b, "effect", digits=1),
+                         "p": [_p_value(p) for p in by_width["pvalue"]],
+                         "n": by_width["n"].astype(int)},
+                        index=by_width.index.rename("dense width"))
 
 
 def cnn_pair_table(preset, data_dir=None) -> pd.DataFrame:
@@ -478,6 +541,24 @@ def cnn_pair_table(preset, data_dir=None) -> pd.DataFrame:
     return table.set_index("layer")[["sparse_shape", "dense_shape", "sparse_active",
                                      "dense_weights", "density", "sparse_inputs",
                                      "dense_inputs"]]
+
+
+def pair_view(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`cnn_pair_table` for reading, narrow enough for the page: the density first, then
+    the active inputs of a sparse output unit beside a dense unit's fan-in, the active weights
+    (the sparse net's, equal to the dense net's), and each net's channels (out x in; every
+    convolution's kernel is 3 x 3)."""
+    def channels(shape: str) -> str:
+        return " x ".join(shape.split(" x ")[:2])
+
+    return pd.DataFrame({
+        ("density", ""): table["density"].round(3),
+        ("inputs per unit", "sparse"): table["sparse_inputs"].round(1),
+        ("inputs per unit", "dense"): table["dense_inputs"].astype(int),
+        ("active weights", ""): table["sparse_active"].astype(int),
+        ("channels (out x in)", "sparse"): table["sparse_shape"].map(channels),
+        ("channels (out x in)", "dense"): table["dense_shape"].map(channels),
+    }, index=table.index).rename_axis(None)
 
 
 def _short(weight_name: str) -> str:
@@ -511,6 +592,37 @@ def density_schedules(preset) -> pd.DataFrame:
             curve.append(density)
         out[method.split("_")[0]] = curve
     return pd.DataFrame(out, index=pd.RangeIndex(1, preset.epochs + 1, name="epoch"))
+
+
+def schedule_marks(schedules: pd.DataFrame) -> dict:
+    """What :func:`density_schedules` shows, in numbers: ``final`` (the lowest density reached),
+    ``oneshot`` (the first epoch one-shot pruning starts below density 1), ``gradual_start`` and
+    ``gradual_end`` (the first epoch gradual pruning starts below 1, and at its final density);
+    an epoch is ``"n/a"`` where the schedule never gets there."""
+    def first(mask) -> int | str:
+        epochs = schedules.index[mask]
+        return int(epochs.min()) if len(epochs) else "n/a"
+
+    out = {"final": float(schedules.iloc[-1].min())}
+    if "oneshot" in schedules:
+        out["oneshot"] = first(schedules["oneshot"] < 1)
+    if "gradual" in schedules:
+        g = schedules["gradual"]
+        out["gradual_start"] = first(g < 1)
+        out["gradual_end"] = first(np.isclose(g, g.min()))
+    return out
+
+
+def cnn_wins(pvalues: pd.DataFrame) -> dict:
+    """The CNN cells' sparse > dense p-values (``analyse(...)["cnn_pvalues"]``, optimizer x
+    cell) in numbers: ``wins`` (cells below :data:`ALPHA`), ``cells`` (cells with a p-value),
+    ``best`` (the cell of the lowest p; ``"none"`` without one) and that ``p``."""
+    flat = pvalues.stack().dropna() if len(pvalues) else pd.Series(dtype=float)
+    if flat.empty:
+        return {"wins": 0, "cells": 0, "best": "none", "p": math.nan}
+    best = flat.idxmin()
+    return {"wins": int((flat < ALPHA).sum()), "cells": int(len(flat)),
+            "best": str(best[-1]), "p": float(flat.min())}
 
 
 def _p_value(p: float) -> str:
