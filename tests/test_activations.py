@@ -303,6 +303,7 @@ def test_analyse_by_hand(fake_analysis):
     assert a["favoured"].loc["sgd"].tolist() == ["Swish", "ReLU, Swish, PReLU"]
     assert a["agreement"].loc["sgd"].tolist() == ["paper only", "both", "paper only"]
     assert (a["agree"], a["cells"]) == (2, 6)
+    assert a["significant"] == {"ours": 4, "paper": 4}
     swish, prelu, flow = a["verdicts"]
     assert (swish.status, swish.n, swish.claim) == ("reproduced", 12, 5)
     assert swish.effect == pytest.approx(10.0) and swish.p < 0.01
@@ -327,6 +328,24 @@ def test_analyse_by_hand(fake_analysis):
     sentence = chapter.verdict_sentence(a, "smoke")
     assert "with SGD for Swish (paper: ReLU, Swish, PReLU)" in sentence
     assert "2 of 6 optimizer x activation cells agree" in sentence
+
+
+def test_tables_for_a_person(fake_analysis):
+    a = fake_analysis
+    view = chapter.negflow_view(a["negflow"])
+    assert list(view.columns.get_level_values(0).unique()) == list(
+        chapter.NEGFLOW_NAMES.values())
+    assert view.loc["swish", ("% of |dC/dz| through them", "sparse")] == 20.0
+    assert view.loc["swish", ("% of pre-activations with f' < 0", "dense")] == 5.0
+    tau = a["tau"]
+    table = chapter.tau_table(tau, ["relu", "swish", "prelu"])
+    assert list(table.index) == ["relu", "swish", "prelu"]
+    assert list(table.columns) == [("sparse", "tau (95 % CI)"), ("sparse", "n"),
+                                   ("dense", "tau (95 % CI)"), ("dense", "n")]
+    row = tau[(tau["activation"] == "swish") & (tau["kind"] == "dense")].iloc[0]
+    assert table.loc["swish", ("dense", "tau (95 % CI)")] == (
+        f"{row['tau']:+.2f} ({row['ci_low']:+.2f} to {row['ci_high']:+.2f})")
+    assert (table[("sparse", "n")] == 24).all()
 
 
 def test_verdicts_without_data():

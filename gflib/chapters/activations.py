@@ -14,7 +14,7 @@ import pandas as pd
 
 from .. import stats
 from ..analysis import (agreement, correlations, disagreements, pair_grid, pairs,
-                        sparse_vs_dense_table, unit_test, variant_flags)
+                        sparse_vs_dense_table, unit_test, variant_flags, with_interval)
 from ..negflow import QUANTITIES
 from ..reference import ACTIVATIONS, STUDY_OPTIMIZERS, activation_pvalues, batchnorm_pvalues
 from ..results import TRACE_PREFIX
@@ -121,6 +121,30 @@ def negative_flow_layers(runs: pd.DataFrame, order) -> pd.DataFrame:
     return pd.DataFrame(parts).rename_axis(columns=["kind", "layer"])
 
 
+NEGFLOW_NAMES = {"neg_share": "% of pre-activations with f' < 0",
+                 "neg_grad_share": "% of |dC/dz| through them"}
+"""How the chapter's tables name the two quantities of :func:`negative_flow_table`."""
+
+
+def negflow_view(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """:func:`negative_flow_table` for a person: in percent, ``digits`` decimals, the
+    quantities named by :data:`NEGFLOW_NAMES`."""
+    return (100 * table).round(digits).rename(columns=NEGFLOW_NAMES, level=0)
+
+
+def tau_table(tau: pd.DataFrame, order) -> pd.DataFrame:
+    """:func:`analyse`'s ``tau`` (one measure and target) for a person: one row per activation
+    (in ``order``), per kind the Kendall tau with its 95 % interval as text
+    (:func:`gflib.analysis.with_interval`) and the runs ``n`` it rests on."""
+    t = tau.assign(text=with_interval(tau), n=tau["n"].astype("Int64"))
+    parts = {}
+    for kind in ("sparse", "dense"):
+        k = t[t["kind"] == kind].set_index("activation").reindex(list(order))
+        parts[(kind, "tau (95 % CI)")] = k["text"].fillna("")
+        parts[(kind, "n")] = k["n"]
+    return pd.DataFrame(parts).rename_axis(index="activation")
+
+
 def _status(p: float, effect: float, low: float, high: float, n: int) -> str:
     if n == 0 or math.isnan(effect):
         return "not run"
@@ -198,8 +222,9 @@ def analyse(results, preset) -> dict:
     Keys: ``paired``; ``pvalues`` (H1 sparse > dense in test accuracy, one-sided Wilcoxon over
     matched pairs, optimizers x activations), ``n`` (pairs per cell), ``paper`` (the paper's
     table, same layout), ``favoured`` and ``agreement`` (:func:`favoured`, :func:`agreement`),
-    ``agree`` (cells whose significance agrees with the paper's) and ``cells`` (cells with both
-    values); ``egf`` (median average EGF_2 per activation and kind); ``tau`` (Kendall tau of
+    ``agree`` (cells whose significance agrees with the paper's), ``cells`` (cells with both
+    values) and ``significant`` ({"ours", "paper"}: cells below :data:`ALPHA` in each table,
+    counted over the cells with both values); ``egf`` (median average EGF_2 per activation and kind); ``tau`` (Kendall tau of
     average EGF_2 with test accuracy per activation and kind, with bootstrap intervals:
     :func:`gflib.analysis.correlations`); ``negflow`` and ``negflow_layers``
     (:func:`negative_flow_table`, :func:`negative_flow_layers`); ``verdicts`` (one
@@ -218,11 +243,13 @@ def analyse(results, preset) -> dict:
     agree = agreement(pvalues, paper)
     values = agree.to_numpy().ravel()
     scale = preset.name
+    sig = {who: int(np.isin(values, ("both", f"{who} only")).sum()) for who in ("ours", "paper")}
     return {
         "paired": paired, "pvalues": pvalues, "n": table.attrs["n"].reindex(**layout),
         "paper": paper, "favoured": favoured(pvalues, paper), "agreement": agree,
         "agree": int(np.isin(values, ("both", "neither")).sum()),
         "cells": int((values != "n/a").sum()),
+        "significant": sig,
         "egf": by_activation(ok, f"mean_{EGF}", order),
         "tau": correlations(runs, group_by=("activation",), targets=("test_acc",),
                             measures=(EGF,)),
@@ -259,7 +286,7 @@ def report(analysis: dict, label: str) -> None:
     plots.pvalue_heatmaps({f"{label} (stored)": analysis["pvalues"],
                            "paper (Fashion-MNIST)": analysis["paper"]})
     plt.show()
-    display(analysis["favoured"], (100 * analysis["negflow"]).round(2))
+    display(analysis["favoured"], negflow_view(analysis["negflow"]))
     display(Markdown(f"**In short:** {verdict_sentence(analysis, label)}; "
                      f"{disagreements(analysis['agreement'], LABELS)}."))
     show_verdicts(analysis["verdicts"])
