@@ -258,12 +258,13 @@ def test_display_tables_show_the_analysis_numbers():
     t = chapter.tests_table(a["tests"])
     raw = a["tests"].loc[("adamw", 0.001)]
     row = t.loc[("0.001", "AdamW's gain (points)")]
-    assert row["effect"] == f"{100 * raw['effect']:+.1f}" and row["n"] == 8
-    assert row["95 % CI"] == f"{100 * raw['ci_low']:+.1f} to {100 * raw['ci_high']:+.1f}"
+    assert row["effect (95 % CI)"] == (f"{100 * raw['effect']:+.1f} ({100 * raw['ci_low']:+.1f}"
+                                       f" to {100 * raw['ci_high']:+.1f})")
+    assert row["n"] == 8
     assert row["per seed"] == ", ".join(f"{100 * raw[c]:+.1f}" for c in ("seed 0", "seed 1"))
     flow = a["tests"].loc[("flow", 0.1)]
     shown = t.loc[("0.1", "AdamW's EGF lower by (%)")]
-    assert shown["effect"] == f"{100 * (1 - 10 ** -flow['effect']):+.1f}"
+    assert shown["effect (95 % CI)"].startswith(f"{100 * (1 - 10 ** -flow['effect']):+.1f} (")
     assert shown["p"] == chapter._p(flow["pvalue"])
     assert len(t) == len(a["tests"])
 

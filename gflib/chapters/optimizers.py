@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import stats as ss
 
 from .. import stats
-from ..analysis import pair_grid, unit_test, variant_flags, variant_name
+from ..analysis import pair_grid, unit_test, variant_flags, variant_name, with_interval
 from ..config import DECOUPLED_DECAY, EWMA_OPTIMIZERS
 from ..reference import STUDY_OPTIMIZERS
 from ..verdict import Verdict, format_p
@@ -391,16 +391,18 @@ AdamW's geometric-mean EGF is lower, ``100 (1 - 10^-effect)`` (monotone: p is th
 
 def tests_table(t: pd.DataFrame) -> pd.DataFrame:
     """:func:`tests` as the chapter shows it, as text: index (lr, test) with the labels of
-    :data:`TEST_LABELS`, columns the mean effect, its 95 % interval, one-sided p, ``n`` and the
-    mean per seed (the independent draws), each through the test's transform (accuracy tests
-    in points, the flow test in percent lower EGF)."""
+    :data:`TEST_LABELS`, columns the mean effect with its 95 % interval
+    (:func:`gflib.analysis.with_interval`), one-sided p, ``n`` and the mean per seed (the
+    independent draws), each through the test's transform (accuracy tests in points, the flow
+    test in percent lower EGF)."""
     seeds = [c for c in t.columns if c.startswith("seed ")]
     rows, index = [], []
     for (name, lr), r in t.iterrows():
         label, f, d = TEST_LABELS[name]
+        shown = {k: round(f(r[k]), d) + 0.0 for k in ("effect", "ci_low", "ci_high")}
         index.append((f"{lr:g}", label))
-        rows.append({"effect": _signed(f(r["effect"]), d),
-                     "95 % CI": _interval(f(r["ci_low"]), f(r["ci_high"]), d),
+        rows.append({"effect (95 % CI)": with_interval(pd.DataFrame([shown]), "effect",
+                                                       digits=d).iloc[0],
                      "p": _p(r["pvalue"]), "n": int(r["n"]),
                      "per seed": ", ".join(_signed(f(r[c]), d) for c in seeds
                                            if np.isfinite(r[c]))})
