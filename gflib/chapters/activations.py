@@ -224,9 +224,10 @@ def analyse(results, preset) -> dict:
     table, same layout), ``favoured`` and ``agreement`` (:func:`favoured`, :func:`agreement`),
     ``agree`` (cells whose significance agrees with the paper's), ``cells`` (cells with both
     values) and ``significant`` ({"ours", "paper"}: cells below :data:`ALPHA` in each table,
-    counted over the cells with both values); ``egf`` (median average EGF_2 per activation and kind); ``tau`` (Kendall tau of
-    average EGF_2 with test accuracy per activation and kind, with bootstrap intervals:
-    :func:`gflib.analysis.correlations`); ``negflow`` and ``negflow_layers``
+    counted over the cells with both values); ``egf`` (median average EGF_2 per activation and
+    kind); ``tau`` (Kendall tau of average EGF_2 with test accuracy per activation and kind,
+    with bootstrap intervals: :func:`gflib.analysis.correlations`); ``negflow`` and
+    ``negflow_layers``
     (:func:`negative_flow_table`, :func:`negative_flow_layers`); ``verdicts`` (one
     :class:`gflib.verdict.Verdict` per :data:`SUBCLAIMS`); ``n_runs``, ``n_diverged`` and
     ``diverged`` (diverged pairs per cell; left out of every statistic).
