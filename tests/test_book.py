@@ -1,6 +1,7 @@
 """The book as a whole: chapters collected by nbval, run through papermill, built by jupyter-book."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gflib import bench, chapters, execute
+from gflib import bench, chapters, execute, pages
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = chapters.names()
@@ -48,6 +49,32 @@ def remote_assets(html_dir: Path) -> list[tuple[str, str]]:
     for page in sorted(html_dir.rglob("*.html")):
         Scan().feed(page.read_text(encoding="utf-8", errors="replace"))
     return found
+
+
+def images_without_alt(html_dir: Path) -> list[tuple[str, str]]:
+    """Every ``<img>`` of a built page whose alt text is missing or only its file name (what
+    myst-nb writes for a figure without ``:alt:`` or a cell's ``mystnb.image.alt``), as
+    ``(page, src)``."""
+    found = []
+
+    class Scan(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            alt = (attrs.get("alt") or "").strip()
+            if tag == "img" and (not alt or alt == attrs.get("src") or "_images/" in alt):
+                found.append((str(page.relative_to(html_dir)), attrs.get("src")))
+
+    for page in sorted(html_dir.rglob("*.html")):
+        Scan().feed(page.read_text(encoding="utf-8", errors="replace"))
+    return found
+
+
+def test_images_without_alt_finds_missing_and_file_name_alt_texts(tmp_path):
+    (tmp_path / "a.html").write_text(
+        '<img src="../_images/1.svg" alt="../_images/1.svg"><img src="2.png">'
+        '<img src="3.svg" alt="Heat map of p-values"><img src="4.svg" alt="">')
+    assert images_without_alt(tmp_path) == [("a.html", "../_images/1.svg"), ("a.html", "2.png"),
+                                            ("a.html", "4.svg")]
 
 
 def test_remote_assets_finds_network_scripts_and_stylesheets(tmp_path):
@@ -143,6 +170,10 @@ def test_book_builds_with_the_smoke_preset(tmp_path):
     assert remote_assets(html) == []
     assert 'src="../_static/mathjax/tex-chtml.js"' in (html / "book" / "reproduce.html").read_text()
     assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    # A reader's page: every figure described, nothing cut off or scrolling sideways at 1280 px.
+    assert images_without_alt(html) == []
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        assert pages.check(html) == {}
 
 
 CODE_WIDTH = 78
