@@ -103,15 +103,16 @@ def sparse_vs_dense_table(paired: pd.DataFrame, rows: str, cols: str,
                           metric: str = "test_acc", matched: bool = True) -> pd.DataFrame:
     """One-sided p-values (H1 sparse > dense) of ``metric`` in each (``rows`` x ``cols``) cell:
     Wilcoxon signed-rank over the matched pairs (``matched=False``: Mann-Whitney U of the two
-    samples, ignoring the matching); also returns the n per cell as ``table.attrs['n']``."""
+    samples, ignoring the matching), index named ``rows`` and columns ``cols``; also returns the
+    n per cell as ``table.attrs['n']``."""
     pvals, ns = {}, {}
     for (r, c), g in paired.groupby([rows, cols]):
         res = stats.sparse_vs_dense(g[f"{metric}_sparse"].to_numpy(),
                                     g[f"{metric}_dense"].to_numpy(), paired=matched)
         pvals[(r, c)] = res["pvalue"]
         ns[(r, c)] = res["n"]
-    table = pd.Series(pvals).unstack()
-    table.attrs["n"] = pd.Series(ns).unstack()
+    table = pd.Series(pvals).unstack().rename_axis(index=rows, columns=cols)
+    table.attrs["n"] = pd.Series(ns).unstack().rename_axis(index=rows, columns=cols)
     return table
 
 
@@ -296,3 +297,10 @@ def margin_table(margins: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
                           "n": margins["n"].astype("Int64"), "best EGF": margins["best_egf"],
                           "best norm": margins["best_base"]})
     return table.set_index(pd.MultiIndex.from_frame(margins[keys])) if keys else table
+
+
+def blank_missing(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """``table`` rounded to ``digits`` decimals, with its missing values as empty cells (for a
+    table a person reads, where NaN means "not given", e.g. a value the paper did not report)."""
+    rounded = table.round(digits)
+    return rounded.astype(object).where(rounded.notna(), "")

@@ -135,10 +135,14 @@ def pvalue_heatmap(table: pd.DataFrame, title: str = "", alpha: float = 0.05, ax
                          edgecolors="white", linewidth=0.5)
     ax.set_xlim(0, values.shape[1])
     ax.set_ylim(values.shape[0], 0)
-    ax.set_xticks(np.arange(table.shape[1]) + 0.5, [str(c) for c in table.columns], rotation=40,
-                  ha="right", rotation_mode="anchor")
+    columns = [str(c) for c in table.columns]
+    slanted = max(map(len, columns), default=0) > 3
+    ax.set_xticks(np.arange(table.shape[1]) + 0.5, columns, rotation=40 if slanted else 0,
+                  ha="right" if slanted else "center", rotation_mode="anchor")
     ax.set_yticks(np.arange(table.shape[0]) + 0.5, [str(r) for r in table.index])
     ax.tick_params(labelsize=9, length=0)
+    if table.columns.name:
+        ax.set_xlabel(str(table.columns.name), fontsize=9)
     for (i, j), v in np.ndenumerate(values):
         significant = bool(v < alpha)  # NaN compares False
         text = "n/a" if np.isnan(v) else f"{v:.3f}" + ("*" if significant else "")
@@ -301,6 +305,11 @@ def pvalue_heatmaps(tables: dict, alpha: float = 0.05, label: str = "p (H1: spar
                                       sum(0.42 * r + 1.3 for r in rows)))
     for ax, (title, table) in zip(axes[:, 0], tables.items()):
         pvalue_heatmap(table, title, alpha=alpha, ax=ax, colorbar=False)
+    names = [str(t.columns.name) for t in tables.values() if t.columns.name]
+    for ax in axes[:-1, 0]:
+        ax.set_xlabel("")
+    if names:
+        axes[-1, 0].set_xlabel(names[0], fontsize=9)
     scale = plt.cm.ScalarMappable(cmap=P_CMAP, norm=plt.Normalize(0, 1))
     fig.colorbar(scale, ax=list(axes[:, 0]), label=_p_label(alpha, label), shrink=0.8)
     return _legible(fig)

@@ -466,3 +466,11 @@ def test_margin_table_shows_the_margin_with_its_interval_first_and_n_as_an_integ
     assert row["margin (95 % CI)"] == "-0.076 (-0.122 to -0.021)"
     assert str(row["n"]) == "300"
     assert analysis.margin_table(m.iloc[:0]).empty
+
+
+def test_blank_missing_rounds_and_leaves_missing_values_empty():
+    t = pd.DataFrame({"ours": [0.31749, 0.2], "paper": [0.355, np.nan]},
+                     index=["gf_l1", "gfall_l1"])
+    shown = analysis.blank_missing(t)
+    assert shown.loc["gf_l1", "ours"] == 0.317 and shown.loc["gfall_l1", "paper"] == ""
+    assert list(shown.index) == ["gf_l1", "gfall_l1"]

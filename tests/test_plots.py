@@ -270,3 +270,17 @@ def test_chapter_one_report_shows_the_tau_forest_of_a_stored_summary(monkeypatch
     assert [t.get_text() for t in figures[0].axes[0].get_yticklabels()][:4] == [
         "gf_l1", "gf_l2", "egf_l1", "egf_l2"]
     assert "fake" in figures[0]._suptitle.get_text()
+
+
+def test_pvalue_heatmaps_name_the_columns_once_below_the_last_map():
+    ours = pd.DataFrame([[0.01, 0.5]], index=["adam"],
+                        columns=pd.Index([1, 2], name="depth"))
+    paper = pd.DataFrame([[0.2, 0.04]], index=["adam"], columns=[1, 2])
+    fig = plots.pvalue_heatmaps({"ours": ours, "paper": paper})
+    maps = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_xlabel() for ax in maps] == ["", "depth"]
+    assert all(t.get_rotation() == 0 for t in maps[0].get_xticklabels())  # short labels stay level
+    wide = pd.DataFrame([[0.3]], index=["sgd"], columns=pd.Index(["L2_BN"], name="variant"))
+    single = plots.pvalue_heatmap(wide, "one")
+    assert single.axes[0].get_xlabel() == "variant"
+    assert single.axes[0].get_xticklabels()[0].get_rotation() == 40

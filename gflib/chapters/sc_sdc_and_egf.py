@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..analysis import (beside_paper, correlation_summary, correlations, margin_table, pair_grid,
-                        pairs, sparse_vs_dense_table, tau_margin)
+from ..analysis import (beside_paper, blank_missing, correlation_summary, correlations,
+                        margin_table, pair_grid, pairs, sparse_vs_dense_table, tau_margin)
 from ..reference import STUDY_OPTIMIZERS, egf_correlations
 from ..verdict import Verdict, show_verdicts
 
@@ -195,7 +195,7 @@ def report(analysis: dict, label: str) -> None:
 
     from .. import plots
 
-    display(analysis["beside"].style.format(precision=3, na_rep=""))
+    display(blank_missing(analysis["beside"]))
     if "paper" in analysis:
         fig = plots.tau_forest(analysis["pooled"], analysis["paper"],
                                title=f"{label}: pooled over depths")
