@@ -1,6 +1,8 @@
 """The figures the chapters share. Each function returns a matplotlib Figure."""
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 from matplotlib import patheffects
 from matplotlib.ticker import MaxNLocator
@@ -457,8 +459,9 @@ def flow_vs_accuracy(cells: pd.DataFrame, kind: str = "sparse",
     cell of ``kind`` (:func:`gflib.chapters.optimizers.cells`: columns ``lr``, ``kind``,
     ``optimizer``, ``variant``, ``family``, ``egf``, ``acc``), one panel per learning rate;
     filled circles for the EWMA optimizers, open squares for the others; the variants in
-    ``labelled`` of the optimizers in ``labelled_optimizers`` are named. Cells whose runs all
-    diverged have no flow and are not drawn."""
+    ``labelled`` of the optimizers in ``labelled_optimizers`` get a black ring (named in the
+    legend; text beside each point overlapped where cells crowd). Cells whose runs all diverged
+    have no flow and are not drawn."""
     sub = cells[cells["kind"] == kind]
     lrs = sorted(sub["lr"].unique())
     optimizers = list(dict.fromkeys(sub["optimizer"]))
@@ -474,17 +477,24 @@ def flow_vs_accuracy(cells: pd.DataFrame, kind: str = "sparse",
                 x = np.log10(g["egf"].to_numpy(float))
             ax.scatter(x, 100 * g["acc"], edgecolors=colours[optimizer], s=28, label=optimizer,
                        **style)
-            for xi, (_, row) in zip(x, g.iterrows()):
-                if (row["variant"] in labelled and optimizer in labelled_optimizers
-                        and np.isfinite(xi)):
-                    ax.annotate(row["variant"], (xi, 100 * row["acc"]), fontsize=8,
-                                xytext=(3, 2), textcoords="offset points")
+        ringed = at[at["variant"].isin(labelled) & at["optimizer"].isin(labelled_optimizers)]
+        if len(ringed):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                x = np.log10(ringed["egf"].to_numpy(float))
+            ax.scatter(x, 100 * ringed["acc"], s=110, facecolors="none", edgecolors="black",
+                       linewidths=1.2, label=f"{' / '.join(labelled_optimizers)}: "
+                                             f"{', '.join(labelled)}")
         missing = int(at["egf"].isna().sum())
         ax.set_title(f"lr {lr:g}" + (f" ({missing} cells all diverged)" if missing else ""),
                      fontsize=9)
         ax.set_xlabel("log$_{10}$ average EGF$_2$")
     axes[0, 0].set_ylabel("test accuracy (%)")
-    axes[0, -1].legend(fontsize=9, frameon=False, loc="center left", bbox_to_anchor=(1, 0.5))
+    shown = {}
+    for ax in axes[0]:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            shown.setdefault(name, handle)
+    axes[0, -1].legend(shown.values(), [textwrap.fill(n, 22) for n in shown], fontsize=9,
+                       frameon=False, loc="center left", bbox_to_anchor=(1, 0.5))
     fig.tight_layout()
     return _legible(fig)
 

@@ -299,3 +299,10 @@ def test_papermill_at_the_paper_preset_runs_smoke_sized(tmp_path):
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(c["execution_count"] is not None for c in code)
     assert len(list((out_dir / "results").glob("*.json"))) == 2 * 37 * 2 * 2 + 3
+
+
+def test_lr_labels_write_rates_as_people_do():
+    t = pd.DataFrame({"gain": [1.0, 2.0]},
+                     index=pd.MultiIndex.from_tuples([(0.1, "adam"), (0.001, "adam")],
+                                                     names=["lr", "optimizer"]))
+    assert list(chapter.lr_labels(t).index) == [("0.1", "adam"), ("0.001", "adam")]

@@ -284,3 +284,22 @@ def test_pvalue_heatmaps_name_the_columns_once_below_the_last_map():
     single = plots.pvalue_heatmap(wide, "one")
     assert single.axes[0].get_xlabel() == "variant"
     assert single.axes[0].get_xticklabels()[0].get_rotation() == 40
+
+
+def test_flow_vs_accuracy_one_panel_per_lr_rings_the_named_variants_without_text():
+    rows = []
+    for lr in (0.001, 0.1):
+        for optimizer, family in (("adam", "EWMA"), ("sgd", "other")):
+            for i, variant in enumerate(("BN", "L2_BN")):
+                rows.append({"lr": lr, "kind": "sparse", "optimizer": optimizer,
+                             "variant": variant, "family": family, "egf": 10.0 ** -i,
+                             "acc": 0.5 + 0.1 * i})
+    cells = pd.DataFrame(rows)
+    fig = plots.flow_vs_accuracy(cells, labelled=("L2_BN",), labelled_optimizers=("adam",))
+    assert [ax.get_title() for ax in fig.axes] == ["lr 0.001", "lr 0.1"]
+    assert not any(ax.texts for ax in fig.axes)
+    ring = [c for c in fig.axes[0].collections
+            if len(c.get_offsets()) and c.get_sizes()[0] == 110]
+    assert len(ring) == 1 and np.allclose(ring[0].get_offsets(), [[-1.0, 60.0]])
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert legend == ["adam", "sgd", "adam: L2_BN"]

@@ -409,6 +409,11 @@ def tests_table(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["lr", "test"]))
 
 
+def lr_labels(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its ``lr`` index level written as people write rates (0.1, not 0.100)."""
+    return table.rename(index="{:g}".format, level="lr")
+
+
 def significant(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """``table``'s numbers rounded to ``digits`` significant digits (NaN stays NaN)."""
     return table.apply(lambda col: col.map(
@@ -591,5 +596,5 @@ def report(analysis: dict, label: str) -> None:
         plt.show()
     plots.flow_vs_accuracy(analysis["cells"], kind="sparse")
     plt.show()
-    display(analysis["coupled_table"])
+    display(lr_labels(analysis["coupled_table"]))
     show_verdicts(analysis["verdicts"])
