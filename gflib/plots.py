@@ -5,7 +5,7 @@ import textwrap
 
 import matplotlib.pyplot as plt
 from matplotlib import patheffects
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 import numpy as np
 import pandas as pd
 
@@ -44,10 +44,29 @@ def book_style(formats=("svg",)) -> tuple:
     return tuple(formats)
 
 
+LOG_SUBS = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+"""Where a log axis spanning less than a decade gets its ticks (times a power of 10)."""
+
+
+def _short_log_ticks(axis) -> None:
+    """On a log ``axis`` spanning less than a decade, plain labels at :data:`LOG_SUBS` (0.15,
+    0.2, 0.3) instead of matplotlib's labelled minor ticks (1.5 x 10^-1, 1.6 x 10^-1, ...), which
+    run into each other on a small panel."""
+    low, high = sorted(axis.get_view_interval())
+    if axis.get_scale() != "log" or low <= 0 or np.log10(high / low) >= 1:
+        return
+    axis.set_major_locator(LogLocator(subs=LOG_SUBS))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _legible(fig):
     """Raise every text of ``fig`` below :data:`MIN_POINTS` to it (text inside axes, such as
-    heat-map cell values, to :data:`MIN_CELL_POINTS`); returns ``fig``."""
+    heat-map cell values, to :data:`MIN_CELL_POINTS`); label short log axes plainly
+    (:func:`_short_log_ticks`); returns ``fig``."""
     for ax in fig.axes:
+        _short_log_ticks(ax.xaxis)
+        _short_log_ticks(ax.yaxis)
         inside = set(map(id, ax.texts))
         for text in ax.findobj(plt.Text):
             low = MIN_CELL_POINTS if id(text) in inside else MIN_POINTS

@@ -303,3 +303,19 @@ def test_flow_vs_accuracy_one_panel_per_lr_rings_the_named_variants_without_text
     assert len(ring) == 1 and np.allclose(ring[0].get_offsets(), [[-1.0, 60.0]])
     legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
     assert legend == ["adam", "sgd", "adam: L2_BN"]
+
+
+def test_a_log_axis_shorter_than_a_decade_gets_plain_labels_that_do_not_collide():
+    fig, (short, long) = plt.subplots(1, 2, figsize=(4, 2))
+    short.plot([1, 2], [0.14, 0.24])
+    long.plot([1, 2], [0.001, 0.5])
+    for ax in (short, long):
+        ax.set_yscale("log")
+    plots._legible(fig)
+    fig.canvas.draw()
+    low, high = short.get_ylim()
+    shown = [t.get_text() for t, v in zip(short.get_yticklabels(), short.get_yticks())
+             if low <= v <= high]
+    assert shown == ["0.15", "0.2"]
+    assert not any(t.get_text() for t in short.yaxis.get_minorticklabels())
+    assert all("10^" in t.get_text() for t in long.get_yticklabels())  # decades: unchanged
