@@ -300,7 +300,7 @@ def margin_table(margins: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 
 
 def blank_missing(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """``table`` rounded to ``digits`` decimals, with its missing values as empty cells (for a
-    table a person reads, where NaN means "not given", e.g. a value the paper did not report)."""
-    rounded = table.round(digits)
-    return rounded.astype(object).where(rounded.notna(), "")
+    """``table``'s numbers as text with ``digits`` decimals (0.250, not 0.25), its missing values
+    as empty cells: for a table a person reads, where NaN means "not given", e.g. a value the
+    paper did not report."""
+    return table.map(lambda v: "" if pd.isna(v) else f"{v:.{digits}f}")

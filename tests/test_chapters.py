@@ -472,5 +472,6 @@ def test_blank_missing_rounds_and_leaves_missing_values_empty():
     t = pd.DataFrame({"ours": [0.31749, 0.2], "paper": [0.355, np.nan]},
                      index=["gf_l1", "gfall_l1"])
     shown = analysis.blank_missing(t)
-    assert shown.loc["gf_l1", "ours"] == 0.317 and shown.loc["gfall_l1", "paper"] == ""
+    assert shown.loc["gf_l1", "ours"] == "0.317" and shown.loc["gfall_l1", "paper"] == ""
+    assert shown.loc["gfall_l1", "ours"] == "0.200"  # every number with the same decimals
     assert list(shown.index) == ["gf_l1", "gfall_l1"]
