@@ -287,7 +287,10 @@ def report(analysis: dict, label: str) -> None:
     plots.pvalue_heatmaps({f"{label} (stored)": analysis["pvalues"],
                            "paper (Fashion-MNIST)": analysis["paper"]})
     plt.show()
-    display(analysis["favoured"], negflow_view(analysis["negflow"]))
+    display(Markdown("Activations whose sparse nets beat their dense partners (p < 0.05):"),
+            analysis["favoured"],
+            Markdown("Negative gradient flow per activation:"),
+            negflow_view(analysis["negflow"]))
     display(Markdown(f"**In short:** {verdict_sentence(analysis, label)}; "
                      f"{disagreements(analysis['agreement'], LABELS)}."))
     show_verdicts(analysis["verdicts"])

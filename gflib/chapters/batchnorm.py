@@ -201,7 +201,10 @@ def report(analysis: dict, label: str) -> None:
     plots.pvalue_heatmaps({f"{label} (stored)": analysis["pvalues"],
                            "paper (Fashion-MNIST)": analysis["paper"]})
     plt.show()
-    display(analysis["shares"].round(2), analysis["stability"].round(3))
+    display(Markdown("Share of cells where sparse beats dense (p < 0.05):"),
+            analysis["shares"].round(2),
+            Markdown("Unsteadiness of flow (median std of log10 EGF2 over epochs):"),
+            analysis["stability"].round(3))
     display(Markdown("Where the tables disagree: "
                      + disagreements(analysis["agreement"]) + "."))
     plots.effect_by_width(analysis["gain_by_width"], scale=100,

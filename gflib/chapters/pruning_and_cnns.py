@@ -433,10 +433,16 @@ def report(analysis: dict, label: str) -> None:
     tests and the verdicts."""
     from IPython.display import Markdown, display
 
-    display(method_view(analysis["methods"]))
-    display(comparison_view(analysis["comparisons"]))
-    display(margin_table(analysis["margins"]))
-    display(analysis["cnn_pvalues"].round(3))
+    for caption, table in (
+            ("Per method: median test accuracy, average EGF, density, dead units, runs:",
+             method_view(analysis["methods"])),
+            ("Each pruning method against the random mask and the dense net (matched):",
+             comparison_view(analysis["comparisons"])),
+            ("EGF margin over the gradient norm (|tau| with the target):",
+             margin_table(analysis["margins"])),
+            ("CNNs, sparse > dense: one-sided Wilcoxon p per cell:",
+             analysis["cnn_pvalues"].round(3))):
+        display(Markdown(caption), table)
     show_verdicts(analysis["verdicts"])
     display(Markdown(f"**What the `{label}` numbers say:** {reading(analysis)}"))
 
