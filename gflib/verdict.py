@@ -84,6 +84,12 @@ def format_p(p: float) -> str:
     return f"p = {p:.2g}" if p < 0.01 else f"p = {p:.3f}".rstrip("0").rstrip(".")
 
 
+def p_cell(p: float) -> str:
+    """:func:`format_p` for a table's p column, without its ``p =``: ``0.013``, ``< 1e-4`` or
+    ``n/a``."""
+    return format_p(p).removeprefix("p = ").removeprefix("p ")
+
+
 def markdown(v: Verdict) -> str:
     """The verdict as one Markdown paragraph: status and scale, the data, the sentence, the
     paper's reading."""

@@ -18,6 +18,7 @@ from gflib.models import MLP
 from gflib.results import RUN_COLUMNS, Results, typed_runs
 from gflib.store import config_key
 from gflib.updates import UpdateTrace, summary, table
+from gflib.verdict import p_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(dataset="digits", depth=2, width=16, epochs=3, flow_points=2, train_subset=300,
@@ -265,7 +266,7 @@ def test_display_tables_show_the_analysis_numbers():
     flow = a["tests"].loc[("flow", 0.1)]
     shown = t.loc[("0.1", "AdamW's EGF lower by (%)")]
     assert shown["effect (95 % CI)"].startswith(f"{100 * (1 - 10 ** -flow['effect']):+.1f} (")
-    assert shown["p"] == chapter._p(flow["pvalue"])
+    assert shown["p"] == p_cell(flow["pvalue"])
     assert len(t) == len(a["tests"])
 
 

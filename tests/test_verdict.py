@@ -71,3 +71,10 @@ def test_a_verdict_without_an_effect_says_so():
                 interval=(float("nan"), float("nan")), p=float("nan"), n=0, unit="seed",
                 sentence="not run here")
     assert "nan" not in v.numbers() and v.numbers().startswith("no effect measured")
+
+
+def test_p_values_for_people_in_sentences_and_in_table_cells():
+    assert verdict.format_p(0.0123) == "p = 0.012" and verdict.p_cell(0.0123) == "0.012"
+    assert verdict.format_p(0.00456) == "p = 0.0046" and verdict.p_cell(0.00456) == "0.0046"
+    assert verdict.format_p(3e-6) == "p < 1e-4" and verdict.p_cell(3e-6) == "< 1e-4"
+    assert verdict.p_cell(0.5) == "0.5" and verdict.p_cell(math.nan) == "n/a"

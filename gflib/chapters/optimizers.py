@@ -23,7 +23,7 @@ from .. import stats
 from ..analysis import pair_grid, unit_test, variant_flags, variant_name, with_interval
 from ..config import DECOUPLED_DECAY, EWMA_OPTIMIZERS
 from ..reference import STUDY_OPTIMIZERS
-from ..verdict import Verdict, format_p
+from ..verdict import Verdict, format_p, p_cell
 
 NAME = "optimizers"
 TITLE = "EWMA optimizers, high gradient flow, L2 and data augmentation"
@@ -249,10 +249,6 @@ def _interval(low: float, high: float, digits: int = 2) -> str:
     return f"{_signed(low, digits)} to {_signed(high, digits)}"
 
 
-def _p(p: float) -> str:
-    return format_p(p).removeprefix("p ").removeprefix("= ")
-
-
 def sensitivity_table(sens: pd.DataFrame) -> pd.DataFrame:
     """:func:`sensitivity` as the chapter shows it, one column per (lr, kind): the contrast
     tau(others) - tau(EWMA) with its 95 % interval and one-sided p first, then each family's
@@ -263,7 +259,7 @@ def sensitivity_table(sens: pd.DataFrame) -> pd.DataFrame:
         rows[(f"lr {lr:g}", kind)] = {
             "tau others - tau EWMA": _signed(r["effect"]),
             "95 % CI": _interval(r["ci_low"], r["ci_high"]),
-            "p (H1: > 0)": _p(r["pvalue"]),
+            "p (H1: > 0)": p_cell(r["pvalue"]),
             "tau EWMA": _signed(r["tau_ewma"]),
             "EWMA 95 % CI": _interval(r["ewma_low"], r["ewma_high"]),
             "tau others": _signed(r["tau_other"]),
@@ -403,7 +399,7 @@ def tests_table(t: pd.DataFrame) -> pd.DataFrame:
         index.append((f"{lr:g}", label))
         rows.append({"effect (95 % CI)": with_interval(pd.DataFrame([shown]), "effect",
                                                        digits=d).iloc[0],
-                     "p": _p(r["pvalue"]), "n": int(r["n"]),
+                     "p": p_cell(r["pvalue"]), "n": int(r["n"]),
                      "per seed": ", ".join(_signed(f(r[c]), d) for c in seeds
                                            if np.isfinite(r[c]))})
     return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["lr", "test"]))

@@ -24,7 +24,7 @@ from ..analysis import (effect_by, pair_configs, pairs, sparse_vs_dense_table, u
                         with_interval)
 from ..analysis import margin_table as analysis_margin_table
 from ..results import LAYER_PREFIX
-from ..verdict import Verdict, format_p, show_verdicts
+from ..verdict import Verdict, format_p, p_cell, show_verdicts
 from . import activations as activation_chapter
 from . import batchnorm as bn_chapter
 from . import sc_sdc_and_egf as egf_chapter
@@ -501,7 +501,7 @@ def comparison_view(comparisons: pd.DataFrame) -> pd.DataFrame:
     if c.empty:
         return c
     out = pd.DataFrame({"effect, points (95 % CI)": with_interval(c, "effect", digits=1),
-                        "p (ahead)": [_p_value(p) for p in c["p"]],
+                        "p (ahead)": [p_cell(p) for p in c["p"]],
                         "n": c["n"].astype(int)})
     return out.set_axis(pd.MultiIndex.from_frame(c[["method", "against"]]), axis=0)
 
@@ -514,7 +514,7 @@ def width_gain_view(by_width: pd.DataFrame) -> pd.DataFrame:
         return by_width
     b = 100 * by_width[["effect", "ci_low", "ci_high"]]
     return pd.DataFrame({"extra BN gain, points (95 % CI)": with_interval(b, "effect", digits=1),
-                         "p": [_p_value(p) for p in by_width["pvalue"]],
+                         "p": [p_cell(p) for p in by_width["pvalue"]],
                          "n": by_width["n"].astype(int)},
                         index=by_width.index.rename("dense width"))
 
@@ -631,11 +631,6 @@ def cnn_wins(pvalues: pd.DataFrame) -> dict:
             "best": str(best[-1]), "p": float(flat.min())}
 
 
-def _p_value(p: float) -> str:
-    """:func:`gflib.verdict.format_p` without its ``p =``: ``0.013`` or ``< 1e-4``."""
-    return format_p(p).removeprefix("p = ").removeprefix("p ")
-
-
 def reading(a: dict) -> str:
     """What the numbers of :func:`analyse`'s ``a`` say, in plain sentences (Markdown), with
     where they agree with the paper's claim and where not."""
@@ -648,7 +643,7 @@ def reading(a: dict) -> str:
             f"Across the pruning methods, magnitude-pruned nets end "
             f"{vs_random['effect'].min():+.1f} to {vs_random['effect'].max():+.1f} accuracy "
             f"points from the random mask of the same density (one-sided p for \"ahead\" from "
-            f"{_p_value(vs_random['p'].min())} to {_p_value(vs_random['p'].max())}) and "
+            f"{p_cell(vs_random['p'].min())} to {p_cell(vs_random['p'].max())}) and "
             f"{vs_dense['effect'].min():+.1f} to {vs_dense['effect'].max():+.1f} points from the "
             f"dense net of the same capacity.")
     margins = a["margins"]
