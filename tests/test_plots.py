@@ -113,8 +113,8 @@ def test_book_style_makes_ipython_show_figures_as_svg():
     a figure displays as image/svg+xml and no longer as PNG, also when pyplot is imported only
     after book_style. A subprocess: the shell is a process-wide singleton."""
     code = """
-import os
-os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+import matplotlib
+matplotlib.use("module://matplotlib_inline.backend_inline")
 from IPython.core.interactiveshell import InteractiveShell
 shell = InteractiveShell.instance()
 shell.run_cell("from gflib import plots; formats = plots.book_style()")
