@@ -1,11 +1,23 @@
-"""Activations that torch does not ship (:class:`SReLU`), and every registered activation's
-shape: :func:`curves` (value and slope on a grid) and :func:`slope_summary`. The registry of all
-of them is :data:`gflib.config.ACTIVATIONS`."""
+"""The activations a run can use: one :class:`ActivationSpec` per name in :data:`ACTIVATIONS`
+(the builder and the facts the chapters read), :class:`SReLU` (torch does not ship it), and each
+activation's shape: :func:`curves` (value and slope on a grid) and :func:`slope_summary`.
+
+Adding one is one :func:`register` call (or one entry of :data:`ACTIVATIONS`); every test and
+chapter that iterates the registry picks it up.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import pandas as pd
 import torch
 from torch import nn
+
+NEGATIVE_SLOPES = ("never", "by shape", "if learned")
+"""Where an activation's slope can be negative: ``"never"`` (monotone whatever it learns),
+``"by shape"`` (its fixed shape slopes down somewhere, as Swish's does below -1.28),
+``"if learned"`` (only where a learned parameter has turned a slope negative)."""
 
 
 class SReLU(nn.Module):
@@ -31,24 +43,85 @@ class SReLU(nn.Module):
         return torch.where(x >= tr, tr + ar * (x - tr), torch.where(x <= tl, tl + al * (x - tl), x))
 
 
+@dataclass(frozen=True)
+class ActivationSpec:
+    """One activation: ``build(features) -> nn.Module`` (element-wise on ``[B, F, ...]``;
+    ``features`` sizes per-unit parameters), the ``label`` the book writes, and where its slope can
+    be negative (``negative_slope``, one of :data:`NEGATIVE_SLOPES`)."""
+
+    build: Callable[[int], nn.Module]
+    label: str
+    negative_slope: str
+
+    def __post_init__(self):
+        if self.negative_slope not in NEGATIVE_SLOPES:
+            raise ValueError(f"negative_slope {self.negative_slope!r}; allowed: "
+                             f"{', '.join(NEGATIVE_SLOPES)}")
+
+    @property
+    def monotone(self) -> bool:
+        """At its initial parameters, the slope is never negative (``"by shape"`` is not)."""
+        return self.negative_slope != "by shape"
+
+    @property
+    def has_parameters(self) -> bool:
+        """It learns parameters of its own (stacked runs then go through ``torch.func.vmap``)."""
+        return any(True for _ in self.build(1).parameters())
+
+
+ACTIVATIONS = {
+    "relu": ActivationSpec(lambda features: nn.ReLU(), "ReLU", "never"),
+    "prelu": ActivationSpec(lambda features: nn.PReLU(num_parameters=1, init=0.25), "PReLU",
+                            "if learned"),
+    "elu": ActivationSpec(lambda features: nn.ELU(alpha=1.0), "ELU", "never"),
+    "swish": ActivationSpec(lambda features: nn.SiLU(), "Swish", "by shape"),
+    "srelu": ActivationSpec(lambda features: SReLU(features), "SReLU", "if learned"),
+    "sigmoid": ActivationSpec(lambda features: nn.Sigmoid(), "Sigmoid", "never"),
+}
+"""Name -> :class:`ActivationSpec`: the study's six. CHOICEs: PReLU one slope per layer from
+0.25, ELU alpha 1, Swish ``x sigmoid(x)``, SReLU as :class:`SReLU`."""
+
+
+def register(name: str, spec: ActivationSpec) -> ActivationSpec:
+    """Add (or replace) activation ``name`` in :data:`ACTIVATIONS`; returns ``spec``."""
+    if not isinstance(spec, ActivationSpec):
+        raise ValueError(f"activation {name!r} needs an ActivationSpec, got {type(spec).__name__}")
+    ACTIVATIONS[name] = spec
+    return spec
+
+
+def check(name) -> ActivationSpec:
+    """The spec of activation ``name``, or ValueError naming the allowed ones."""
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; allowed: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def build(name: str, features: int) -> nn.Module:
+    """A fresh module of activation ``name`` for ``features`` units."""
+    return check(name).build(features)
+
+
+def never_negative() -> list:
+    """The registered activations whose slope is never negative, whatever they learn."""
+    return [n for n, s in ACTIVATIONS.items() if s.negative_slope == "never"]
+
+
 def curves(names=None, low: float = -5.0, high: float = 5.0, points: int = 201) -> pd.DataFrame:
     """Each activation's value ``f(x)`` and slope ``f'(x)`` (by autograd) at its initial
     parameters, on ``points`` evenly spaced ``x`` in ``[low, high]``.
 
-    ``names``: keys of :data:`gflib.config.ACTIVATIONS` (default: all), each built for one unit.
+    ``names``: keys of :data:`ACTIVATIONS` (default: all), each built for one unit.
     Returns one row per (activation, x), columns ``activation``, ``x``, ``value``, ``slope``
     (float64), activations in the order of ``names``.
     """
-    from .config import ACTIVATIONS
-
     names = list(ACTIVATIONS if names is None else names)
-    unknown = [n for n in names if n not in ACTIVATIONS]
-    if unknown:
-        raise ValueError(f"unknown activation {unknown[0]!r}; allowed: {', '.join(ACTIVATIONS)}")
+    for name in names:
+        check(name)
     grid = torch.linspace(low, high, points, dtype=torch.float64)
     frames = []
     for name in names:
-        act = ACTIVATIONS[name](1).double()
+        act = build(name, 1).double()
         x = grid.clone().unsqueeze(1).requires_grad_(True)
         value = act(x)
         (slope,) = torch.autograd.grad(value.sum(), x)

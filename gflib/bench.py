@@ -48,7 +48,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import stacked, train
+from . import chapters, optimizers, presets, stacked, train
 from .config import RunConfig
 from .flow import schedule
 from .masks import apply_masks, random_masks
@@ -63,7 +63,8 @@ GOALS = {
 }
 BOOK_GOALS = {"book_execute_s": ("<=", 900.0), "book_rebuild_fraction": ("<=", 0.10)}
 FIGURES = tuple(GOALS)
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(".")
+"""The repository whose book ``--book`` builds: the working folder."""
 BOOK_FILES = ("_config.yml", "_toc.yml", "book")
 WIDTHS = (32, 64, 128, 256, 512, 1024)
 FLOW_RUN = RunConfig(dataset="digits", depth=2, width=100, match_width=50, optimizer="adam",
@@ -93,7 +94,7 @@ def _alternate(fns: dict, rounds: int, warmup: int = 2, device="cpu") -> dict:
 
 
 def _step_fn(model, batch: int = 128, foreach: bool = False):
-    """One training step of ``model`` with gflib's Adam (:data:`gflib.config.OPTIMIZERS`), or
+    """One training step of ``model`` with gflib's Adam (:data:`gflib.optimizers.OPTIMIZERS`), or
     torch's default (foreach) Adam when ``foreach``."""
     device = model.out.weight.device
     x = torch.randn(batch, model.hidden[0].layer.in_features, device=device)
@@ -101,7 +102,7 @@ def _step_fn(model, batch: int = 128, foreach: bool = False):
     if foreach:
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     else:
-        opt = train.make_optimizer("adam", model.parameters(), 1e-3, device=str(device))
+        opt = optimizers.make("adam", model.parameters(), 1e-3, device=str(device))
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -184,8 +185,6 @@ def flow_figures(configs: list, repeats: int) -> dict:
 def fmnist_group(device="cpu", quick: bool = False) -> tuple:
     """``(configs, scale)``: the first stacked group (16 runs) of chapter 1's grid at the
     ``fmnist`` preset, or at ``book`` when Fashion-MNIST is not on this machine."""
-    from . import chapters, presets
-
     scale = "fmnist"
     try:
         train.dataset_for(presets.get("fmnist").config())

@@ -1,120 +1,53 @@
-"""What a run is: :class:`RunConfig` (validated), :class:`RunResult`, and the registries.
+"""What a run is: :class:`RunConfig` (validated), its store key (:func:`config_key`) and
+:class:`RunResult`.
 
-Each registry maps a name to a builder; adding an optimizer, activation, dataset or model is one
-entry here (see README, "Extending gflib"):
-
-- :data:`OPTIMIZERS`: ``name -> builder(params, lr, weight_decay) -> torch.optim.Optimizer``;
-- :data:`ACTIVATIONS`: ``name -> builder(features) -> nn.Module`` (element-wise on ``[B, F]``; a
-  module with parameters is stacked by ``torch.func.vmap`` over the run axis, so it needs no
-  stacked version of its own);
-- :data:`DATASETS`: ``name -> loader(data_dir, download) -> gflib.data.Dataset``;
-- :data:`MODELS`: ``name -> builder(config, dataset) -> nn.Module``, drawn under the config's seed.
+The names a config may take come from the registries of the modules that implement them, each a
+record of facts per name: :data:`gflib.optimizers.OPTIMIZERS`, :data:`gflib.activations.ACTIVATIONS`,
+:data:`gflib.data.DATASETS`, :data:`gflib.models.MODELS`, the learning-rate schedules
+(:data:`gflib.hooks.LR_SCHEDULES`), pruning (:data:`gflib.pruning.PRUNING`) and traces
+(:data:`gflib.trace.OBSERVERS`). Adding one is one entry there (see README, "Extending gflib").
 
 CHOICEs (the paper is silent): batch size 128, constant learning rate (``lr_schedule``),
 cross-entropy; L2 adds ``l2 * sum ||W||^2`` over the Linear/Conv weight tensors to the loss;
-``weight_decay`` is AdamW's decoupled decay; momentum 0.9 for ``momentum``; Adam and AdamW use
-torch's fused CPU/GPU kernels where the device has them (same update as the default, up to float
-rounding; see README "Performance").
+``weight_decay`` is the decoupled decay of the optimizers that take it (AdamW).
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import numbers
 import os
 from dataclasses import dataclass, field
 
-import torch
-from torch import nn
-
-from . import data as gdata
-from .activations import SReLU
+from . import activations, data, models, optimizers
+from .hooks import LR_SCHEDULES
+from .masks import SCOPES as PRUNE_SCOPES
+from .pruning import PRUNING
 from .scsdc import INITS, check_widths
+from .trace import OBSERVERS
 
 RESULTS_VERSION = 3
 """Bump when a change alters what a stored number means; results of other versions are redone."""
-
-
-def _fused(device) -> dict:
-    """``{"fused": True}`` where torch has fused Adam kernels for ``device``, else ``{}``."""
-    return {"fused": True} if torch.device(device).type in ("cpu", "cuda") else {}
-
-
-OPTIMIZERS = {
-    "sgd": lambda params, lr, wd, device: torch.optim.SGD(params, lr=lr),
-    "momentum": lambda params, lr, wd, device: torch.optim.SGD(params, lr=lr, momentum=0.9),
-    "adagrad": lambda params, lr, wd, device: torch.optim.Adagrad(params, lr=lr),
-    "adam": lambda params, lr, wd, device: torch.optim.Adam(params, lr=lr, **_fused(device)),
-    "rmsprop": lambda params, lr, wd, device: torch.optim.RMSprop(params, lr=lr),
-    "adamw": lambda params, lr, wd, device: torch.optim.AdamW(params, lr=lr, weight_decay=wd,
-                                                             **_fused(device)),
-}
-"""Name -> ``builder(params, lr, weight_decay, device)``. The study's five and AdamW."""
-
-EWMA_OPTIMIZERS = ("adam", "rmsprop", "adamw")
-"""Optimizers that keep an exponentially weighted average of squared gradients (claim 4)."""
-
-DECOUPLED_DECAY = ("adamw",)
-"""Optimizers that take ``weight_decay`` (decoupled); the others take ``l2`` in the loss."""
-
-ACTIVATIONS = {
-    "relu": lambda features: nn.ReLU(),
-    "prelu": lambda features: nn.PReLU(num_parameters=1, init=0.25),
-    "elu": lambda features: nn.ELU(alpha=1.0),
-    "swish": lambda features: nn.SiLU(),
-    "srelu": lambda features: SReLU(features),
-    "sigmoid": lambda features: nn.Sigmoid(),
-}
-"""Name -> ``builder(features)``: the study's six activations."""
-
-DATASETS = {
-    "digits": lambda data_dir, download: gdata.digits(),
-    "fashion_mnist": lambda data_dir, download: gdata.fashion_mnist(data_dir, download),
-    "cifar10": lambda data_dir, download: gdata.cifar("cifar10", data_dir, download),
-    "cifar100": lambda data_dir, download: gdata.cifar("cifar100", data_dir, download),
-}
-"""Name -> ``loader(data_dir, download)`` returning a standardised :class:`gflib.data.Dataset`."""
-
-
-def _mlp(config, ds):
-    from .models import MLP
-    return MLP(ds.in_features, ds.n_classes, config.depth, config.width,
-               activation=config.activation, batchnorm=config.batchnorm, skip=config.skip)
-
-
-def _cnn(config, ds):
-    from .models import CNN
-    return CNN(ds.shape, ds.n_classes, activation=config.activation, batchnorm=config.batchnorm,
-               skip=config.skip, width_multiplier=config.width / 100)
-
-
-def _wrn50(config, ds):
-    from .models import wide_resnet50
-    return wide_resnet50(ds.n_classes)
-
-
-MODELS = {"mlp": _mlp, "cnn": _cnn, "wrn50": _wrn50}
-"""Name -> ``builder(config, dataset)``: ``width`` is the MLP's hidden width, the CNN's channel
-multiplier x 100; WRN-50 ignores it."""
-
-SCSDC_MODELS = ("mlp", "cnn")
-"""Models with a width, so with SC-SDC pairs (``match_width``)."""
-LR_SCHEDULES = ("constant", "cosine")
-PRUNING = ("none", "oneshot", "gradual")
-PRUNE_SCOPES = ("layer", "global")
-TRACES = ("none", "updates", "activations")
-"""What a run records besides its metrics and flow (:mod:`gflib.trace`): ``"updates"``, per layer
-and epoch, the size of the optimizer's steps on active weights and its second-moment estimate;
-``"activations"``, at the end, how much gradient flows where the activation's slope is
-negative. Recording never changes the run."""
 
 _INT_FIELDS = ("depth", "width", "epochs", "batch_size", "seed", "flow_points", "match_width",
                "train_subset", "test_subset", "prune_start", "prune_end")
 _FLOAT_FIELDS = ("density", "lr", "l2", "weight_decay")
 _BOOL_FIELDS = ("batchnorm", "skip", "augment")
-_NAME_FIELDS = {"dataset": DATASETS, "model": MODELS, "activation": ACTIVATIONS,
-                "optimizer": OPTIMIZERS, "init": INITS, "lr_schedule": LR_SCHEDULES,
-                "prune": PRUNING, "prune_scope": PRUNE_SCOPES, "trace": TRACES}
+_NAME_FIELDS = {"dataset": data.DATASETS, "model": models.MODELS,
+                "activation": activations.ACTIVATIONS, "optimizer": optimizers.OPTIMIZERS,
+                "init": INITS, "lr_schedule": LR_SCHEDULES, "prune": PRUNING,
+                "prune_scope": PRUNE_SCOPES, "trace": OBSERVERS}
+
+COST = "cost"
+"""The metadata key of the fields that change what a step costs (:func:`gflib.cost.shape`):
+``"value"`` (each value its own cost) or ``"set"`` (whether it differs from its default: a
+sparse member's step costs the same at any density, L2 the same at any strength)."""
+
+
+def _field(default, cost: str | None = None, compare: bool = True):
+    return field(default=default, compare=compare, metadata={COST: cost} if cost else {})
 
 
 @dataclass(frozen=True)
@@ -134,38 +67,38 @@ class RunConfig:
     ``"gradual"`` ramps sparsity from 0 at ``prune_start`` to the target at ``prune_end`` on Zhu &
     Gupta's cubic schedule (epoch granularity); ``prune_scope`` ranks per layer or globally.
     ``train_subset``/``test_subset``: a fixed random subset of the data (None = all).
-    ``trace``: what else to record (:data:`TRACES`), kept in :attr:`RunResult.trace`.
+    ``trace``: what else to record (:data:`gflib.trace.OBSERVERS`), kept in :attr:`RunResult.trace`.
     """
 
-    dataset: str = "digits"
-    model: str = "mlp"
-    depth: int = 2
-    width: int = 64
-    activation: str = "relu"
-    batchnorm: bool = False
-    skip: bool = False
-    density: float = 1.0
-    match_width: int | None = None
+    dataset: str = _field("digits", "value")
+    model: str = _field("mlp", "value")
+    depth: int = _field(2, "value")
+    width: int = _field(64, "value")
+    activation: str = _field("relu", "value")
+    batchnorm: bool = _field(False, "value")
+    skip: bool = _field(False, "value")
+    density: float = _field(1.0, "set")
+    match_width: int | None = _field(None, "set")
     init: str = "dense"
     optimizer: str = "adam"
     lr: float = 1e-3
-    l2: float = 0.0
-    weight_decay: float = 0.0
-    augment: bool = False
+    l2: float = _field(0.0, "set")
+    weight_decay: float = _field(0.0, "set")
+    augment: bool = _field(False, "value")
     epochs: int = 10
-    batch_size: int = 128
+    batch_size: int = _field(128, "value")
     seed: int = 0
-    train_subset: int | None = None
-    test_subset: int | None = None
+    train_subset: int | None = _field(None, "value")
+    test_subset: int | None = _field(None, "value")
     flow_points: int = 11
     lr_schedule: str = "constant"
-    prune: str = "none"
+    prune: str = _field("none", "value")
     prune_scope: str = "layer"
     prune_start: int = 0
     prune_end: int = 0
-    trace: str = "none"
-    data_dir: str | None = field(default=None, compare=False)
-    device: str = field(default="cpu", compare=False)
+    trace: str = _field("none", "value")
+    data_dir: str | None = _field(None, "value", compare=False)
+    device: str = _field("cpu", "value", compare=False)
 
     def __post_init__(self):
         for name in _INT_FIELDS:
@@ -206,8 +139,9 @@ class RunConfig:
             v = getattr(self, label)
             if not isinstance(v, float) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{label} must be a finite number >= 0, got {v!r}")
-        if self.weight_decay > 0 and self.optimizer not in DECOUPLED_DECAY:
-            raise ValueError(f"weight_decay (decoupled) is for {', '.join(DECOUPLED_DECAY)}; "
+        if self.weight_decay > 0 and not optimizers.check(self.optimizer).decoupled_decay:
+            decoupled = [n for n, o in optimizers.OPTIMIZERS.items() if o.decoupled_decay]
+            raise ValueError(f"weight_decay (decoupled) is for {', '.join(decoupled)}; "
                              f"optimizer {self.optimizer!r} takes l2 (added to the loss) instead")
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a torch device string such as 'cpu' or 'cuda', "
@@ -215,8 +149,9 @@ class RunConfig:
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise ValueError(f"data_dir must be None or a path, got {self.data_dir!r}")
         if self.match_width is not None:
-            if self.model not in SCSDC_MODELS:
-                raise ValueError(f"match_width (SC-SDC) is for models {', '.join(SCSDC_MODELS)}, "
+            if not models.check(self.model).width:
+                with_width = [n for n, m in models.MODELS.items() if m.width]
+                raise ValueError(f"match_width (SC-SDC) is for models {', '.join(with_width)}, "
                                  f"not {self.model!r}")
             if self.density != 1.0:
                 raise ValueError("give either density or match_width, not both")
@@ -256,6 +191,12 @@ class RunConfig:
         """``"sparse"`` or ``"dense"`` (:attr:`sparse`); pruned runs are sparse."""
         return "sparse" if self.sparse else "dense"
 
+    def dense_partner(self) -> "RunConfig":
+        """The dense member of this run's SC-SDC pair: width ``match_width``, unmasked,
+        unpruned."""
+        return self.replace(width=self.match_width, match_width=None, init="dense",
+                            prune="none", prune_scope="layer", prune_start=0, prune_end=0)
+
 
 def _check_int(label, value, low, none_ok=False):
     if none_ok and value is None:
@@ -276,6 +217,18 @@ def non_default_fields(config: RunConfig) -> dict:
         if value != f.default:
             out[f.name] = value
     return out
+
+
+def config_key(config: RunConfig | dict) -> str:
+    """A 20-hex-digit hash of :data:`RESULTS_VERSION` and the config's
+    :func:`non_default_fields` (numbers normalised: ``lr=1`` is ``lr=1.0``): a field added later
+    with a default leaves every stored key valid, and bumping the version retires results whose
+    numbers meant something else."""
+    if not isinstance(config, RunConfig):
+        config = RunConfig(**config)
+    blob = json.dumps({"results_version": RESULTS_VERSION, **non_default_fields(config)},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 @dataclass

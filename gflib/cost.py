@@ -35,21 +35,28 @@ import time
 import pandas as pd
 import torch
 
-from . import chapters, presets, publish, train
-from .config import RunConfig
+from . import chapters, presets, summaries, train
+from .config import COST, RunConfig
+from .flops import train_flops
 from .flow import schedule
 from .stacked import groups as stack_groups
 
 TERMS = ("setup_s", "flow_s", "step_s", "eval_s")
 
+
 def shape(config: RunConfig) -> tuple:
-    """What sets the cost of one step of ``config``: every field but the seed, the optimizer and
-    its learning rate, the epochs, the flow schedule, the initialisation and the SC-SDC partner's
-    width (a sparse member's step costs the same at any density)."""
-    return (config.dataset, config.model, config.depth, config.width, config.activation,
-            config.batchnorm, config.skip, config.sparse, config.augment, config.l2 > 0,
-            config.weight_decay > 0, config.batch_size, config.train_subset, config.test_subset,
-            config.data_dir, config.device)
+    """What sets the cost of one step of ``config``: the fields :class:`gflib.config.RunConfig`
+    marks as changing cost (metadata :data:`gflib.config.COST`), each as its value or, for
+    ``"set"`` fields (density, the SC-SDC partner's width, L2, weight decay), whether it differs
+    from its default. Not the seed, the optimizer (CHOICE: timed with Adam, the costliest), its
+    learning rate, the epochs or the flow schedule: the model counts those separately."""
+    out = []
+    for f in dataclasses.fields(RunConfig):
+        kind = f.metadata.get(COST)
+        if kind is not None:
+            value = getattr(config, f.name)
+            out.append((f.name, value if kind == "value" else value != f.default))
+    return tuple(out)
 
 
 def shape_id(config: RunConfig) -> str:
@@ -205,37 +212,6 @@ def step_flop(config: RunConfig, inputs: int, classes: int = 10) -> float:
     return 6.0 * config.batch_size * sum(a * b for a, b in zip(widths, widths[1:]))
 
 
-TRAIN_IMAGES = {"digits": 1437, "fashion_mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
-"""Training images of each dataset (digits: our 80 % split of 1,797)."""
-SHAPES = {"digits": (1, 8, 8), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32),
-          "cifar100": (3, 32, 32)}
-CLASSES = {"digits": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100}
-
-
-def train_flops(config: RunConfig, n_train: int | None = None) -> float:
-    """Training arithmetic of the whole run ``config`` (FLOP) for any model: one step's forward
-    and backward counted by ``torch.utils.flop_counter`` on the meta device (no memory, no
-    data; every weight counted, a masked layer is computed dense) times ``epochs x
-    ceil(n_train / batch_size)`` steps (``n_train``: the config's ``train_subset``, else
-    :data:`TRAIN_IMAGES`). Evaluation and flow measurement are not counted."""
-    from types import SimpleNamespace
-
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from .config import MODELS
-
-    n_train = n_train or config.train_subset or TRAIN_IMAGES[config.dataset]
-    shape_ = SHAPES[config.dataset]
-    ds = SimpleNamespace(shape=shape_, in_features=math.prod(shape_),
-                         n_classes=CLASSES[config.dataset])
-    with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        model = MODELS[config.model](config, ds)
-        x = torch.empty(config.batch_size, *shape_)
-        with FlopCounterMode(display=False) as counter:
-            model(x).sum().backward()
-    return counter.get_total_flops() * config.epochs * math.ceil(n_train / config.batch_size)
-
-
 def paper_grid_hours(gpus=(1, 8, 64), figures=H100, grids=PAPER_GRIDS,
                      architectures=None, batch_size: int = 128) -> pd.DataFrame:
     """Wall hours the paper's grids would take on each number of ``gpus``, from per-step
@@ -281,7 +257,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     p = presets.get(args.preset)
     out = {"preset": p.name, "device": args.device, "stack": args.stack,
-           "device_name": publish.device_name(args.device), "torch": torch.__version__,
+           "device_name": summaries.device_name(args.device), "torch": torch.__version__,
            "chapters": {}}
     total = 0.0
     how = f"stacked groups of up to {args.stack}" if args.stack else "runs trained one by one"

@@ -12,6 +12,9 @@ import dataclasses
 import html as _html
 import math
 
+import pandas as pd
+
+from . import chapters, presets
 from .reference import CLAIMS
 from .verdict import Verdict
 
@@ -30,8 +33,6 @@ def collect(preset: str | None = None, store_root=None, stack: int | None = 16,
     :func:`gflib.chapters.results_dir`'s), then from each stored summary
     (:func:`gflib.chapters.stored`, analysed at its own preset). A stored summary's verdicts
     carry its name as their ``scale`` (``"<name> (stored)"`` when that is the live preset's)."""
-    from . import chapters, presets
-
     out = []
     for name in chapters.names():
         module = chapters.get(name)
@@ -50,8 +51,6 @@ def collect(preset: str | None = None, store_root=None, stack: int | None = 16,
 
 def chapter_of(claim: int):
     """The registered chapter module that tests ``claim`` (None when none does yet)."""
-    from . import chapters
-
     return next((chapters.get(n) for n in chapters.names() if claim in chapters.get(n).CLAIMS),
                 None)
 
@@ -103,8 +102,6 @@ def table(verdicts) -> "pd.DataFrame":
     """Rows: the study's six claims (:data:`gflib.reference.CLAIMS`); columns: the scales of
     ``verdicts`` (:func:`scales`); each cell an HTML :func:`cell` linking to the verdict section
     of the claim's chapter page (``<NAME>.html#verdict``)."""
-    import pandas as pd
-
     verdicts = list(verdicts)
     for v in verdicts:
         if not isinstance(v, Verdict):

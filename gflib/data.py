@@ -23,6 +23,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -34,20 +35,69 @@ FASHION_MNIST_FILES = (
 )
 CACHE_DIR = Path.home() / ".cache" / "gflib"
 
-AUGMENTATION = {
-    "digits": "random shift by up to 1 pixel in each direction (zero padding); no flip: digits "
-              "are not mirror-symmetric",
-    "fashion_mnist": "random crop 28x28 from the image zero-padded by 2, then horizontal flip "
-                     "with probability 1/2",
-    "cifar10": "random crop 32x32 from the image zero-padded by 4, then horizontal flip with "
-               "probability 1/2 (the usual CIFAR recipe)",
-    "cifar100": "random crop 32x32 from the image zero-padded by 4, then horizontal flip with "
-                "probability 1/2 (the usual CIFAR recipe)",
-}
-"""The DA variant's recipe per dataset (CHOICE: the paper does not give one)."""
+@dataclass(frozen=True)
+class Augmentation:
+    """The DA variant's recipe for one dataset (:func:`augment`): a random shift of up to ``pad``
+    pixels each way (a crop of the image zero-padded by ``pad``), then a horizontal flip with
+    probability 1/2 when ``flip``; ``text`` says it in words."""
 
-_PAD = {"digits": 1, "fashion_mnist": 2, "cifar10": 4, "cifar100": 4}
-_FLIP = {"digits": False, "fashion_mnist": True, "cifar10": True, "cifar100": True}
+    pad: int
+    flip: bool
+    text: str
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset: ``load(data_dir, download) -> Dataset`` (standardised), and what is known
+    without loading it: one image's ``shape`` ``(C, H, W)``, ``classes``, ``n_train`` (training
+    images), the DA recipe ``augmentation`` (None: no DA variant) and the book's ``label``."""
+
+    load: Callable
+    shape: tuple
+    classes: int
+    n_train: int
+    augmentation: Augmentation | None
+    label: str
+
+    @property
+    def in_features(self) -> int:
+        """Inputs of an MLP on this data: ``C * H * W``."""
+        return int(np.prod(self.shape))
+
+
+_CIFAR_DA = Augmentation(4, True, "random crop 32x32 from the image zero-padded by 4, then "
+                                  "horizontal flip with probability 1/2 (the usual CIFAR recipe)")
+DATASETS = {
+    "digits": DatasetSpec(
+        lambda data_dir, download: digits(), (1, 8, 8), 10, 1437,
+        Augmentation(1, False, "random shift by up to 1 pixel in each direction (zero padding); "
+                               "no flip: digits are not mirror-symmetric"), "digits"),
+    "fashion_mnist": DatasetSpec(
+        lambda data_dir, download: fashion_mnist(data_dir, download), (1, 28, 28), 10, 60_000,
+        Augmentation(2, True, "random crop 28x28 from the image zero-padded by 2, then "
+                              "horizontal flip with probability 1/2"), "Fashion-MNIST"),
+    "cifar10": DatasetSpec(lambda data_dir, download: cifar("cifar10", data_dir, download),
+                           (3, 32, 32), 10, 50_000, _CIFAR_DA, "CIFAR-10"),
+    "cifar100": DatasetSpec(lambda data_dir, download: cifar("cifar100", data_dir, download),
+                            (3, 32, 32), 100, 50_000, _CIFAR_DA, "CIFAR-100"),
+}
+"""Name -> :class:`DatasetSpec`. digits' ``n_train`` is our 80 % split of 1,797. The DA
+recipes are CHOICEs (the paper gives none)."""
+
+
+def register(name: str, spec: DatasetSpec) -> DatasetSpec:
+    """Add (or replace) dataset ``name`` in :data:`DATASETS`; returns ``spec``."""
+    if not isinstance(spec, DatasetSpec):
+        raise ValueError(f"dataset {name!r} needs a DatasetSpec, got {type(spec).__name__}")
+    DATASETS[name] = spec
+    return spec
+
+
+def check(name) -> DatasetSpec:
+    """The spec of dataset ``name``, or ValueError naming the allowed ones."""
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    return DATASETS[name]
 
 
 @dataclass
@@ -101,17 +151,13 @@ class Dataset:
 
 
 def load(name: str = "digits", data_dir: str | Path | None = None, download: bool = False) -> Dataset:
-    """Load dataset ``name`` (a key of :data:`gflib.config.DATASETS`) standardised with its
-    training statistics.
+    """Load dataset ``name`` (a key of :data:`DATASETS`) standardised with its training
+    statistics.
 
     ``data_dir`` is where torchvision's files live (or go, with ``download=True``). A dataset that is
     not found raises ValueError naming every folder tried; a bad Fashion-MNIST file, one naming it.
     """
-    from .config import DATASETS
-
-    if not isinstance(name, str) or name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
-    return DATASETS[name](data_dir, download)
+    return check(name).load(data_dir, download)
 
 
 def digits() -> Dataset:
@@ -326,20 +372,23 @@ def batches(n: int, batch_size: int, generator: torch.Generator, device="cpu"):
 
 
 def augment(x: torch.Tensor, name: str, generator: torch.Generator) -> torch.Tensor:
-    """The DA recipe of :data:`AUGMENTATION` applied to a batch ``[B, C, H, W]`` with tensor ops.
+    """Dataset ``name``'s DA recipe (:class:`Augmentation`) applied to a batch ``[B, C, H, W]``
+    with tensor ops.
 
     Each image gets its own shift (and flip); the random draws come from ``generator`` (CPU).
     """
-    if name not in _PAD:
-        raise ValueError(f"no augmentation recipe for {name!r}; allowed: {', '.join(_PAD)}")
-    pad = _PAD[name]
+    recipe = check(name).augmentation
+    if recipe is None:
+        with_recipe = [n for n, s in DATASETS.items() if s.augmentation is not None]
+        raise ValueError(f"no augmentation recipe for {name!r}; allowed: {', '.join(with_recipe)}")
+    pad = recipe.pad
     b, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
     dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # [B, H]
     cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # [B, W]
-    if _FLIP[name]:
+    if recipe.flip:
         flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
         cols = torch.where(flip[:, None], cols.flip(1), cols)
     batch_idx = torch.arange(b, device=x.device)[:, None, None]

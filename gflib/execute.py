@@ -3,8 +3,9 @@
     python -m gflib.execute sc_sdc_and_egf OUT_DIR -p preset paper -p dataset cifar10 \\
         -p device cuda
 
-``chapter`` is a chapter's name (``python -m gflib.execute --help`` lists them with their
-parameters) or the path of its ``book/<name>.md``. papermill reads .ipynb only: the MyST chapter
+``chapter`` is a chapter's name (its notebook ``<book>/<name>.md``, ``--book`` default
+``book``: run from the repository's root; ``python -m gflib.execute --help`` lists them with their
+parameters) or the path of a notebook. papermill reads .ipynb only: the MyST chapter
 is converted in memory with jupytext, executed with the parameters injected after its
 ``parameters`` cell, and saved as ``OUT_DIR/<chapter>.ipynb``. Unless ``results_dir`` is given,
 the chapter's raw results go to ``OUT_DIR/results``. A parameter the chapter does not have is an
@@ -25,7 +26,8 @@ from pathlib import Path
 from . import chapters, presets
 from .progress import BAR_ENV, LOG_ENV, ProgressLog, environment
 
-BOOK = chapters.REPO / "book"
+BOOK = Path("book")
+"""The book's folder of notebooks, from the repository's root."""
 
 
 def parse_value(text: str):
@@ -37,21 +39,23 @@ def parse_value(text: str):
         return text
 
 
-def chapter_path(chapter) -> Path:
-    """The notebook of ``chapter``: a chapter name or a path to a ``.md`` file."""
+def chapter_path(chapter, book=BOOK) -> Path:
+    """The notebook of ``chapter``: a chapter name (its ``<book>/<NAME>.md``) or a path to a
+    ``.md`` file; ValueError when there is no such file."""
     path = Path(chapter)
-    if path.suffix == ".md":
-        if not path.is_file():
-            raise ValueError(f"no chapter file {path}")
-        return path.resolve()
-    return BOOK / f"{chapters.get(str(chapter)).NAME}.md"
+    if path.suffix != ".md":
+        path = Path(book) / f"{chapters.get(str(chapter)).NAME}.md"
+    if not path.is_file():
+        raise ValueError(f"no notebook {path} for chapter {chapter!r}: give the path of its .md "
+                         "file, or --book the folder holding it")
+    return path.resolve()
 
 
-def parameters_of(chapter) -> dict:
+def parameters_of(chapter, book=BOOK) -> dict:
     """``{name: source line}`` of the chapter's ``parameters`` cell, in order."""
     import jupytext
 
-    nb = jupytext.read(chapter_path(chapter))
+    nb = jupytext.read(chapter_path(chapter, book))
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
         raise ValueError(f"{chapter} has no cell tagged 'parameters'")
@@ -66,7 +70,7 @@ def parameters_of(chapter) -> dict:
 
 
 def execute(chapter, out_dir, parameters: dict | None = None, kernel_name: str = "python3",
-            progress: bool = False) -> Path:
+            progress: bool = False, book=BOOK) -> Path:
     """Execute ``chapter`` (a name or a ``book/*.md`` path) into ``out_dir`` with
     ``parameters``; return the executed notebook's path. Unknown parameters raise ValueError
     before anything runs. The kernel's sweeps log their progress to ``out_dir/<chapter>.log``
@@ -75,7 +79,7 @@ def execute(chapter, out_dir, parameters: dict | None = None, kernel_name: str =
     import jupytext
     import papermill
 
-    path = chapter_path(chapter)
+    path = chapter_path(chapter, book)
     parameters = dict(parameters or {})
     known = parameters_of(path)
     unknown = sorted(set(parameters) - set(known))
@@ -101,11 +105,14 @@ def execute(chapter, out_dir, parameters: dict | None = None, kernel_name: str =
     return output
 
 
-def _epilog() -> str:
+def _epilog(book=BOOK) -> str:
     lines = ["chapters and their parameters (-p NAME VALUE; defaults as in the notebook):"]
     for name in chapters.names():
         lines.append(f"  {name}")
-        lines += [f"      {line}" for line in parameters_of(name).values()]
+        try:
+            lines += [f"      {line}" for line in parameters_of(name, book).values()]
+        except ValueError as error:
+            lines.append(f"      ({error})")
     lines.append("presets:")
     lines += [f"  {p.name:<8}{p.note}" for p in presets.PRESETS.values()]
     return "\n".join(lines)
@@ -123,11 +130,14 @@ def main(argv=None):
                              "literal when it is one")
     parser.add_argument("-k", "--kernel", default="python3",
                         help="Jupyter kernel to run the chapter in (default python3)")
+    parser.add_argument("--book", default=str(BOOK),
+                        help="the folder of the chapters' notebooks (default: book)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bars on the console (the log file is still written)")
     args = parser.parse_args(argv)
     params = {name: parse_value(value) for name, value in args.parameter}
-    print(execute(args.chapter, args.out_dir, params, args.kernel, progress=not args.quiet))
+    print(execute(args.chapter, args.out_dir, params, args.kernel, progress=not args.quiet,
+                  book=args.book))
 
 
 if __name__ == "__main__":

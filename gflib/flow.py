@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from .ensemble import Single, weight_gradients
@@ -127,8 +128,6 @@ def layer_norms(grads: Mapping, masks: Mapping | None = None):
     """Per-tensor view of the measures: a DataFrame with one row per measured tensor and columns
     ``layer, weights, active, l1_all, l1_active, l2_all, l2_active`` (norms of ``g_l`` over all
     entries and over the active ones)."""
-    import pandas as pd
-
     masks = masks or {}
     rows = []
     for name, g in grads.items():

@@ -167,9 +167,14 @@ def masks_of(model: nn.Module) -> dict:
     return dict(getattr(model, "_gflib_masks", {}))
 
 
-def density(masks: Mapping) -> dict:
-    """Achieved density per tensor: active fraction in [0, 1]."""
-    return {n: m.float().mean().item() for n, m in masks.items()}
+def zero_masked(model: nn.Module, masks: Mapping) -> nn.Module:
+    """Zero the masked weights of ``model`` in place, without keeping them zero (no hook: the
+    training loop's ensemble attaches its own). Returns ``model``."""
+    weights = maskable_weights(model)
+    with torch.no_grad():
+        for name, keep in masks.items():
+            weights[name].masked_fill_(~keep, 0.0)
+    return model
 
 
 def dead_units(masks: Mapping) -> dict:

@@ -1,5 +1,6 @@
-"""The study's networks: MLPs, the talk's CNN, Wide ResNet-50. Activations come from the registry
-:data:`gflib.config.ACTIVATIONS`.
+"""The study's networks: MLPs, the talk's CNN, Wide ResNet-50, and the registry of models a run
+can use (:data:`MODELS`, one :class:`ModelSpec` each). Activations come from
+:data:`gflib.activations.ACTIVATIONS`.
 
 CHOICEs (the paper is silent): BatchNorm sits between a layer and its activation, and the layer
 before a BatchNorm has no bias: that bias's true gradient is 0, and Adam or RMSProp would turn
@@ -9,19 +10,13 @@ have the same width (every hidden layer but the first in an MLP).
 """
 from __future__ import annotations
 
-import torch
+import math
+from dataclasses import dataclass
+from typing import Callable
+
 from torch import nn
 
-
-
-def activation(name: str, features: int) -> nn.Module:
-    """A fresh activation module from :data:`gflib.config.ACTIVATIONS`; ``features`` sizes
-    per-unit parameters (SReLU)."""
-    from .config import ACTIVATIONS
-
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; allowed: {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name](features)
+from .activations import build as activation, check as check_activation
 
 
 class Block(nn.Module):
@@ -69,11 +64,7 @@ def check_mlp(in_features, out_features, depth, width, activation_name):
                          ("depth", depth), ("width", width)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
-    from .config import ACTIVATIONS
-
-    if activation_name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation_name!r}; allowed: "
-                         f"{', '.join(ACTIVATIONS)}")
+    check_activation(activation_name)
 
 
 class CNN(nn.Module):
@@ -140,3 +131,60 @@ def maskable_weights(model: nn.Module) -> dict:
         if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             out[f"{mname}.weight" if mname else "weight"] = module.weight
     return out
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model: ``build(config, shape, classes) -> nn.Module`` (drawn under the caller's RNG;
+    ``shape`` one input's ``(C, H, W)``, ``classes`` the outputs), the book's ``label``; ``width``:
+    it has a width (``config.width``), so SC-SDC pairs (``match_width``) and magnitude pruning to
+    their densities apply; ``stacks``: K runs of it train as one stacked model
+    (:class:`gflib.stacked.StackedMLP`), else one at a time."""
+
+    build: Callable
+    label: str
+    width: bool
+    stacks: bool = False
+
+
+def _mlp(config, shape, classes):
+    return MLP(math.prod(shape), classes, config.depth, config.width,
+               activation=config.activation, batchnorm=config.batchnorm, skip=config.skip)
+
+
+def _cnn(config, shape, classes):
+    return CNN(shape, classes, activation=config.activation, batchnorm=config.batchnorm,
+               skip=config.skip, width_multiplier=config.width / 100)
+
+
+def _wrn50(config, shape, classes):
+    return wide_resnet50(classes)
+
+
+MODELS = {
+    "mlp": ModelSpec(_mlp, "MLP", width=True, stacks=True),
+    "cnn": ModelSpec(_cnn, "CNN", width=True),
+    "wrn50": ModelSpec(_wrn50, "Wide ResNet-50-2", width=False),
+}
+"""Name -> :class:`ModelSpec`: ``width`` is the MLP's hidden width and the CNN's channel
+multiplier x 100; Wide ResNet-50 has none."""
+
+
+def register(name: str, spec: ModelSpec) -> ModelSpec:
+    """Add (or replace) model ``name`` in :data:`MODELS`; returns ``spec``."""
+    if not isinstance(spec, ModelSpec):
+        raise ValueError(f"model {name!r} needs a ModelSpec, got {type(spec).__name__}")
+    MODELS[name] = spec
+    return spec
+
+
+def check(name) -> ModelSpec:
+    """The spec of model ``name``, or ValueError naming the allowed ones."""
+    if not isinstance(name, str) or name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; allowed: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def build(config, shape: tuple, classes: int) -> nn.Module:
+    """``config.model``'s network for inputs of ``shape`` and ``classes`` outputs."""
+    return check(config.model).build(config, tuple(shape), classes)

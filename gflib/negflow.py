@@ -27,6 +27,7 @@ import math
 import torch
 
 from .ensemble import expand, per_run_loss
+from .hooks import Hook
 
 QUANTITIES = ("neg_share", "neg_grad_share")
 
@@ -88,7 +89,7 @@ def _shares(counts, prefix: str = "") -> dict:
             f"{prefix}neg_grad_share": g_neg / g_all if g_all > 0 else math.nan}
 
 
-class NegativeFlowTrace:
+class NegativeFlowTrace(Hook):
     """The ``"activations"`` trace: keeps the group's ensemble from :meth:`after_step` and, in
     :meth:`result` after training, returns run ``r``'s :func:`negative_flow` on the probe batch
     (computed once for the group). Holds nothing across epochs, so checkpoints stay on. A group
@@ -100,11 +101,8 @@ class NegativeFlowTrace:
         self.ens = None
         self._values = None
 
-    def before_step(self, ens):
-        return None
-
-    def after_step(self, ens, optimizer, before, epoch):
-        self.ens = ens
+    def after_step(self, loop, before, epoch):
+        self.ens = loop.ens
 
     def result(self, r: int) -> dict:
         if self._values is None:
@@ -113,9 +111,3 @@ class NegativeFlowTrace:
             else:
                 self._values = negative_flow(self.ens, *self.probe)
         return self._values[r]
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

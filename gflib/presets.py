@@ -15,6 +15,8 @@ import numbers
 import os
 from dataclasses import dataclass
 
+from . import data
+from .config import RunConfig
 from .scsdc import PAPER_DENSITY_RATIOS
 
 ENV = "GFLIB_PRESET"
@@ -41,10 +43,7 @@ class Preset:
     note: str = ""
 
     def __post_init__(self):
-        from .config import DATASETS
-
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}")
+        data.check(self.dataset)
         for label in ("sparse_width", "epochs", "batch_size"):
             _positive_int(label, getattr(self, label))
         for label in ("train_subset", "test_subset"):
@@ -69,8 +68,6 @@ class Preset:
     def config(self, **fields):
         """A :class:`gflib.config.RunConfig` at this scale (dataset, epochs, batch size, subsets)
         with ``fields`` (e.g. ``depth``, ``optimizer``, ``device``)."""
-        from .config import RunConfig
-
         return RunConfig(dataset=self.dataset, epochs=self.epochs, batch_size=self.batch_size,
                          train_subset=self.train_subset, test_subset=self.test_subset, **fields)
 

@@ -4,7 +4,7 @@
                             [--stack K] [--workers N | --scheduler ADDRESS]
                             [--cost COST_JSON [--group-seconds S]]
 
-writes ``book/data/<chapter>/<preset>.csv`` (one row per run: config, final metrics, mean flow
+writes ``book/data/<chapter>/<preset>.csv`` (``--out``: another data folder) (one row per run: config, final metrics, mean flow
 measures, the EGF curve, diverged) and ``<preset>.json`` (provenance: preset and overrides, gflib
 git commit, torch version, device name, date, wall time, number of runs). The raw per-run results
 stay in the results store (``results/`` by default, git-ignored); a stopped command resumes.
@@ -23,70 +23,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import multiprocessing
-import datetime as dt
 import json
+import multiprocessing
 import os
-import platform
-import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
-from . import chapters, presets, sweep
+from . import chapters, cost, presets, summaries, sweep
 from .progress import ProgressLog, duration
-from .results import Results
 
-REPO = chapters.REPO
-DATA = chapters.DATA
+DATA = Path("book") / "data"
+"""The default data folder: the book's, from the repository's root."""
 
 
 def configs_for(chapter: str, preset, device="cpu", data_dir=None) -> list:
     """The run configs of ``chapter`` (:func:`gflib.chapters.names`) at ``preset``."""
     return chapters.get(chapter).grid(preset, device=device, data_dir=data_dir)
-
-
-def device_name(device: str) -> str:
-    """A readable name of ``device``: the GPU's name, or the CPU's model."""
-    if str(device).startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
-    return f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-
-
-def git_commit() -> str | None:
-    """The commit of the gflib that runs: ``$GFLIB_COMMIT`` when set (a copied tree, such as the
-    GPU machine's, may carry another ``.git`` or none), else the checkout's ``HEAD``, with
-    ``-dirty`` appended when ``gflib/`` differs from it."""
-    if os.environ.get("GFLIB_COMMIT"):
-        return os.environ["GFLIB_COMMIT"]
-
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
-    try:
-        head = git("rev-parse", "HEAD").stdout.strip()
-        if not head:
-            return None
-        return head + ("-dirty" if git("diff", "--quiet", "HEAD", "--", "gflib").returncode else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def write_atomic(path: Path, text: str):
-    """Write ``text`` to ``path`` through a temporary file in its folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def publish(chapter: str, preset: str, overrides: dict | None = None, device: str = "cpu",
@@ -114,7 +70,6 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
         raise ValueError(f"summary name {name!r}: use letters, digits, '-' and '_' only")
     store = chapters.results_dir(chapter, name, results_root)
     seconds = estimator_from(cost_json, chapter) if cost_json else None
-    commit = git_commit()
     log = progress_log(chapter, name, results_root)
     log.note(f"start: {len(configs)} runs at preset {p.name}"
              + (f" with {overrides}" if overrides else "")
@@ -138,20 +93,10 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
             raise
     wall = time.perf_counter() - start
     table = results.runs
-    csv = Path(out_root) / chapter / f"{name}.csv"
-    results.save(csv)
-    provenance = {
-        "chapter": chapter, "name": name, "preset": p.name, "overrides": overrides, "stack": stack,
-        "workers": workers, "scheduler": scheduler,
-        "group_s": group_s if cost_json else None,
-        "gflib_commit": commit, "torch": torch.__version__, "device": str(device),
-        "device_name": device_name(device),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "wall_s": round(wall, 1), "runs_wall_s": round(float(table["wall_s"].sum()), 1),
-        "n_runs": len(table), "n_diverged": int(table["diverged"].sum()),
-        "note": p.summary,
-    }
-    write_atomic(csv.with_suffix(".json"), json.dumps(provenance, indent=2) + "\n")
+    provenance = summaries.provenance(
+        chapter, name, p, overrides, device, table, wall, stack=stack, workers=workers,
+        scheduler=scheduler, group_s=group_s if cost_json else None)
+    csv = summaries.write(results, provenance, chapter, name, out_root)
     log.note(f"done: {len(table)} runs ({provenance['n_diverged']} diverged) in "
              f"{duration(wall)}; summary {csv}")
     return csv
@@ -167,39 +112,12 @@ def progress_log(chapter: str, name: str, results_root=None) -> ProgressLog:
 def estimator_from(cost_json, chapter: str):
     """:func:`gflib.cost.estimator` of ``chapter``'s shapes in a ``python -m gflib.cost --json``
     file; ValueError when the file has no figures for ``chapter``."""
-    from . import cost
     figures = json.loads(Path(cost_json).read_text())
     if chapter not in figures.get("chapters", {}):
         raise ValueError(f"{cost_json} has no cost figures for {chapter!r} (it has "
                          f"{sorted(figures.get('chapters', {}))}); run python -m gflib.cost "
                          f"{chapter} --json {cost_json}")
     return cost.estimator(figures["chapters"][chapter]["shapes"])
-
-
-def names(chapter: str, root: Path = DATA) -> list:
-    """The names of ``chapter``'s stored summaries (those with both files), sorted."""
-    folder = Path(root) / chapters.get(chapter).NAME
-    return sorted(p.stem for p in folder.glob("*.csv") if p.with_suffix(".json").is_file())
-
-
-def load(chapter: str, name: str, root: Path = DATA):
-    """``(Results, provenance)`` of the stored summary ``name``, or ``None`` when there is
-    none."""
-    csv = Path(root) / chapters.get(chapter).NAME / f"{name}.csv"
-    meta = csv.with_suffix(".json")
-    if not (csv.is_file() and meta.is_file()):
-        return None
-    return Results.load(csv), json.loads(meta.read_text())
-
-
-def provenance_line(meta: dict) -> str:
-    """One sentence saying where a stored summary came from."""
-    commit = (meta.get("gflib_commit") or "unknown")[:10]
-    return (f"{meta['n_runs']} runs at preset `{meta['preset']}`"
-            + (f" with {meta['overrides']}" if meta.get("overrides") else "")
-            + f" on {meta['device_name']}, torch {meta['torch']}, gflib {commit}, "
-            f"{meta['date'][:10]}, {meta['wall_s'] / 60:.1f} min; {meta['n_diverged']} diverged"
-            + (f". Scale: {meta['note']}." if meta.get("note") else "."))
 
 
 def main(argv=None):

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import RunConfig
+from .atomic import write_text
+from .config import RunConfig, config_key
 from .flow import MEASURES
 
 CONFIG_COLUMNS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.compare)
@@ -23,7 +24,7 @@ CONFIG_COLUMNS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.compar
 ``data_dir``)."""
 
 RUN_COLUMNS = {
-    "key": "the run's store key (:func:`gflib.store.config_key`)",
+    "key": "the run's store key (:func:`gflib.config.config_key`)",
     **{c: "config field (:class:`gflib.config.RunConfig`)" for c in CONFIG_COLUMNS},
     "kind": "'sparse' or 'dense', from the config (:attr:`gflib.config.RunConfig.kind`)",
     "test_loss": "final mean cross-entropy on the test split (nats)",
@@ -85,8 +86,6 @@ class Results:
     @classmethod
     def from_results(cls, results) -> "Results":
         """The tables of a list of :class:`gflib.config.RunResult`."""
-        from .store import config_key
-
         rows, curves = [], []
         for r in results:
             config = RunConfig(**r.config)
@@ -112,11 +111,9 @@ class Results:
 
     def save(self, csv: Path) -> tuple:
         """Write ``csv`` (runs) and ``<stem>-curves.csv`` beside it; returns both paths."""
-        from .publish import write_atomic
-
         curves = curves_path(csv)
-        write_atomic(csv, self.runs.to_csv(index=False))
-        write_atomic(curves, self.curves.to_csv(index=False))
+        write_text(csv, self.runs.to_csv(index=False))
+        write_text(curves, self.curves.to_csv(index=False))
         return csv, curves
 
     @classmethod
@@ -161,8 +158,6 @@ def typed_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _from_first_format(old: pd.DataFrame) -> Results:
-    from .store import config_key
-
     old = typed_runs(old)
     curve_cols = [c for c in old.columns if "@" in c]
     rows = []

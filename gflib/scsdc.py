@@ -11,18 +11,16 @@ from the same D-layer bound; with BatchNorm the hidden layers have no bias.
 """
 from __future__ import annotations
 
+import pandas as pd
 import torch
 
-from .masks import apply_masks, masks_with_counts, sparsity_aware_init_
+from .masks import (apply_masks, dead_units, masks_with_counts, sparsity_aware_init_,
+                    zero_masked)
 from .models import MLP, maskable_weights
 
 PAPER_SPARSE_WIDTH = 3076
 PAPER_DENSITY_RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)
 INITS = ("dense", "sparsity_aware")
-FEATURES = {"digits": (64, 10), "fashion_mnist": (784, 10), "cifar10": (3072, 10),
-            "cifar100": (3072, 100)}
-"""``dataset -> (in_features, out_features)`` of an MLP on it (flattened images, classes), so
-that layer counts can be worked out from a config without loading the data."""
 
 
 def paper_widths(sparse_width: int = PAPER_SPARSE_WIDTH, ratios=PAPER_DENSITY_RATIOS) -> list:
@@ -60,8 +58,9 @@ def check_widths(sparse_width, dense_width):
 
 
 def sparse_member(in_features, out_features, depth, sparse_width, dense_width, seed,
-                  init: str = "dense", **mlp_options):
-    """The sparse MLP of a pair and its masks: ``(model, masks)``; masks applied.
+                  init: str = "dense", attach: bool = True, **mlp_options):
+    """The sparse MLP of a pair and its masks: ``(model, masks)``, masks applied
+    (:func:`gflib.masks.apply_masks`; ``attach=False``: masked weights zeroed, no hook).
 
     ``init="dense"`` draws active weights (and biases) from the dense layer's distribution;
     ``"sparsity_aware"`` then rescales each unit by its masked fan-in (Evci et al. 2020).
@@ -70,17 +69,19 @@ def sparse_member(in_features, out_features, depth, sparse_width, dense_width, s
     check_widths(sparse_width, dense_width)
     return matched_member(
         lambda: MLP(in_features, out_features, depth, sparse_width, **mlp_options),
-        lambda: MLP(in_features, out_features, depth, dense_width, **mlp_options), seed, init)
+        lambda: MLP(in_features, out_features, depth, dense_width, **mlp_options), seed, init,
+        attach)
 
 
-def matched_member(build_sparse, build_dense, seed: int, init: str = "dense"):
+def matched_member(build_sparse, build_dense, seed: int, init: str = "dense",
+                   attach: bool = True):
     """The sparse member of an SC-SDC pair of any two models with the same maskable weight
     tensors (:func:`gflib.models.maskable_weights`, same names, the sparse ones at least as
     large): ``(model, masks)`` with masks applied. Every tensor of ``build_sparse()`` keeps
     exactly as many active weights as the same tensor of ``build_dense()`` has, drawn (with its
     bias) from ``U(-1/sqrt(F), 1/sqrt(F))``, ``F`` the dense tensor's fan-in (``numel / out``:
     inputs x kernel size for a convolution), torch's default for the dense layer. The dense
-    model is built on the meta device (no memory, no random draws). Seeds as
+    model is built on the meta device (no memory, no random draws). Seeds and ``attach`` as
     :func:`sparse_member`. For a CNN this widens the channels of the sparse member and masks
     its kernels: with channel ratio ``r``, a hidden convolution keeps ``r^2`` of its weights,
     the first and the last layer ``r``."""
@@ -104,7 +105,10 @@ def matched_member(build_sparse, build_dense, seed: int, init: str = "dense"):
                 if bias is not None:
                     bias.uniform_(-bound, bound)
     masks = masks_with_counts(model, {n: t.numel() for n, t in dense.items()}, seed + 1)
-    apply_masks(model, masks)
+    if attach:
+        apply_masks(model, masks)
+    else:
+        zero_masked(model, masks)
     if init == "sparsity_aware":
         sparsity_aware_init_(model, masks, {n: t[0].numel() for n, t in dense.items()})
     return model, masks
@@ -143,8 +147,6 @@ def _bias_of(model, weight_name):
 def layer_table(sparse_model, sparse_masks, dense_model):
     """One row per Linear layer of a pair: ``layer, sparse_weights, sparse_active,
     dense_weights`` (counts; ``sparse_active`` counts non-zero mask entries)."""
-    import pandas as pd
-
     sw, dw = maskable_weights(sparse_model), maskable_weights(dense_model)
     return pd.DataFrame([
         {"layer": name, "sparse_weights": w.numel(),
@@ -161,10 +163,6 @@ def regime(in_features: int, out_features: int, depth: int, sparse_width: int, d
     (measured on the masks of seed ``seed``), ``no_input`` (share of those hidden units with no
     active input from the previous hidden layer) and ``dead`` (share of all hidden units cut off,
     :func:`gflib.masks.dead_units`). Needs ``depth >= 2``."""
-    import pandas as pd
-
-    from .masks import dead_units
-
     if depth < 2:
         raise ValueError(f"regime needs depth >= 2 (a hidden-to-hidden layer), got {depth!r}")
     rows = []

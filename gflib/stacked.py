@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
+from . import models
 from .config import RunConfig
 from .ensemble import Ensemble
 from .models import MLP, maskable_weights
@@ -53,7 +54,7 @@ def stack_key(config: RunConfig, cpu_max_width: int | None = CPU_MAX_WIDTH):
     """A hashable key such that configs with equal keys can train in one stack, or None when
     ``config`` should run alone (not an MLP; or on a CPU with ``width > cpu_max_width``; pass
     ``cpu_max_width=None`` to stack every width)."""
-    if config.model != "mlp":
+    if not models.check(config.model).stacks:
         return None
     if (cpu_max_width is not None and torch.device(config.device).type == "cpu"
             and config.width > cpu_max_width):
@@ -78,7 +79,8 @@ def check_group(configs) -> list:
     keys = [stack_key(c, cpu_max_width=None) for c in configs]
     if None in keys:
         bad = sorted({c.model for c, k in zip(configs, keys) if k is None})
-        raise ValueError(f"only model 'mlp' stacks; got {bad}")
+        stacking = [n for n, m in models.MODELS.items() if m.stacks]
+        raise ValueError(f"only models {', '.join(stacking)} stack; got {bad}")
     if len(set(keys)) > 1:
         fields = [f for f in configs[0].to_dict() if f not in PER_RUN_FIELDS
                   and len({getattr(c, f) for c in configs}) > 1]

@@ -1,40 +1,27 @@
-"""A folder of run results, one JSON file per run, keyed by a hash of the run's config.
+"""A folder of run results, one JSON file per run, named by its config's key
+(:func:`gflib.config.config_key`).
 
-The key hashes :data:`gflib.config.RESULTS_VERSION` and the config's fields that differ from
-their defaults (:func:`gflib.config.non_default_fields`), with numbers normalised (``lr=1`` is
-``lr=1.0``): a field added later with a default leaves every stored key valid, and bumping the
-version retires results whose numbers meant something else.
-
-Writes are atomic (a temporary file in the same folder, then ``os.replace``), so a run stopped
-mid-write leaves no file that reads as a result; a file that does not parse, or whose stored
-config does not hash to its name, is treated as absent (and redone by a sweep).
+Writes are atomic (:mod:`gflib.atomic`), so a run stopped mid-write leaves no file that reads as
+a result; a file that does not parse, or whose stored config does not hash to its name, is
+treated as absent (and redone by a sweep).
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from .config import RESULTS_VERSION, RunConfig, RunResult, non_default_fields
+from .atomic import TEMPORARY, write_json
+from .config import RunResult, config_key
 
 FORMAT = 2
 """The layout of a stored file (``{"format", "key", "result"}``)."""
 
 STALE_S = 600.0
 """Age (seconds) past which a temporary file in the store is taken as a dead writer's."""
-
-
-def config_key(config: RunConfig | dict) -> str:
-    """A 20-hex-digit hash of the config (see the module doc)."""
-    if not isinstance(config, RunConfig):
-        config = RunConfig(**config)
-    blob = json.dumps({"results_version": RESULTS_VERSION, **non_default_fields(config)},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 class ResultStore:
@@ -66,7 +53,7 @@ class ResultStore:
         left by a writer killed mid-write. Returns how many were removed."""
         cutoff, removed = time.time() - older_than_s, 0
         for folder in (self.root, self.root / ".failures"):
-            for path in [*folder.glob(".tmp-*"), *folder.glob(".probe-*")]:
+            for path in [*folder.glob(f"{TEMPORARY}*"), *folder.glob(".probe-*")]:
                 with contextlib.suppress(FileNotFoundError):
                     if path.stat().st_mtime < cutoff:
                         path.unlink()
@@ -82,20 +69,9 @@ class ResultStore:
 
     def put(self, result: RunResult) -> Path:
         """Write ``result`` atomically under its config's key."""
-        self.root.mkdir(parents=True, exist_ok=True)
         target = self.root / f"{config_key(result.config)}.json"
         payload = {"format": FORMAT, "key": target.stem, "result": result.to_dict()}
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(payload, f, allow_nan=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return write_json(target, payload, sync=True, allow_nan=True)
 
     def keys(self) -> list:
         """Keys of the readable results in the store."""

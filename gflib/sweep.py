@@ -20,17 +20,17 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import traceback
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, wait
 from pathlib import Path
 
 from . import train
-from .config import RunConfig
+from .atomic import write_json
+from .config import RunConfig, config_key
 from .progress import bar as progress_bar, from_env as progress_from_env
 from .results import Results
 from .stacked import CPU_MAX_WIDTH, groups, stack_key
-from .store import ResultStore, config_key
+from .store import ResultStore
 
 SPLIT_ON = (RuntimeError, MemoryError)
 """Errors after which a group of several runs is split in halves and retried: torch's
@@ -175,18 +175,9 @@ def _check(configs, stack, seconds, target_s) -> list:
 
 
 def _record_failure(store: ResultStore, failure: Failure) -> None:
-    folder = store.root / FAILURES
-    folder.mkdir(exist_ok=True)
     payload = {"config": failure.config.to_dict(), "group_size": failure.group_size,
                "error": failure.error, "traceback": failure.traceback}
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1)
-        os.replace(tmp, folder / f"{config_key(failure.config)}.json")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(store.root / FAILURES / f"{config_key(failure.config)}.json", payload, indent=1)
 
 
 def failures(store_dir) -> list:

@@ -1,27 +1,23 @@
 """Recording more than metrics and flow: the training loop's observers.
 
-An observer watches a group's training without changing it. :func:`gflib.train.train` calls
-``before_step(ensemble)`` after the backward pass and before the optimizer's step (what it returns
-is handed back), then ``after_step(ensemble, optimizer, before, epoch)``, and, once training ends,
-``result(r)`` for each run ``r``: a JSON-able dict kept as that run's ``RunResult.trace``.
-A run's ``trace`` field (:data:`gflib.config.TRACES`) picks its observer from :data:`OBSERVERS`
-(``name -> factory(configs, probe)``, ``probe`` the fixed probe batch ``(x, y)``).
+An observer is a hook (:mod:`gflib.hooks`) that watches a group's training without changing it
+and, once training ends, returns ``result(r)`` for each run ``r``: a JSON-able dict kept as that
+run's ``RunResult.trace``. A run's ``trace`` field picks its observer from :data:`OBSERVERS`.
 """
 from __future__ import annotations
 
-import importlib
+from .negflow import NegativeFlowTrace
+from .updates import UpdateTrace
 
-OBSERVERS = {
-    "updates": "gflib.updates:UpdateTrace",
-    "activations": "gflib.negflow:NegativeFlowTrace",
-}
-"""Trace name -> ``"module:factory"`` (imported when first used)."""
+OBSERVERS = {"none": None, "updates": UpdateTrace, "activations": NegativeFlowTrace}
+"""Trace name -> ``factory(configs, probe)`` (``probe`` the fixed probe batch ``(x, y)``), None
+for no trace. ``"updates"``, per layer and epoch, the size of the optimizer's steps on active
+weights and its second-moment estimate (:mod:`gflib.updates`); ``"activations"``, at the end, how
+much gradient flows where the activation's slope is negative (:mod:`gflib.negflow`). Recording
+never changes the run."""
 
 
 def observer_for(configs: list, probe: tuple):
     """The observer of a group's ``trace`` (``None`` for ``"none"``)."""
-    name = configs[0].trace
-    if name == "none":
-        return None
-    module, _, factory = OBSERVERS[name].partition(":")
-    return getattr(importlib.import_module(module), factory)(configs, probe)
+    factory = OBSERVERS[configs[0].trace]
+    return None if factory is None else factory(configs, probe)

@@ -8,15 +8,12 @@ data order and augmentation draws (its own ``torch.Generator(seed + 2)``), its f
 its own slice of the probe gradients, its divergence (a run that fails is recorded and left out of
 the loss; the others train on).
 
-The loop's hooks, both chosen by the config so that the results store keys them:
-- learning-rate schedule (``lr_schedule``): the factor of the base rate at each epoch
-  (:func:`lr_factor`), applied before the epoch's first step;
-- mask updates (``prune``): :func:`gflib.pruning.masks_at` gives, before an epoch, each run's new
-  masks (magnitude pruning, one-shot or gradual) or None; the loop applies them and zeroes the
-  optimizer state of the newly masked weights, so masked weights stay exactly zero.
-A third, the observer, only watches (it must not change the run): chosen by the config's
-``trace`` (:mod:`gflib.trace`) or passed in; it sees every optimizer step, and what its
-``result(r)`` returns is kept as run r's ``trace``.
+The loop trains and evaluates; everything else is a hook it calls (:mod:`gflib.hooks`), in this
+order: the learning-rate schedule (``lr_schedule``, :data:`gflib.hooks.LR_SCHEDULES`), the mask
+updates (``prune``, :data:`gflib.pruning.PRUNING`), the flow measurements
+(:class:`FlowSchedule`) and the observer (``trace``, :data:`gflib.trace.OBSERVERS`, or one passed
+in), which only watches and whose ``result(r)`` is kept as run r's ``trace``. The config chooses
+each, so the results store keys it.
 
 CHOICEs (the paper is silent): see :mod:`gflib.config`; flow is measured on a fixed probe batch of
 the first 1000 training examples of a seed-0 permutation (un-augmented), at
@@ -29,19 +26,23 @@ import functools
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from . import data as gdata
-from .config import OPTIMIZERS, RunConfig, RunResult
-from .ensemble import Single, evaluate, per_run_loss
+from . import models, optimizers
+from .atomic import replacing
+from .config import RunConfig, RunResult, config_key
+from .ensemble import Ensemble, Single, evaluate, per_run_loss
 from .flow import MEASURES, measure_runs, schedule
-from .masks import (counts_for, dead_units, random_masks, sparsity_aware_init_,
-                    zero_masked_state)
-from .pruning import dense_partner
-from .scsdc import matched_member, sparse_member
+from .hooks import LR_SCHEDULES, Hook
+from .masks import counts_for, dead_units, random_masks, sparsity_aware_init_, zero_masked
+from .pruning import PRUNING
+from .scsdc import matched_member
 from .stacked import StackedMLP, check_group
 from .trace import observer_for
 
@@ -74,51 +75,38 @@ def dataset_for(config: RunConfig) -> gdata.Dataset:
 
 def build_model(config: RunConfig, ds: gdata.Dataset):
     """``(model, masks)`` for ``config`` on ``ds``, drawn under ``config.seed`` (masks ``{}``
-    when dense or pruned later); masks are not attached (the ensemble attaches them)."""
-    from .config import MODELS
+    when dense or pruned later); masked weights are zeroed, the masks are not attached (the
+    ensemble attaches them)."""
+    def build(c):
+        return lambda: models.build(c, ds.shape, ds.n_classes)
 
-    if config.match_width is not None and config.prune == "none" and config.model != "mlp":
-        model, masks = matched_member(lambda: MODELS[config.model](config, ds),
-                                      lambda: MODELS[config.model](dense_partner(config), ds),
-                                      config.seed, config.init)
-        for handle in getattr(model, "_gflib_mask_hooks", []):
-            handle.remove()
-        return model, masks
     if config.match_width is not None and config.prune == "none":
-        model, masks = sparse_member(ds.in_features, ds.n_classes, config.depth, config.width,
-                                     config.match_width, config.seed, init=config.init,
-                                     activation=config.activation, batchnorm=config.batchnorm,
-                                     skip=config.skip)
-        for handle in getattr(model, "_gflib_mask_hooks", []):
-            handle.remove()
-        return model, masks
+        return matched_member(build(config), build(config.dense_partner()), config.seed,
+                              config.init, attach=False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = MODELS[config.model](config, ds)
+        model = build(config)()
     masks = {}
     if config.density < 1.0 and config.prune == "none":
         masks = random_masks(model, config.density, config.seed + 1)
-        with torch.no_grad():
-            for name, w in model.named_parameters():
-                if name in masks:
-                    w.masked_fill_(~masks[name], 0.0)
+        zero_masked(model, masks)
         if config.init == "sparsity_aware":
             sparsity_aware_init_(model, masks)
     return model, masks
 
 
 def check_buildable(config: RunConfig) -> None:
-    """Raise ValueError now if ``config``'s model cannot be built on its data (e.g. a density
-    that leaves a layer no weight), by building it on the meta device: nothing is computed."""
+    """Raise ValueError now if ``config``'s data cannot be loaded or its model cannot be built on
+    it (e.g. a density that leaves a layer no weight), by building it on the meta device: nothing
+    is computed."""
     ds = dataset_for(config)
     if config.density < 1.0:
-        from .config import MODELS
-        with torch.device("meta"):
-            model = MODELS[config.model](config, ds)
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            model = models.build(config, ds.shape, ds.n_classes)
         counts_for(model, config.density)
 
 
-def build_ensemble(configs: list, ds: gdata.Dataset, device):
+def build_ensemble(configs: list, ds: gdata.Dataset, device) -> Ensemble:
     """The group's ensemble on ``device``: :class:`gflib.ensemble.Single` for one config,
     :class:`gflib.stacked.StackedMLP` for several."""
     built = [build_model(c, ds) for c in configs]
@@ -126,22 +114,6 @@ def build_ensemble(configs: list, ds: gdata.Dataset, device):
         model, masks = built[0]
         return Single(model.to(device), masks)
     return StackedMLP([m.to(device) for m, _ in built], [mk for _, mk in built])
-
-
-def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0,
-                   device="cpu") -> torch.optim.Optimizer:
-    """The optimizer ``name`` (:data:`gflib.config.OPTIMIZERS`) over ``params``."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](params, lr, weight_decay, device)
-
-
-def lr_factor(config: RunConfig, epoch: int) -> float:
-    """The learning-rate factor for ``epoch`` (1-based): 1 for ``"constant"``; for
-    ``"cosine"``, ``(1 + cos(pi (epoch - 1) / epochs)) / 2``."""
-    if config.lr_schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * (epoch - 1) / config.epochs))
-    return 1.0
 
 
 def probe_batch(ds: gdata.Dataset, size: int = PROBE_SIZE):
@@ -152,8 +124,11 @@ def probe_batch(ds: gdata.Dataset, size: int = PROBE_SIZE):
     return ds.x_train[idx], ds.y_train[idx]
 
 
-class _Group:
-    """What the loop records for each run of a group (plain Python, so a checkpoint pickles)."""
+class Records:
+    """What the loop records for each run of a group (plain Python, so a checkpoint pickles):
+    per run its ``histories`` (one dict per epoch), ``flows`` (``{epoch: {measure: value}}``),
+    ``diverged`` (the epoch, or None), ``reasons`` and ``first_loss`` (its first batch's loss);
+    ``epoch``: the last epoch done."""
 
     def __init__(self, k):
         self.histories = [[] for _ in range(k)]
@@ -164,9 +139,58 @@ class _Group:
         self.epoch = 0
 
 
+@dataclass
+class Loop:
+    """What the hooks see (:mod:`gflib.hooks`): the group's ``configs``, its ensemble ``ens``,
+    optimizer ``opt``, dataset ``ds`` (on the device), probe batch ``probe`` ``(x, y)`` and
+    ``records`` (:class:`Records`)."""
+
+    configs: list
+    ens: Ensemble
+    opt: torch.optim.Optimizer
+    ds: gdata.Dataset
+    probe: tuple
+    records: Records
+
+
+class FlowSchedule(Hook):
+    """Measures every run's flow (:func:`gflib.flow.measure_runs`) on the probe batch before
+    training and after each scheduled epoch (:func:`gflib.flow.schedule`), for the runs that
+    have not diverged."""
+
+    def __init__(self, config: RunConfig):
+        self.points = set(schedule(config.epochs, config.flow_points))
+
+    def _measure(self, loop: Loop, epoch: int) -> None:
+        if epoch in self.points:
+            values = measure_runs(loop.ens, *loop.probe)
+            for r, value in enumerate(values):
+                if loop.records.diverged[r] is None:
+                    loop.records.flows[r][epoch] = value
+
+    def start(self, loop: Loop) -> None:
+        self._measure(loop, 0)
+
+    def after_epoch(self, loop: Loop, epoch: int) -> None:
+        self._measure(loop, epoch)
+
+
+def hooks_for(configs: list, measure_flow: bool = True, observer: Hook | None = None) -> list:
+    """The group's hooks, in the order the loop calls them: its learning-rate schedule, its
+    pruning (if any), its flow schedule (``measure_flow``) and ``observer`` (if any)."""
+    cfg = configs[0]
+    pruning = PRUNING[cfg.prune]
+    hooks = [LR_SCHEDULES[cfg.lr_schedule](cfg)]
+    if pruning is not None:
+        hooks.append(pruning(configs))
+    if measure_flow:
+        hooks.append(FlowSchedule(cfg))
+    return hooks + ([observer] if observer is not None else [])
+
+
 def train(configs, progress: bool = False, measure_flow: bool = True,
           checkpoint: str | os.PathLike | None = None, checkpoint_every_s: float = 60.0,
-          observer=None) -> list:
+          observer: Hook | None = None) -> list:
     """Train a group of runs (see :func:`gflib.stacked.check_group`) and return one
     :class:`gflib.config.RunResult` per config, in order; never raises on divergence.
 
@@ -174,9 +198,9 @@ def train(configs, progress: bool = False, measure_flow: bool = True,
     where the group's whole state is saved (atomically) at the end of an epoch when at least
     ``checkpoint_every_s`` seconds have passed since the last save; a group started again with
     the same file resumes from it, losing at most the epochs since, and the file is removed when
-    the group finishes (an observer without ``state_dict``/``load_state_dict`` turns
-    checkpoints off). ``observer``: see the module doc (default: the configs' ``trace``). ``wall_s`` of each result is the
-    group's wall time divided by the number of runs.
+    the group finishes. ``observer``: a hook (:mod:`gflib.hooks`) that watches and whose
+    ``result(r)`` becomes run r's ``trace`` (default: the configs' ``trace``). ``wall_s`` of each
+    result is the group's wall time divided by the number of runs.
     """
     configs = check_group(configs)
     start = time.perf_counter()
@@ -184,47 +208,29 @@ def train(configs, progress: bool = False, measure_flow: bool = True,
     device = torch.device(cfg.device)
     ds = dataset_for(cfg).to(device)
     ens = build_ensemble(configs, ds, device)
-    opt = make_optimizer(cfg.optimizer, ens.parameters(), cfg.lr, cfg.weight_decay, cfg.device)
+    opt = optimizers.make(cfg.optimizer, ens.parameters(), cfg.lr, cfg.weight_decay, cfg.device)
     gens = [torch.Generator().manual_seed(c.seed + 2) for c in configs]
     probe = probe_batch(ds)
-    if observer is None:
-        observer = observer_for(configs, probe)
-    points = set(schedule(cfg.epochs, cfg.flow_points)) if measure_flow else set()
-    g = _Group(k)
+    observer = observer if observer is not None else observer_for(configs, probe)
+    hooks = hooks_for(configs, measure_flow, observer)
+    loop = Loop(configs, ens, opt, ds, probe, Records(k))
     dead = torch.zeros(k, dtype=torch.bool, device=device)
     ckpt = Path(checkpoint) if checkpoint else None
-    if observer is not None and not hasattr(observer, "state_dict"):
-        ckpt = None
     if ckpt is not None and ckpt.is_file():
-        g = _restore(ckpt, configs, ens, opt, gens, dead, observer)
+        loop.records = _restore(ckpt, loop, gens, dead, hooks)
+    g = loop.records
     last_save = time.perf_counter()
-
-    def record_flow(epoch):
-        if epoch in points:
-            values = measure_runs(ens, *probe)
-            for r in range(k):
-                if g.diverged[r] is None:
-                    g.flows[r][epoch] = values[r]
-
     if g.epoch == 0:
-        record_flow(0)
+        for hook in hooks:
+            hook.start(loop)
     epochs = range(g.epoch + 1, cfg.epochs + 1)
     if progress:
-        from tqdm.auto import tqdm
         epochs = tqdm(epochs, desc=f"epochs x{k}", leave=False)
     n = len(ds.y_train)
     ens.train()
     for epoch in epochs:
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * lr_factor(cfg, epoch)
-        if cfg.prune != "none":
-            from .pruning import masks_at
-            new = masks_at(configs, ens, epoch, ds)
-            if new is not None:
-                ens.set_masks(new)
-                for name in ens.weight_names:
-                    param = ens.get_parameter(ens.param_name(name))
-                    zero_masked_state(opt, param, ens.from_runs(name, ens.keep(name)))
+        for hook in hooks:
+            hook.before_epoch(loop, epoch)
         total = torch.zeros(k, dtype=torch.float64, device=device)
         correct = torch.zeros(k, dtype=torch.long, device=device)
         seen = 0
@@ -260,10 +266,10 @@ def train(configs, progress: bool = False, measure_flow: bool = True,
                         p.grad[dead] = 0.0
             else:
                 objective.sum().backward()
-            before = observer.before_step(ens) if observer is not None else None
+            tokens = [hook.before_step(loop) for hook in hooks]
             opt.step()
-            if observer is not None:
-                observer.after_step(ens, opt, before, epoch)
+            for hook, token in zip(hooks, tokens):
+                hook.after_step(loop, token, epoch)
             with torch.no_grad():
                 total += losses.detach().double() * b
                 correct += (logits.argmax(2) == y).sum(1)
@@ -271,15 +277,17 @@ def train(configs, progress: bool = False, measure_flow: bool = True,
         _record_epoch(g, ens, ds, epoch, total, correct, seen, died_now, dead)
         if all(d is not None for d in g.diverged):
             break
-        record_flow(epoch)
+        for hook in hooks:
+            hook.after_epoch(loop, epoch)
         g.epoch = epoch
         if ckpt is not None and time.perf_counter() - last_save >= checkpoint_every_s:
-            _save(ckpt, configs, g, ens, opt, gens, dead, observer)
+            _save(ckpt, loop, gens, dead, hooks)
             last_save = time.perf_counter()
     _mark_exploded(g)
     wall = time.perf_counter() - start
     results = [_result(c, g, r, wall / k, str(device),
-                       observer.result(r) if observer is not None else {}, final_sparsity(ens, r))
+                       (observer.result(r) or {}) if observer is not None else {},
+                       final_sparsity(ens, r))
                for r, c in enumerate(configs)]
     if ckpt is not None:
         ckpt.unlink(missing_ok=True)
@@ -348,39 +356,42 @@ def _result(config, g, r, wall_s, device, trace, sparsity) -> RunResult:
         device=device, diverged_reason=g.reasons[r], trace=trace, sparsity=sparsity)
 
 
-def _save(path: Path, configs, g, ens, opt, gens, dead, observer):
-    from .store import config_key
-    state = {"keys": [config_key(c) for c in configs], "group": vars(g),
-             "observer": observer.state_dict() if observer is not None else None,
+CHECKPOINT_FORMAT = 2
+"""The layout of a checkpoint file; another layout is no checkpoint (the group starts afresh)."""
+
+
+def _save(path: Path, loop: Loop, gens, dead, hooks):
+    ens = loop.ens
+    state = {"format": CHECKPOINT_FORMAT, "keys": [config_key(c) for c in loop.configs],
+             "records": vars(loop.records), "hooks": [h.state_dict() for h in hooks],
              "model": ens.state_dict(), "masks": [{n: m.cpu() for n, m in mk.items()}
                                                   for mk in ens.masks],
-             "optimizer": opt.state_dict(), "generators": [gen.get_state() for gen in gens],
+             "optimizer": loop.opt.state_dict(), "generators": [gen.get_state() for gen in gens],
              "dead": dead.cpu()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save(state, tmp)
 
 
-def _restore(path: Path, configs, ens, opt, gens, dead, observer) -> _Group:
-    from .store import config_key
+def _restore(path: Path, loop: Loop, gens, dead, hooks) -> Records:
+    fresh = Records(len(loop.configs))
     try:
         state = torch.load(path, map_location=dead.device, weights_only=False)
     except Exception:  # a checkpoint that does not load is no checkpoint: start afresh
-        return _Group(len(configs))
-    if state.get("keys") != [config_key(c) for c in configs]:
-        return _Group(len(configs))
-    ens.set_masks(state["masks"])
-    ens.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
+        return fresh
+    if (state.get("format") != CHECKPOINT_FORMAT
+            or state.get("keys") != [config_key(c) for c in loop.configs]
+            or len(state.get("hooks", [])) != len(hooks)):
+        return fresh
+    loop.ens.set_masks(state["masks"])
+    loop.ens.load_state_dict(state["model"])
+    loop.opt.load_state_dict(state["optimizer"])
     for gen, s in zip(gens, state["generators"]):
         gen.set_state(s)
     dead.copy_(state["dead"])
-    if observer is not None:
-        observer.load_state_dict(state["observer"])
-    g = _Group(len(configs))
-    vars(g).update(state["group"])
-    return g
+    for hook, hook_state in zip(hooks, state["hooks"]):
+        hook.load_state_dict(hook_state)
+    vars(fresh).update(state["records"])
+    return fresh
 
 
 def run(config: RunConfig, progress: bool = False, measure_flow: bool = True) -> RunResult:

@@ -7,10 +7,10 @@ weights, each averaged over the epoch's steps:
 - ``dw``: ``|w_after - w_before|``, the step the optimizer actually took (weight units);
 - ``g``: ``|grad|``, the gradient the optimizer was handed (the training objective's: the L2
   term is in it, unlike Effective Gradient Flow, which leaves the regulariser out);
-- ``v``: the optimizer's second-moment state after the step (gradient units squared):
-  ``exp_avg_sq`` for Adam and AdamW (the raw EWMA, before bias correction), ``square_avg`` for
-  RMSprop, ``sum`` (a running sum, not an average) for Adagrad; absent for SGD and momentum,
-  which keep none.
+- ``v``: the optimizer's second-moment state after the step (gradient units squared), the
+  entry its spec names (:attr:`gflib.optimizers.OptimizerSpec.second_moment`): ``exp_avg_sq``
+  for Adam and AdamW (the raw EWMA, before bias correction), ``square_avg`` for RMSprop, ``sum``
+  (a running sum, not an average) for Adagrad; absent for SGD and momentum, which keep none.
 
 For SGD ``dw = lr * g``; for Adam ``dw ~ lr * |m_hat| / sqrt(v_hat)`` (the bias-corrected
 moments, ``v_hat = v / (1 - beta2^t)`` after t steps), so a layer whose gradients are large has a
@@ -24,10 +24,11 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
+from .hooks import Hook
+from .optimizers import check as optimizer_spec
+
 QUANTITIES = ("dw", "g", "v")
 """What a trace records per layer and epoch (see the module doc)."""
-SECOND_MOMENT = ("exp_avg_sq", "square_avg", "sum")
-"""The optimizer-state entries read as the second moment (Adam/AdamW, RMSprop, Adagrad)."""
 
 
 def active_mean(t: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -37,14 +38,7 @@ def active_mean(t: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return (t.detach().flatten(1).to(torch.float64) * keep).sum(1) / keep.sum(1).clamp(min=1)
 
 
-def second_moment(optimizer: torch.optim.Optimizer, param: torch.Tensor):
-    """The second-moment state :data:`SECOND_MOMENT` of ``param`` in ``optimizer`` (shaped as
-    the stored parameter), or None when the optimizer keeps none."""
-    state = optimizer.state.get(param, {})
-    return next((state[k] for k in SECOND_MOMENT if k in state), None)
-
-
-class UpdateTrace:
+class UpdateTrace(Hook):
     """The ``"updates"`` observer of :func:`gflib.train.train` (see the module doc).
 
     ``configs``: the group's run configs (K of them); ``probe`` is not used. :meth:`result`
@@ -55,19 +49,22 @@ class UpdateTrace:
 
     def __init__(self, configs, probe=None):
         self.k = len(configs)
+        self.second_moment = optimizer_spec(configs[0].optimizer).second_moment
         self.epochs = []
         self.record = [{} for _ in range(self.k)]
         self._epoch = None
         self._sums = {}
         self._steps = 0
 
-    def before_step(self, ens) -> dict:
+    def before_step(self, loop) -> dict:
         """A copy of every masked-weight tensor, ``{name: [K, *shape]}``."""
+        ens = loop.ens
         return {name: ens.tensor(name).detach().clone() for name in ens.weight_names}
 
     @torch.no_grad()
-    def after_step(self, ens, optimizer, before: dict, epoch: int) -> None:
+    def after_step(self, loop, before: dict, epoch: int) -> None:
         """Add this step's per-run means to the epoch's sums."""
+        ens, optimizer = loop.ens, loop.opt
         if epoch != self._epoch:
             self._flush()
             self._epoch = epoch
@@ -77,7 +74,7 @@ class UpdateTrace:
             values = {"dw": (ens.tensor(name) - before[name]).abs()}
             if param.grad is not None:
                 values["g"] = ens.as_runs(name, param.grad).abs()
-            v = second_moment(optimizer, param)
+            v = optimizer.state.get(param, {}).get(self.second_moment)
             if v is not None:
                 values["v"] = ens.as_runs(name, v)
             for q, t in values.items():
@@ -117,37 +114,11 @@ class UpdateTrace:
         self._epoch, self._sums, self._steps = state["epoch"], dict(state["sums"]), state["steps"]
 
 
-def table(results) -> pd.DataFrame:
-    """The ``"updates"`` traces of :class:`gflib.config.RunResult` s as one long table: one row
-    per (run, layer, epoch, quantity) with the run's ``optimizer``, ``lr``, ``kind``, ``seed``,
-    ``key`` (store key), ``layer`` (its index, input first), ``name``, ``epoch``,
-    ``quantity`` (:data:`QUANTITIES`) and ``value``. Runs without a trace are skipped."""
-    from .config import RunConfig
-    from .store import config_key
-
-    rows = []
-    for res in results:
-        trace = res.trace or {}
-        if "dw" not in trace:
-            continue
-        c = RunConfig(**res.config)
-        run = {"key": config_key(c), "optimizer": c.optimizer, "lr": c.lr, "kind": c.kind,
-               "seed": c.seed}
-        for q in QUANTITIES:
-            for i, name in enumerate(trace["layers"]):
-                for epoch, value in zip(trace["epochs"], trace.get(q, {}).get(name, [])):
-                    rows.append({**run, "layer": i + 1, "name": name, "epoch": epoch,
-                                 "quantity": q, "value": value})
-    columns = ["key", "optimizer", "lr", "kind", "seed", "layer", "name", "epoch", "quantity",
-               "value"]
-    return pd.DataFrame(rows, columns=columns)
-
-
 def summary(updates: pd.DataFrame) -> pd.DataFrame:
     """Per run (optimizer, lr) and layer, averaged over epochs: ``dw / lr`` (the step in units
     of the learning rate), ``|g|``, ``sqrt(v)`` (NaN without a second moment) and
     ``dw / (lr |g|)``, the step per unit of gradient (ratio of the epoch means: 1 for SGD), from
-    :func:`table`'s long table."""
+    :func:`gflib.chapters.optimizers.update_table`'s long table."""
     wide = updates.pivot_table(index=["optimizer", "lr", "layer", "epoch"], columns="quantity",
                                values="value")
     lr = wide.index.get_level_values("lr").to_numpy()

@@ -15,6 +15,16 @@ STATUSES = ("reproduced", "partly", "not reproduced", "not distinguishable", "no
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A question a chapter answers that is not one of the study's six claims (those are
+    numbers, :data:`gflib.reference.CLAIMS`): ``id`` names it in verdicts (``Verdict.claim``),
+    ``text`` is the results page's row."""
+
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Verdict:
     """One claim at one scale.
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from gflib import data as gdata
-from gflib import flow, train
+from gflib import flow, optimizers, train
 from gflib.masks import apply_masks, random_masks
 from gflib.models import MLP, maskable_weights
 
@@ -280,7 +280,7 @@ def test_training_identical_with_and_without_measurement():
     states = []
     for measure_between in (False, True):
         model, masks = train.build_model(cfg, ds)
-        opt = train.make_optimizer(cfg.optimizer, model.parameters(), 0.05)
+        opt = optimizers.make(cfg.optimizer, model.parameters(), 0.05)
         model.train()
         states.append(_loop(model, masks, opt, x.flatten(1), y, measure_between))
     assert states[0].keys() == states[1].keys()

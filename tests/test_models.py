@@ -10,7 +10,7 @@ from torch import nn
 
 from gflib import models
 from gflib.activations import SReLU
-from gflib.config import ACTIVATIONS
+from gflib.activations import ACTIVATIONS
 from gflib.models import CNN, MLP, maskable_weights
 
 
@@ -108,10 +108,16 @@ def test_srelu_piecewise_formula_per_unit():
 def test_each_activation_in_an_mlp(name):
     net = MLP(4, 3, depth=2, width=5, activation=name)
     assert net(torch.randn(2, 4)).shape == (2, 3)
-    kind = {"relu": nn.ReLU, "prelu": nn.PReLU, "elu": nn.ELU, "swish": nn.SiLU,
-            "srelu": SReLU, "sigmoid": nn.Sigmoid}[name]
+    kind = type(ACTIVATIONS[name].build(5))
     assert all(isinstance(b.act, kind) for b in net.hidden)
     assert net.hidden[0].act is not net.hidden[1].act  # a fresh module (own parameters) per layer
+
+
+def test_the_studys_activations_are_the_modules_the_paper_names():
+    kinds = {"relu": nn.ReLU, "prelu": nn.PReLU, "elu": nn.ELU, "swish": nn.SiLU,
+             "srelu": SReLU, "sigmoid": nn.Sigmoid}
+    for name, kind in kinds.items():
+        assert isinstance(ACTIVATIONS[name].build(5), kind), name
 
 
 def test_bad_mlp_arguments_name_the_value():

@@ -3,21 +3,21 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from gflib import presets, train
+from gflib import optimizers, presets, train
 from gflib.chapters import optimizers as chapter
-from gflib.config import RunConfig
+from gflib.config import RunConfig, config_key
 from gflib.ensemble import Single, per_run_loss
 from gflib.masks import random_masks
 from gflib.models import MLP
 from gflib.results import RUN_COLUMNS, Results, typed_runs
-from gflib.store import config_key
-from gflib.updates import UpdateTrace, summary, table
+from gflib.updates import UpdateTrace, summary
 from gflib.verdict import p_cell
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,15 +32,16 @@ def one_step(optimizer: str, lr: float):
     torch.manual_seed(0)
     model = MLP(6, 3, depth=2, width=5).double()
     ens = Single(model, random_masks(model, 0.5, seed=1))
-    opt = train.make_optimizer(optimizer, ens.parameters(), lr)
-    trace = UpdateTrace([RunConfig()])
+    opt = optimizers.make(optimizer, ens.parameters(), lr)
+    trace = UpdateTrace([RunConfig(optimizer=optimizer)])
     x, y = torch.randn(1, 8, 6, dtype=torch.float64), torch.randint(0, 3, (1, 8))
     per_run_loss(ens(x), y).sum().backward()
     grads = {n: ens.as_runs(n, ens.get_parameter(ens.param_name(n)).grad).clone()
              for n in ens.weight_names}
-    before = trace.before_step(ens)
+    loop = SimpleNamespace(ens=ens, opt=opt)
+    before = trace.before_step(loop)
     opt.step()
-    trace.after_step(ens, opt, before, epoch=1)
+    trace.after_step(loop, before, epoch=1)
     return trace.result(0), before, ens, grads
 
 
@@ -112,10 +113,10 @@ def test_checkpointed_group_resumes_with_its_record(tmp_path, one_torch_thread):
     ckpt = tmp_path / "group.pt"
 
     class Kill(UpdateTrace):
-        def after_step(self, ens, opt, before, epoch):
+        def after_step(self, loop, before, epoch):
             if epoch == 3:
                 raise KeyboardInterrupt
-            super().after_step(ens, opt, before, epoch)
+            super().after_step(loop, before, epoch)
     with pytest.raises(KeyboardInterrupt):
         train.train(cfgs, checkpoint=ckpt, checkpoint_every_s=0, observer=Kill(cfgs))
     resumed = train.train(cfgs, checkpoint=ckpt, checkpoint_every_s=0)
@@ -133,7 +134,7 @@ def test_adamw_without_decay_is_adam(one_torch_thread):
 def test_trace_table_and_summary(one_torch_thread):
     runs = [train.run(RunConfig(**TINY, optimizer=o, lr=lr, density=0.5, trace="updates"))
             for o, lr in (("sgd", 0.1), ("adam", 0.001))]
-    long = table(runs + [train.run(RunConfig(**TINY))])
+    long = chapter.update_table(runs + [train.run(RunConfig(**TINY))])
     assert set(long["optimizer"]) == {"sgd", "adam"} and set(long["layer"]) == {1, 2, 3}
     assert len(long) == 3 * 3 * (2 + 3)  # epochs x layers x (sgd: dw, g; adam: dw, g, v)
     s = summary(long)

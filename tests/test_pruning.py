@@ -6,6 +6,7 @@ import torch
 
 from gflib import pruning, train
 from gflib.config import RunConfig
+from gflib.hooks import LR_SCHEDULES, Hook
 from gflib.scsdc import layer_densities
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -14,17 +15,15 @@ TINY = dict(dataset="digits", depth=2, width=24, epochs=5, flow_points=3, train_
             test_subset=200)
 
 
-class Densities:
+class Densities(Hook):
     """An observer recording, after each epoch's last step, every run's weight densities and
     whether every masked weight and its optimizer state are exactly zero."""
 
     def __init__(self):
         self.seen = {}
 
-    def before_step(self, ens):
-        return None
-
-    def after_step(self, ens, opt, before, epoch):
+    def after_step(self, loop, before, epoch):
+        ens, opt = loop.ens, loop.opt
         row = []
         for r in range(ens.k):
             dens, zero = {}, True
@@ -40,9 +39,6 @@ class Densities:
                             zero &= bool((ens.as_runs(n, state)[r][~keep] == 0).all())
             row.append((dens, zero))
         self.seen[epoch] = row
-
-    def result(self, r):
-        return {}
 
 
 def test_cubic_schedule_by_hand():

@@ -25,7 +25,9 @@ import pytest
 import torch
 
 from gflib import stacked, sweep, train
-from gflib.config import ACTIVATIONS, RunConfig
+from gflib.activations import ACTIVATIONS, ActivationSpec
+from gflib.config import RunConfig
+from gflib.optimizers import OPTIMIZERS as REGISTERED
 from gflib.store import ResultStore
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -131,8 +133,9 @@ def check(cfgs, monkeypatch, eval_tol=None, flow_rtol=RTOL, skip_weights=(), tra
     return ref, got, model
 
 
-OPTIMIZERS = [("sgd", 0.1, 0.0), ("momentum", 0.01, 0.0), ("adagrad", 0.01, 0.0),
-              ("adam", 0.001, 0.0), ("rmsprop", 0.001, 0.0), ("adamw", 0.001, 0.01)]
+OPTIMIZERS = [(name, spec.default_lr, 0.01 if spec.decoupled_decay else 0.0)
+              for name, spec in REGISTERED.items()]
+"""Every registered optimizer at its default rate (with decoupled decay where it takes one)."""
 
 
 @pytest.mark.parametrize("optimizer,lr,wd", OPTIMIZERS, ids=[o[0] for o in OPTIMIZERS])
@@ -269,7 +272,7 @@ class Shifted(torch.nn.Module):
 def test_an_activation_added_to_the_registry_trains_alone_and_stacked(monkeypatch):
     """Adding an activation is one registry entry: it trains one by one and stacked (through
     RunVmap) to the same numbers, and its parameter learns per run."""
-    monkeypatch.setitem(ACTIVATIONS, "shifted", Shifted)
+    monkeypatch.setitem(ACTIVATIONS, "shifted", ActivationSpec(Shifted, "shifted", "if learned"))
     ref, got, model = check(configs(activation="shifted"), monkeypatch)
     shifts = model.tensor("hidden.0.act.shift")
     assert shifts.shape == (3, 32) and not torch.allclose(shifts, torch.full_like(shifts, 0.1))

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from gflib import train
+from gflib import optimizers, train
 from gflib.flow import MEASURES, schedule
 from gflib.models import maskable_weights
+from gflib.hooks import LR_SCHEDULES, Hook
 from gflib.train import RunConfig
 
 
@@ -80,8 +81,8 @@ def test_density_leaving_a_layer_empty_is_refused_before_training():
 
 
 def test_make_optimizer_unknown_name():
-    with pytest.raises(ValueError, match=r"'lbfgs'.*sgd, momentum, adagrad, adam, rmsprop, adamw"):
-        train.make_optimizer("lbfgs", [torch.zeros(1, requires_grad=True)], 0.1)
+    with pytest.raises(ValueError, match=r"'lbfgs'.*adagrad, adam, rmsprop, sgd, momentum, adamw"):
+        optimizers.make("lbfgs", [torch.zeros(1, requires_grad=True)], 0.1)
 
 
 def test_run_records_history_final_and_flow():
@@ -181,18 +182,13 @@ def test_cosine_schedule_hook():
     """The learning-rate hook: the rate each epoch starts with is lr * (1 + cos(pi (e-1)/E)) / 2,
     and a constant schedule leaves the optimizer's rate alone."""
     cfg = RunConfig(**TINY, lr_schedule="cosine", optimizer="sgd", lr=0.1)
-    assert [train.lr_factor(cfg, e) for e in (1, 3, 5)] == pytest.approx([1.0, 0.5, 0.0])
+    cosine = LR_SCHEDULES["cosine"](cfg)
+    assert [cosine.factor(e) for e in (1, 3, 5)] == pytest.approx([1.0, 0.5, 0.0])
     seen = []
 
-    class Watch:
-        def before_step(self, ens):
-            return None
-
-        def after_step(self, ens, opt, before, epoch):
-            seen.append((epoch, opt.param_groups[0]["lr"]))
-
-        def result(self, r):
-            return {}
+    class Watch(Hook):
+        def after_step(self, loop, before, epoch):
+            seen.append((epoch, loop.opt.param_groups[0]["lr"]))
     train.train([cfg], observer=Watch())
     rates = dict(seen)
     assert rates == pytest.approx({1: 0.1, 2: 0.1 * (1 + math.cos(math.pi / 4)) / 2, 3: 0.05,
@@ -208,22 +204,10 @@ def test_checkpoint_resumes_a_killed_group_exactly(tmp_path):
     whole = train.train(cfgs)
     ckpt = tmp_path / "group.pt"
 
-    class Kill:
-        def before_step(self, ens):
-            return None
-
-        def after_step(self, ens, opt, before, epoch):
+    class Kill(Hook):
+        def after_step(self, loop, before, epoch):
             if epoch == 3:
                 raise KeyboardInterrupt
-
-        def result(self, r):
-            return {}
-
-        def state_dict(self):
-            return {}
-
-        def load_state_dict(self, state):
-            pass
     with pytest.raises(KeyboardInterrupt):
         train.train(cfgs, checkpoint=ckpt, checkpoint_every_s=0, observer=Kill())
     assert ckpt.is_file()

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from .. import optimizers
 from ..analysis import (agreement, disagreements, effect_by, flow_stability, pair_grid, pairs,
                         sparse_vs_dense_table, unit_test, variant_flags)
 from ..reference import BN_VARIANTS, STUDY_OPTIMIZERS, batchnorm_pvalues
@@ -18,7 +19,7 @@ from ..verdict import Verdict, format_p, show_verdicts
 NAME = "batchnorm"
 TITLE = "BatchNorm matters more for sparse networks"
 CLAIMS = (3,)
-LRS = {"adagrad": 0.01, "adam": 0.001, "rmsprop": 0.001, "sgd": 0.1, "momentum": 0.01}
+LRS = {o: optimizers.check(o).default_lr for o in STUDY_OPTIMIZERS}
 """CHOICE: one learning rate per optimizer (the paper's grid had two, and does not say which its
 p-value table used): the usual default of each optimizer."""
 SETTINGS = {"optimizers": STUDY_OPTIMIZERS, "variants": BN_VARIANTS, "depth": 4, "l2": 1e-4}

@@ -21,8 +21,11 @@ from scipy import stats as ss
 
 from .. import stats
 from ..analysis import pair_grid, unit_test, variant_flags, variant_name, with_interval
-from ..config import DECOUPLED_DECAY, EWMA_OPTIMIZERS
+from .. import data, optimizers as registry
+from ..config import RunConfig, config_key
 from ..reference import STUDY_OPTIMIZERS
+from ..store import ResultStore
+from ..updates import QUANTITIES
 from ..verdict import Verdict, format_p, p_cell
 
 NAME = "optimizers"
@@ -46,7 +49,6 @@ TRIMMED = {"optimizers": ("adam", "momentum", "adamw"), "lrs": (0.001, 0.1),
            "variants": ("BN", "L2_BN"), "decoupled": ("WD_BN",), "depth": 2, "l2": 1e-4,
            "widths": 1}
 """The reduced grid of a ``trim`` preset (smoke): 40 runs."""
-N_CLASSES = {"digits": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100}
 COLLAPSE_MARGIN = 0.05
 """CHOICE: a run has collapsed when its test accuracy is within 5 points of chance (1 / classes):
 below 6 % on CIFAR-100 (the paper's Adam runs: 1-5 %), below 15 % on a 10-class task."""
@@ -82,7 +84,7 @@ def scale(preset):
 
 def variants_of(optimizer: str, s: dict) -> tuple:
     """The variants ``optimizer`` runs: the decoupled ones for AdamW, the others otherwise."""
-    return s["decoupled"] if optimizer in DECOUPLED_DECAY else s["variants"]
+    return s["decoupled"] if registry.check(optimizer).decoupled_decay else s["variants"]
 
 
 def grid(preset, device: str = "cpu", data_dir=None) -> list:
@@ -98,7 +100,7 @@ def mechanism_configs(preset, device: str = "cpu", data_dir=None) -> list:
     s, p = settings(preset), scale(preset)
     out = []
     for optimizer, lr in MECHANISM.items():
-        variant = "WD_BN" if optimizer in DECOUPLED_DECAY else "L2_BN"
+        variant = "WD_BN" if registry.check(optimizer).decoupled_decay else "L2_BN"
         base = p.config(device=device, data_dir=data_dir, depth=s["depth"], optimizer=optimizer,
                         lr=lr, **flags(variant, s["l2"]))
         out.append(base.replace(width=p.sparse_width, match_width=max(p.dense_widths),
@@ -116,15 +118,36 @@ def mechanism(plan):
 
 def traces(plan) -> pd.DataFrame:
     """The traced runs of ``plan`` (:func:`mechanism`, after ``plan.run()``) read back from its
-    results store: :func:`gflib.updates.table`."""
-    from ..store import ResultStore
-    from ..updates import table
-
+    results store: :func:`update_table`."""
     store = ResultStore(plan.store)
     results = [store.get(c) for c in plan.configs]
     if any(r is None for r in results):
         raise ValueError(f"the traced runs are not in {plan.store}: call plan.run() first")
-    return table(results)
+    return update_table(results)
+
+
+def update_table(results) -> pd.DataFrame:
+    """The ``"updates"`` traces (:class:`gflib.updates.UpdateTrace`) of
+    :class:`gflib.config.RunResult` s as one long table: one row per (run, layer, epoch,
+    quantity) with the run's ``optimizer``, ``lr``, ``kind``, ``seed``, ``key`` (store key),
+    ``layer`` (its index, input first), ``name``, ``epoch``, ``quantity``
+    (:data:`gflib.updates.QUANTITIES`) and ``value``. Runs without a trace are skipped."""
+    rows = []
+    for res in results:
+        trace = res.trace or {}
+        if "dw" not in trace:
+            continue
+        c = RunConfig(**res.config)
+        run = {"key": config_key(c), "optimizer": c.optimizer, "lr": c.lr, "kind": c.kind,
+               "seed": c.seed}
+        for q in QUANTITIES:
+            for i, name in enumerate(trace["layers"]):
+                for epoch, value in zip(trace["epochs"], trace.get(q, {}).get(name, [])):
+                    rows.append({**run, "layer": i + 1, "name": name, "epoch": epoch,
+                                 "quantity": q, "value": value})
+    columns = ["key", "optimizer", "lr", "kind", "seed", "layer", "name", "epoch", "quantity",
+               "value"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def outcomes(runs: pd.DataFrame) -> pd.DataFrame:
@@ -134,15 +157,12 @@ def outcomes(runs: pd.DataFrame) -> pd.DataFrame:
     ``collapsed`` (``acc`` within :data:`COLLAPSE_MARGIN` of chance) and ``log_egf``
     (log10 of the run's average EGF_2; NaN when diverged)."""
     out = runs.copy()
-    unknown = sorted(set(out["dataset"]) - set(N_CLASSES))
-    if unknown:
-        raise ValueError(f"no class count for datasets {unknown}; allowed: {', '.join(N_CLASSES)}")
     out["variant"] = [variant_name(r) for _, r in out.iterrows()]
-    out["family"] = np.where(out["optimizer"].isin(EWMA_OPTIMIZERS), "EWMA", "other")
+    out["family"] = [registry.family(o) for o in out["optimizer"]]
     sparse = out["kind"] == "sparse"
     out["dense_width"] = np.where(sparse, out["match_width"].astype(float).fillna(0),
                                   out["width"]).astype(int)
-    out["chance"] = 1.0 / out["dataset"].map(N_CLASSES)
+    out["chance"] = [1.0 / data.check(d).classes for d in out["dataset"]]
     diverged = out["diverged"].astype(bool)
     out["acc"] = out["test_acc"].astype(float).where(~diverged, out["chance"])
     out["collapsed"] = out["acc"] < out["chance"] + COLLAPSE_MARGIN

@@ -28,7 +28,8 @@ from ..verdict import Verdict, format_p, p_cell, show_verdicts
 from . import activations as activation_chapter
 from . import batchnorm as bn_chapter
 from . import sc_sdc_and_egf as egf_chapter
-from .optimizers import N_CLASSES
+from .. import data
+from ..flops import train_flops
 
 NAME = "pruning_and_cnns"
 TITLE = "From MLPs to CNNs, from random masks to magnitude pruning"
@@ -176,10 +177,10 @@ def wide_resnet50_cost(preset, tflops: float = 13.0) -> dict:
     """What the Wide ResNet-50 cell would cost: ``runs``, ``tflop`` (training FLOPs of all its
     runs, counted by :func:`gflib.cost.train_flops`) and ``gpu_hours`` at ``tflops`` TFLOP/s
     sustained (default: the stacked MLP throughput measured on one H100)."""
-    from .. import cost, presets
+    from .. import presets
 
     configs = wide_resnet50_configs(presets.get("paper"))
-    total = sum(cost.train_flops(c, n_train=cost.TRAIN_IMAGES[c.dataset]) for c in configs)
+    total = sum(train_flops(c, n_train=data.check(c.dataset).n_train) for c in configs)
     return {"runs": len(configs), "tflop": total / 1e12,
             "gpu_hours": total / (tflops * 1e12) / 3600, "tflops": tflops}
 
@@ -526,7 +527,6 @@ def cnn_pair_table(preset, data_dir=None) -> pd.DataFrame:
     channels) beside a dense unit's fan-in."""
     from .. import train
     from ..models import maskable_weights
-    from ..pruning import dense_partner
     from ..scsdc import layer_table
 
     s = settings(preset)
@@ -534,7 +534,7 @@ def cnn_pair_table(preset, data_dir=None) -> pd.DataFrame:
                            match_width=min(cnn_dense_widths(preset, s)), data_dir=data_dir)
     ds = train.dataset_for(config)
     sparse, masks = train.build_model(config, ds)
-    dense, _ = train.build_model(dense_partner(config), ds)
+    dense, _ = train.build_model(config.dense_partner(), ds)
     table = layer_table(sparse, masks, dense)
     sw, dw = maskable_weights(sparse), maskable_weights(dense)
     table["sparse_shape"] = [" x ".join(map(str, sw[n].shape)) for n in table["layer"]]
@@ -673,7 +673,7 @@ def reading(a: dict) -> str:
     cnn = a["cnn_paired"]
     nr, bn = cnn[cnn["cell"] == "NR"], cnn[cnn["cell"] == "BN"]
     if len(nr) and len(bn):
-        chance = 100 / N_CLASSES.get(str(a["cnn"]["dataset"].iloc[0]), 10)
+        chance = 100 / data.check(str(a["cnn"]["dataset"].iloc[0])).classes
         s_nr, d_nr = (100 * nr[f"test_acc_{k}"].median() for k in ("sparse", "dense"))
         s_bn, d_bn = (100 * bn[f"test_acc_{k}"].median() for k in ("sparse", "dense"))
         plain = (f"The plain CNN (no BatchNorm, no skips) reaches a median of {s_nr:.0f} % "

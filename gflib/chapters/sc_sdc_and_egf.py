@@ -113,10 +113,11 @@ def construction_verdict(runs: pd.DataFrame, scale: str) -> Verdict:
     import math
 
     from ..analysis import pairs
-    from ..scsdc import FEATURES, active_counts, layer_densities, regime
+    from ..data import DATASETS
+    from ..scsdc import active_counts, layer_densities, regime
 
     unit = "SC-SDC pairs (optimizer x lr x depth x width x seed)"
-    mlp = runs[(runs["model"] == "mlp") & runs["dataset"].isin(list(FEATURES))]
+    mlp = runs[(runs["model"] == "mlp") & runs["dataset"].isin(list(DATASETS))]
     paired = pairs(mlp) if len(mlp) else mlp.iloc[:0]
     if paired.empty:
         return Verdict(claim=1, scale=scale, status="not run", effect=math.nan,
@@ -126,7 +127,7 @@ def construction_verdict(runs: pd.DataFrame, scale: str) -> Verdict:
     n_sparse = int(((mlp["kind"] == "sparse") & mlp["match_width"].notna()).sum())
     mismatched = 0
     for row in paired.itertuples():
-        fan_in, fan_out = FEATURES[row.dataset]
+        fan_in, fan_out = DATASETS[row.dataset].in_features, DATASETS[row.dataset].classes
         s, d, depth = int(row.sparse_width), int(row.dense_width), int(row.depth)
         sparse_sizes = active_counts(fan_in, fan_out, depth, s)
         sparse_active = [round(r * n) for r, n in
@@ -135,7 +136,8 @@ def construction_verdict(runs: pd.DataFrame, scale: str) -> Verdict:
     unpaired = n_sparse - len(paired)
     ok = mismatched == 0 and unpaired == 0
     narrow = paired.loc[paired["dense_width"].idxmin()]
-    fan_in, fan_out = FEATURES[narrow["dataset"]]
+    fan_in, fan_out = (DATASETS[narrow["dataset"]].in_features,
+                       DATASETS[narrow["dataset"]].classes)
     s, d = int(narrow["sparse_width"]), int(narrow["dense_width"])
     depth = int(paired["depth"].max())
     mean_fan_in = (float(regime(fan_in, fan_out, depth, s, [d])["mean_fan_in"].iloc[0])
