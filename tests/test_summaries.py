@@ -1,0 +1,109 @@
+"""The committed summaries keep meaning what they meant: every row's store key is still the key
+of its config, and three runs of each, re-trained at smoke scale (256 training and 256 test
+images, everything else as stored), give exactly the numbers the code that made the summaries
+gave (``tests/data/summary_runs.json``, written by that code with ``python
+tests/test_summaries.py PATH``; one torch thread, as BatchNorm and CNN runs differ in the last
+digits between thread counts)."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from gflib import train
+from gflib.config import RunConfig, config_key
+from gflib.results import CONFIG_COLUMNS
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "book" / "data"
+GOLDEN = Path(__file__).parent / "data" / "summary_runs.json"
+SMOKE = dict(train_subset=256, test_subset=256)
+PICKS = {
+    "sc_sdc_and_egf": [dict(kind="sparse", optimizer="adam", depth=4, lr=0.1),
+                       dict(kind="dense", optimizer="sgd", depth=1),
+                       dict(kind="sparse", optimizer="momentum", depth=2, lr=0.001)],
+    "batchnorm": [dict(kind="sparse", optimizer="adam", augment=True, batchnorm=True),
+                  dict(kind="sparse", optimizer="sgd", skip=True, batchnorm=False),
+                  dict(kind="dense", optimizer="rmsprop", batchnorm=False)],
+    "optimizers": [dict(kind="sparse", optimizer="adamw", augment=False),
+                   dict(kind="sparse", optimizer="adam", augment=True, lr=0.1),
+                   dict(kind="dense", optimizer="rmsprop", batchnorm=False)],
+    "activations": [dict(kind="sparse", activation="srelu"),
+                    dict(kind="sparse", activation="prelu"),
+                    dict(kind="dense", activation="swish")],
+    "pruning_and_cnns": [dict(prune="gradual", prune_scope="global"),
+                         dict(prune="oneshot", prune_scope="layer", optimizer="adam"),
+                         dict(model="cnn", kind="sparse", skip=True, batchnorm=True)],
+}
+"""Three rows of each summary, by their fields (the first row that matches): sparse and dense,
+every optimizer family, augmentation, BatchNorm, skips, learned activations, both pruning
+schedules and a CNN."""
+
+
+def table(chapter: str) -> pd.DataFrame:
+    return pd.read_csv(DATA / chapter / "fmnist.csv", keep_default_na=False, na_values=[""])
+
+
+def config_of(row) -> RunConfig:
+    fields = {}
+    for c in CONFIG_COLUMNS:
+        v = row[c]
+        if isinstance(v, float) and math.isnan(v):
+            v = None
+        elif c in ("match_width", "train_subset", "test_subset") and v is not None:
+            v = int(v)
+        fields[c] = v.item() if hasattr(v, "item") else v
+    return RunConfig(**fields)
+
+
+def picked(chapter: str) -> list:
+    df = table(chapter)
+    out = []
+    for pick in PICKS[chapter]:
+        match = df
+        for k, v in pick.items():
+            match = match[match[k] == v]
+        out.append(match.iloc[0])
+    return out
+
+
+def numbers(result) -> dict:
+    return {"final": result.final, "flow_mean": result.flow_mean, "diverged": result.diverged,
+            "trace": {k: v for k, v in result.trace.items() if isinstance(v, float)}}
+
+
+@pytest.mark.parametrize("chapter", list(PICKS))
+def test_every_stored_key_is_its_configs_key(chapter):
+    df = table(chapter)
+    assert [config_key(config_of(row)) for _, row in df.iterrows()] == list(df["key"])
+
+
+@pytest.mark.parametrize("chapter", list(PICKS))
+def test_three_runs_retrain_to_the_numbers_they_had(chapter, one_torch_thread):
+    try:
+        train.dataset_for(RunConfig(dataset="fashion_mnist", **SMOKE))
+    except ValueError as error:
+        pytest.skip(f"Fashion-MNIST is not on this machine: {error}")
+    golden = json.loads(GOLDEN.read_text())[chapter]
+    for row, want in zip(picked(chapter), golden):
+        assert row["key"] == want["key"]
+        small = config_of(row).replace(**SMOKE)
+        assert config_key(small) == want["smoke_key"]
+        got = numbers(train.run(small))
+        assert got == {k: want[k] for k in got}, (chapter, row["key"])
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    out = {}
+    for name in PICKS:
+        for row in picked(name):
+            small = config_of(row).replace(**SMOKE)
+            out.setdefault(name, []).append({"key": row["key"], "smoke_key": config_key(small),
+                                             **numbers(train.run(small))})
+    Path(sys.argv[1]).write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
