@@ -8,8 +8,12 @@
 - ``figure``: an image drawn at less than ``--min-scale`` of its own size (its text shrinks with
   it: matplotlib's 9-pt labels at scale 0.75 are 9 CSS px tall) or wider than the column.
 
-It exits with 1 when anything was found. Needs Debian's ``chromium`` (``apt-get install -y
-chromium``); :func:`check` raises ``FileNotFoundError`` without it.
+and, from the page's text alone (:func:`noise`), what a reader should never see: this machine's
+absolute paths, ``NaN``, ``-0.0``, a bare ``p = 1`` and ``assert`` lines in shown code.
+
+It exits with 1 when anything was found. The layout checks need Debian's ``chromium``
+(``apt-get install -y chromium``); :func:`check` raises ``FileNotFoundError`` without it, or
+checks the text only with ``layout=False`` (``--text-only``).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from html import unescape
 from pathlib import Path
 
 WIDTH = 1280
@@ -55,6 +60,42 @@ _MEASURE = """<script>window.addEventListener('load', () => {
   out.id = 'gflib-pages'; out.textContent = JSON.stringify(found);
   document.body.appendChild(out);
 });</script>"""
+
+
+NOISE = {
+    "path": re.compile(r"(?<![\w.:/~])/(?:work|home|root|tmp|Users|check)/[\w./-]+"),
+    "NaN": re.compile(r"\b(?:NaN|nan)\b"),
+    "-0.0": re.compile(r"(?<![\w.])-0\.0+(?![\d])"),
+    "p = 1": re.compile(r"\bp = 1(?![.\d])"),
+    "assert": re.compile(r"^[ \t]*assert\b.*$", re.M),
+}
+"""What :func:`noise` looks for in a page's visible text, by name: an absolute path of the
+machine that built it, a missing number shown as NaN, a negative zero, a p of 1 without the
+decimals the page's other p-values have, a build check shown as code."""
+
+
+def visible_text(html: str) -> str:
+    """The text a reader sees of a built page: its article (the whole body without one),
+    without scripts, styles and tags, entities decoded."""
+    article = re.search(r"<article\b.*?</article>", html, re.S)
+    html = article.group(0) if article else html
+    html = re.sub(r"<(script|style)\b.*?</\1>", "", html, flags=re.S)
+    html = re.sub(r"</?(?:p|div|td|th|tr|li|br|pre|table|h[1-6]|figcaption)\b[^>]*>", "\n",
+                  html)
+    return unescape(re.sub(r"<[^>]+>", "", html))
+
+
+def noise(html: str) -> list[dict]:
+    """Every match of :data:`NOISE` in ``html``'s :func:`visible_text`: dicts with ``kind``
+    ``"noise"``, ``what`` (its name), ``section`` (empty) and ``text`` (the match in its line)."""
+    text = visible_text(html)
+    found = []
+    for what, pattern in NOISE.items():
+        for m in pattern.finditer(text):
+            start, end = text.rfind("\n", 0, m.start()) + 1, text.find("\n", m.end())
+            line = text[start:end if end >= 0 else None].strip()
+            found.append({"kind": "noise", "what": what, "section": "", "text": line[:120]})
+    return found
 
 
 def measure(page: Path, width: int = WIDTH) -> list[dict]:
@@ -104,12 +145,15 @@ def pages_of(html_dir: Path) -> list[Path]:
                   if p.name not in skip and "_static" not in p.parts and "_sources" not in p.parts)
 
 
-def check(html_dir: Path, min_scale: float = MIN_SCALE) -> dict[str, list[dict]]:
-    """:func:`problems` of every page of a built book, keyed by the page's path under
-    ``html_dir``; pages with none are left out."""
+def check(html_dir: Path, min_scale: float = MIN_SCALE, layout: bool = True,
+          text: bool = True) -> dict[str, list[dict]]:
+    """(``text``) :func:`noise` and (``layout``) :func:`problems` of every page of a built
+    book, keyed by the page's path under ``html_dir``; pages with none are left out."""
     report = {}
     for page in pages_of(html_dir):
-        bad = problems(measure(page), min_scale)
+        bad = noise(page.read_text()) if text else []
+        if layout:
+            bad += problems(measure(page), min_scale)
         if bad:
             report[str(page.relative_to(html_dir))] = bad
     return report
@@ -120,16 +164,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("html_dir", type=Path, help="the built book, e.g. _build/html")
     parser.add_argument("--min-scale", type=float, default=MIN_SCALE,
                         help=f"smallest display scale of a figure (default {MIN_SCALE})")
+    parser.add_argument("--text-only", action="store_true",
+                        help="check the pages' text only (no Chromium, no layout)")
     args = parser.parse_args(argv)
-    report = check(args.html_dir, args.min_scale)
+    report = check(args.html_dir, args.min_scale, layout=not args.text_only)
     for page, bad in report.items():
         print(page)
         for b in bad:
-            size = (f"drawn {b['width']} of {b['natural']} px (scale {b['scale']})"
+            size = (b["what"] if b["kind"] == "noise" else
+                    f"drawn {b['width']} of {b['natural']} px (scale {b['scale']})"
                     if b["kind"] == "figure" else f"{b['width']} px in {b['room']}")
             print(f"  {b['kind']:6} [{b['section'][:40]}] {size}: {b['text'][:70]!r}")
     if not report:
-        print(f"{len(pages_of(args.html_dir))} pages: nothing cut off, scrolling or shrunk")
+        print(f"{len(pages_of(args.html_dir))} pages: no noise, nothing cut off, scrolling or "
+              "shrunk")
     return 1 if report else 0
 
 

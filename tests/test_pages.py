@@ -59,3 +59,27 @@ def test_pages_of_skips_the_theme_and_search_pages(tmp_path):
         (tmp_path / name).write_text("<html></html>")
     assert [p.relative_to(tmp_path).as_posix() for p in pages.pages_of(tmp_path)] == [
         "book/intro.html", "book/results.html"]
+
+
+def test_noise_finds_what_a_reader_should_never_see():
+    page = """<html><head><script>var x = NaN; /work/secret</script></head><body><article>
+<p>results in /work/main/results/batchnorm/book</p>
+<table><tr><td>NaN</td><td>-0.0</td><td>-0.01</td><td>0.0</td></tr></table>
+<p>p = 1 beside p = 0.0078, and p = 1.0 is fine, as is p = 0.12</p>
+<div class="cell_input"><pre><span>assert</span> len(configs) &lt;= 800</pre></div>
+<p>the assertion holds; /usr/share/datasets/fashion-mnist is an install path</p>
+</article><footer>NaN outside the article</footer></body></html>"""
+    found = [(n["what"], n["text"]) for n in pages.noise(page)]
+    assert found == [("path", "results in /work/main/results/batchnorm/book"),
+                     ("NaN", "NaN"), ("-0.0", "-0.0"),
+                     ("p = 1", "p = 1 beside p = 0.0078, and p = 1.0 is fine, as is p = 0.12"),
+                     ("assert", "assert len(configs) <= 800")]
+    assert pages.noise("<article><p>p = 0.50, -0.5, 0.05</p></article>") == []
+
+
+def test_check_without_layout_reports_noise_only(tmp_path):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "a.html").write_text("<article><p>n/a</p></article>")
+    (tmp_path / "book" / "b.html").write_text("<article><p>tau NaN</p></article>")
+    report = pages.check(tmp_path, layout=False)
+    assert list(report) == ["book/b.html"] and report["book/b.html"][0]["what"] == "NaN"
