@@ -49,13 +49,15 @@ class Augmentation:
 @dataclass(frozen=True)
 class DatasetSpec:
     """One dataset: ``load(data_dir, download) -> Dataset`` (standardised), and what is known
-    without loading it: one image's ``shape`` ``(C, H, W)``, ``classes``, ``n_train`` (training
-    images), the DA recipe ``augmentation`` (None: no DA variant) and the book's ``label``."""
+    without loading it: one image's ``shape`` ``(C, H, W)``, ``classes``, ``n_train`` and
+    ``n_test`` (images of each split), the DA recipe ``augmentation`` (None: no DA variant) and
+    the book's ``label``."""
 
     load: Callable
     shape: tuple
     classes: int
     n_train: int
+    n_test: int
     augmentation: Augmentation | None
     label: str
 
@@ -69,19 +71,20 @@ _CIFAR_DA = Augmentation(4, True, "random crop 32x32 from the image zero-padded 
                                   "horizontal flip with probability 1/2 (the usual CIFAR recipe)")
 DATASETS = {
     "digits": DatasetSpec(
-        lambda data_dir, download: digits(), (1, 8, 8), 10, 1437,
+        lambda data_dir, download: digits(), (1, 8, 8), 10, 1437, 360,
         Augmentation(1, False, "random shift by up to 1 pixel in each direction (zero padding); "
                                "no flip: digits are not mirror-symmetric"), "digits"),
     "fashion_mnist": DatasetSpec(
         lambda data_dir, download: fashion_mnist(data_dir, download), (1, 28, 28), 10, 60_000,
+        10_000,
         Augmentation(2, True, "random crop 28x28 from the image zero-padded by 2, then "
                               "horizontal flip with probability 1/2"), "Fashion-MNIST"),
     "cifar10": DatasetSpec(lambda data_dir, download: cifar("cifar10", data_dir, download),
-                           (3, 32, 32), 10, 50_000, _CIFAR_DA, "CIFAR-10"),
+                           (3, 32, 32), 10, 50_000, 10_000, _CIFAR_DA, "CIFAR-10"),
     "cifar100": DatasetSpec(lambda data_dir, download: cifar("cifar100", data_dir, download),
-                            (3, 32, 32), 100, 50_000, _CIFAR_DA, "CIFAR-100"),
+                            (3, 32, 32), 100, 50_000, 10_000, _CIFAR_DA, "CIFAR-100"),
 }
-"""Name -> :class:`DatasetSpec`. digits' ``n_train`` is our 80 % split of 1,797. The DA
+"""Name -> :class:`DatasetSpec`. digits' splits are our 80 / 20 % split of 1,797. The DA
 recipes are CHOICEs (the paper gives none)."""
 
 

@@ -24,8 +24,8 @@ from .ensemble import Single, weight_gradients
 from .masks import masks_of
 
 MEASURES = ("gf_l1", "gf_l2", "egf_l1", "egf_l2", "gfall_l1", "gfall_l2")
-"""What a run records: :func:`norms`' four, and ``gfall_p``, the baseline over every trainable
-parameter's gradient (weights, biases, BatchNorm and activation parameters: the study's "all
+"""What a run records: the gradient norms ``gf_l1``, ``gf_l2``, the EGFs ``egf_l1``, ``egf_l2``,
+and ``gfall_p``, the baseline over every trainable parameter's gradient (weights, biases, BatchNorm and activation parameters: the study's "all
 gradients"), where ``gf_p`` covers the weight tensors only."""
 SCOPES = ("weights", "all")
 
@@ -82,19 +82,10 @@ def run_norms(grads: Mapping, keeps: Mapping | None = None, per_weight: bool = F
     return [{k: v[r] for k, v in table.items()} for r in range(len(table["gf_l1"]))]
 
 
-def norms(grads: Mapping, masks: Mapping | None = None, per_weight: bool = False) -> dict:
-    """The four measures of one run from ``{name: gradient}`` and ``{name: bool mask}``
-    (missing = dense): ``{"gf_l1", "gf_l2", "egf_l1", "egf_l2"}`` as floats
-    (:func:`run_norms` with K = 1)."""
-    masks = masks or {}
-    return run_norms({n: g.unsqueeze(0) for n, g in grads.items()},
-                     {n: m.unsqueeze(0) for n, m in masks.items() if n in grads}, per_weight)[0]
-
-
 def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, masks: Mapping | None = None,
             scope: str = "weights", per_weight: bool = False) -> dict:
     """The :data:`MEASURES` of ``model`` on the batch ``(x, y)`` (see module doc); ``scope``
-    says what the four of :func:`norms` cover (``"all"``: every trainable parameter).
+    says what the four norms cover (``"all"``: every trainable parameter).
 
     ``masks`` defaults to the ones applied with :func:`gflib.masks.apply_masks`.
     """

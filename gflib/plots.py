@@ -9,6 +9,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 import numpy as np
 import pandas as pd
 
+from .analysis import label as name_of
+
 BOOK_RC = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
            "ytick.labelsize": 9, "legend.fontsize": 9, "figure.dpi": 100, "savefig.dpi": 150,
            "svg.fonttype": "path"}
@@ -78,6 +80,20 @@ def _legible(fig):
     return fig
 
 
+LABELS = {"test_acc": "test accuracy", "test_loss": "test loss (nats)",
+          "train_acc": "training accuracy", "train_loss": "training loss (nats)",
+          "mean_egf_l1": "average EGF$_1$", "mean_egf_l2": "average EGF$_2$",
+          "mean_gf_l1": "average $\\|g\\|_1$", "mean_gf_l2": "average $\\|g\\|_2$",
+          "mean_gfall_l1": "average $\\|g\\|_1$, all parameters",
+          "mean_gfall_l2": "average $\\|g\\|_2$, all parameters"}
+"""Axis labels in words for the run table's columns (:func:`label`)."""
+
+
+def label(column: str) -> str:
+    """An axis label in words for a run-table column (:data:`LABELS`; else the name with spaces)."""
+    return LABELS.get(column, column.replace("_", " "))
+
+
 SPARSE_STYLE = dict(marker="o", linestyle="-", color="tab:red", label="sparse")
 DENSE_STYLE = dict(marker="s", linestyle="--", color="tab:blue", label="dense")
 
@@ -121,10 +137,40 @@ def metric_vs_width(paired: pd.DataFrame, panels: str, metrics=("test_acc", "mea
             if i == 0:
                 ax.set_title(str(key), fontsize=9)
             if j == 0:
-                ax.set_ylabel(metric.replace("mean_", "avg ").replace("_", " "), fontsize=9)
+                ax.set_ylabel(label(metric), fontsize=9)
             if i == len(metrics) - 1:
                 ax.set_xlabel("dense width")
     axes[0, 0].legend(fontsize=9, frameon=False)
+    fig.tight_layout()
+    return _legible(fig)
+
+
+def difference_vs_width(paired: pd.DataFrame, lines: str = "optimizer", panels: str = "lr",
+                        metric: str = "test_acc", scale: float = 100.0,
+                        ylabel: str = "sparse - dense test accuracy (points)", panel_label=None):
+    """The SC-SDC comparison in one picture: per panel (each value of ``panels``, e.g. the
+    learning rate), one line per value of ``lines`` (e.g. optimizer, named as the book writes
+    them): the median over seeds of the sparse member's ``metric`` minus its dense partner's
+    (times ``scale``) against the dense width; a dashed line at 0 (above it sparse wins).
+    ``panel_label``: a panel's title from its value (default ``"<panels> <value>"``)."""
+    keys = sorted(paired[panels].unique(), key=str) if len(paired) else []
+    fig, axes = plt.subplots(1, max(1, len(keys)), squeeze=False, sharey=True,
+                             figsize=(min(MAX_WIDTH, 3.6 * max(1, len(keys)) + 1.6), 3.2))
+    groups = sorted(paired[lines].unique(), key=str) if len(paired) else []
+    colours = dict(zip(groups, plt.cm.tab10.colors))
+    for ax, key in zip(axes[0], keys):
+        g = paired[paired[panels] == key].assign(
+            diff=lambda d: scale * (d[f"{metric}_sparse"] - d[f"{metric}_dense"]))
+        for value, h in g.groupby(lines):
+            med = h.groupby("dense_width")["diff"].median()
+            ax.plot(med.index, med.values, marker="o", color=colours[value],
+                    label=name_of(str(value)))
+        ax.axhline(0, color="grey", linestyle="--", linewidth=1)
+        ax.set_title(panel_label(key) if panel_label else f"{panels} {key:g}"
+                     if isinstance(key, float) else f"{panels} {key}", fontsize=9)
+        ax.set_xlabel("dense width")
+    axes[0, 0].set_ylabel(ylabel)
+    axes[0, -1].legend(fontsize=9, frameon=False, loc="center left", bbox_to_anchor=(1, 0.5))
     fig.tight_layout()
     return _legible(fig)
 
@@ -182,6 +228,26 @@ def pvalue_heatmap(table: pd.DataFrame, title: str = "", alpha: float = 0.05, ax
     return _legible(ax.figure)
 
 
+def flow_spread(spread: pd.DataFrame, value: str = "spread"):
+    """Box plots of ``value`` (e.g. the spread of log10 average flow across dense widths,
+    :func:`gflib.analysis.flow_across_widths`) for sparse and dense nets, without and with
+    BatchNorm (``spread``'s boolean column ``bn``), each unit's value drawn as a point."""
+    groups = [(kind, bn) for kind in ("sparse", "dense") for bn in (False, True)]
+    data = [spread[(spread["kind"] == k) & (spread["bn"] == b)][value].to_numpy(float)
+            for k, b in groups]
+    fig, ax = plt.subplots(figsize=(6.0, 3.2))
+    ax.boxplot(data, widths=0.5, showfliers=False)
+    rng = np.random.default_rng(0)
+    for i, (values, (kind, _)) in enumerate(zip(data, groups), start=1):
+        ax.scatter(i + rng.uniform(-0.12, 0.12, len(values)), values, s=10, alpha=0.6,
+                   color="tab:red" if kind == "sparse" else "tab:blue")
+    ax.set_xticks(range(1, 5), [f"{k}\n{'with' if b else 'without'} BN" for k, b in groups])
+    ax.set_ylabel("spread of log$_{10}$ avg EGF$_2$\nacross widths")
+    ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    return _legible(fig)
+
+
 def flow_over_training(curves: pd.DataFrame, by: str, label_of=str, quantiles=(0.25, 0.75)):
     """EGF against epoch, one line per value of ``by``: the median over that group's runs at
     each scheduled epoch, with the band between the ``quantiles`` (default 25-75 %) shaded;
@@ -229,16 +295,18 @@ PAPER_STYLE = dict(marker="D", markerfacecolor="white", markeredgecolor="tab:ora
                    markeredgewidth=1.8, linestyle="none", markersize=7)
 
 
-def tau_forest(pooled: pd.DataFrame, paper: pd.DataFrame | None = None,
-               kinds=("sparse", "dense"), targets=("test_loss", "test_acc"), title: str = ""):
-    """|Kendall tau| of each flow measure with each target, one row of panels per kind of net
-    (``kinds``: "sparse", "dense" or both), one panel per target, one line per measure (gf_*,
-    egf_*, then gfall_* when present): ours (``pooled``: :func:`gflib.analysis.correlations`
-    with ``group_by=()``) as a dot with its 95 % interval (:func:`abs_interval`: from 0 where
-    the signed interval covers 0), the paper's (``paper``: :func:`gflib.reference.egf_correlations`,
-    rows measure, columns (kind, target)) as an open diamond, without interval (it gave none)."""
+def tau_forest(depth_mean: pd.DataFrame, paper: pd.DataFrame | None = None,
+               kinds=("sparse", "dense"), targets=("test_loss", "test_acc"), title: str = "",
+               paper_label: str = "paper (no interval given)"):
+    """The paper's table as a figure: mean |Kendall tau| over depths of each flow measure with
+    each target, one row of panels per kind of net, one panel per target, one line per measure
+    (gf_*, egf_*, then gfall_* when present): ours (``depth_mean``:
+    :func:`gflib.correlations.egf_margins`' second table, columns ``kind``, ``target``,
+    ``measure``, ``abs_tau``, ``ci_low``, ``ci_high``) as a dot with its 95 % bootstrap
+    interval, the paper's (``paper``: :func:`gflib.reference.egf_correlations`, rows measure,
+    columns (kind, target)) as an open diamond, without interval (it gave none)."""
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
-    c = pooled[pooled["kind"].isin(kinds)]
+    c = depth_mean[depth_mean["kind"].isin(kinds)]
     order = [m for m in ("gf_l1", "gf_l2", "egf_l1", "egf_l2", "gfall_l1", "gfall_l2")
              if m in set(c["measure"])]
     order += [m for m in dict.fromkeys(c["measure"]) if m not in order]
@@ -249,19 +317,20 @@ def tau_forest(pooled: pd.DataFrame, paper: pd.DataFrame | None = None,
     for row, kind in zip(axes, kinds):
         for ax, target in zip(row, targets):
             t = c[(c["kind"] == kind) & (c["target"] == target)].set_index("measure").reindex(order)
-            point, low, high = abs_interval(t["tau"], t["ci_low"], t["ci_high"])
-            ax.errorbar(point, y, xerr=np.clip([point - low, high - point], 0, None),
-                        capsize=3, label="ours, 95 % interval", **OURS_STYLE)
+            point = t["abs_tau"].to_numpy(float)
+            err = np.clip([point - t["ci_low"].to_numpy(float),
+                           t["ci_high"].to_numpy(float) - point], 0, None)
+            ax.errorbar(point, y, xerr=err, capsize=3, label="ours, 95 % interval", **OURS_STYLE)
             if paper is not None and (kind, target) in paper.columns:
                 ref = paper[(kind, target)].reindex(order).to_numpy(dtype=float)
-                ax.plot(ref, y, label="paper (no interval given)", **PAPER_STYLE)
+                ax.plot(ref, y, label=paper_label, **PAPER_STYLE)
             ax.set_xlim(0, 1)
             ax.set_yticks(y, order)
             ax.set_ylim(len(order) - 0.5, -0.5)
             ax.grid(axis="x", alpha=0.3)
             ax.set_title(f"{kind} nets: {TARGET_LABELS.get(target, target)}", fontsize=10)
     for ax, target in zip(axes[-1], targets):
-        ax.set_xlabel(f"|tau| with {TARGET_LABELS.get(target, target)}")
+        ax.set_xlabel(f"mean |tau| over depths, {TARGET_LABELS.get(target, target)}")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=9, frameon=False, loc="lower center", ncol=2)
     if title:
@@ -336,11 +405,10 @@ def pvalue_heatmaps(tables: dict, alpha: float = 0.05, label: str = "p (H1: spar
     return _legible(fig)
 
 
-def by_activation(table: pd.DataFrame, ylabel: str, log: bool = False, low=None, high=None,
-                  ax=None):
-    """Bars per activation (``table``'s rows), sparse (red) beside dense (blue) (its columns
-    ``sparse``, ``dense``); ``low``/``high``: tables of the same layout giving an interval, drawn
-    as error bars. A grey line at 0 (``log=False``)."""
+def by_activation(table: pd.DataFrame, ylabel: str, low=None, high=None, ax=None):
+    """Bars per activation (``table``'s rows, named as the book writes them), sparse (red) beside
+    dense (blue) (its columns ``sparse``, ``dense``), from 0; ``low``/``high``: tables of the
+    same layout giving an interval, drawn as error bars."""
     own = ax is None
     if own:
         fig, ax = plt.subplots(figsize=(6, 3))
@@ -354,12 +422,11 @@ def by_activation(table: pd.DataFrame, ylabel: str, log: bool = False, low=None,
             err = np.clip([y - low[kind].to_numpy(dtype=float),
                            high[kind].to_numpy(dtype=float) - y], 0, None)
         ax.bar(x + (i - 0.5) * 0.38, y, 0.38, color=colour, label=kind, yerr=err, capsize=3)
-    ax.set_xticks(x, [str(i) for i in table.index])
+    ax.set_xticks(x, [name_of(str(i)) for i in table.index])
     ax.set_ylabel(ylabel, fontsize=9)
-    if log:
-        ax.set_yscale("log")
-    else:
-        ax.axhline(0, color="grey", linewidth=0.8)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    low_edge = min(0.0, np.nanmin(ax.get_ylim()))
+    ax.set_ylim(bottom=low_edge)
     ax.legend(fontsize=9, frameon=False)
     if own:
         fig.tight_layout()
@@ -375,7 +442,8 @@ def tau_by_activation(corr: pd.DataFrame, measure: str = "egf_l2", target: str =
     order = list(dict.fromkeys(c["activation"]) if order is None else order)
     tables = [c.pivot(index="activation", columns="kind", values=v).reindex(order)
               for v in ("tau", "ci_low", "ci_high")]
-    fig = by_activation(tables[0], f"Kendall tau, avg {measure} vs {target}", low=tables[1],
+    fig = by_activation(tables[0], f"Kendall tau, {label('mean_' + measure)} with "
+                                   f"{TARGET_LABELS.get(target, target)}", low=tables[1],
                         high=tables[2])
     fig.axes[0].set_ylim(-1.05, 1.05)
     return _legible(fig)
@@ -390,6 +458,23 @@ def negative_flow(table: pd.DataFrame):
     by_activation(100 * table["neg_grad_share"], "% of |dC/dz| through them", ax=axes[1])
     for ax in axes:
         ax.tick_params(axis="x", labelsize=9)
+    fig.tight_layout()
+    return _legible(fig)
+
+
+def negflow_margin(cells: pd.DataFrame):
+    """One point per optimizer x activation cell
+    (:func:`gflib.chapters.activations.negative_flow_cells`): the share of its sparse nets'
+    |dC/dz| through negative slopes (%) against its median sparse - dense accuracy (points), one
+    colour per activation (named as the book writes them)."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    for activation, g in cells.groupby("activation", sort=False):
+        ax.scatter(100 * g["neg_grad_share"], 100 * g["margin"], s=30,
+                   color=ACTIVATION_COLOURS.get(activation), label=name_of(activation))
+    ax.axhline(0, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("% of sparse nets' |dC/dz| through negative slopes")
+    ax.set_ylabel("sparse - dense accuracy (points)")
+    ax.legend(fontsize=9, frameon=False, loc="center left", bbox_to_anchor=(1, 0.5))
     fig.tight_layout()
     return _legible(fig)
 
@@ -414,7 +499,7 @@ def width_panels(paired: pd.DataFrame, panels: str, metric: str = "test_acc", co
     for ax in axes.ravel()[len(keys):]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
-        ax.set_ylabel(metric.replace("mean_", "avg ").replace("_", " "), fontsize=9)
+        ax.set_ylabel(label(metric), fontsize=9)
     for j in range(columns):  # the lowest visible panel of each column carries the x axis
         shown = [ax for ax in axes[:, j] if ax.get_visible()]
         if shown:
@@ -588,7 +673,7 @@ def flow_accuracy_scatter(runs: pd.DataFrame, colour: str, panels: str,
             ax.scatter(g[measure], 100 * g["test_acc"], s=16, label=str(value))
         ax.set_xscale("log")
         ax.set_title(str(key))
-        ax.set_xlabel(measure.replace("mean_", "average ").replace("_", " "))
+        ax.set_xlabel(label(measure))
     axes[0, 0].set_ylabel("test accuracy (%)")
     axes[0, -1].legend(frameon=False)
     fig.tight_layout()

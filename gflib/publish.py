@@ -6,7 +6,9 @@
 
 writes ``book/data/<chapter>/<preset>.csv`` (``--out``: another data folder) (one row per run: config, final metrics, mean flow
 measures, the EGF curve, diverged) and ``<preset>.json`` (provenance: preset and overrides, gflib
-git commit, torch version, device name, date, wall time, number of runs). The raw per-run results
+git commit, torch version, device name, date, wall time, number of runs) and
+``<preset>-verdicts.json`` (the chapter's verdicts on it). ``python -m gflib.publish --verdicts``
+trains nothing and rewrites every stored summary's verdicts (after a change to the analysis). The raw per-run results
 stay in the results store (``results/`` by default, git-ignored); a stopped command resumes.
 Progress: a bar on the console (runs done/total, rate, ETA) and a log of one line per stored group
 (timestamp, runs done/total, elapsed, rate, ETA) in ``<results store>/<chapter>/<name>.log``,
@@ -97,6 +99,7 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
         chapter, name, p, overrides, device, table, wall, stack=stack, workers=workers,
         scheduler=scheduler, group_s=group_s if cost_json else None)
     csv = summaries.write(results, provenance, chapter, name, out_root)
+    chapters.stored_verdicts(chapter, name, out_root, write=True)
     log.note(f"done: {len(table)} runs ({provenance['n_diverged']} diverged) in "
              f"{duration(wall)}; summary {csv}")
     return csv
@@ -125,8 +128,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m gflib.publish", description=__doc__,
                                      epilog=epilog,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("chapter", choices=chapters.names(),
+    parser.add_argument("chapter", nargs="?", choices=chapters.names(),
                         help="the chapter whose sweep runs: " + ", ".join(chapters.names()))
+    parser.add_argument("--verdicts", action="store_true",
+                        help="train nothing: analyse every stored summary under --out again and "
+                             "rewrite its <name>-verdicts.json (after a change to the analysis)")
     parser.add_argument("--preset", default="fmnist",
                         help="the scale (default fmnist): one of "
                              + ", ".join(presets.PRESETS) + " (listed below)")
@@ -159,6 +165,12 @@ def main(argv=None):
     parser.add_argument("--group-seconds", type=float, default=600.0, metavar="S",
                         help="with --cost: estimated seconds per group (default 600)")
     args = parser.parse_args(argv)
+    if args.verdicts:
+        for path in chapters.write_stored_verdicts(Path(args.out)):
+            print(path)
+        return
+    if args.chapter is None:
+        parser.error("give a chapter, or --verdicts")
     overrides = {"sparse_width": args.sparse_width, "epochs": args.epochs,
                  "seeds": tuple(args.seeds) if args.seeds else None,
                  "train_subset": args.train_subset}

@@ -4,10 +4,13 @@
   pairs; Mann-Whitney U when unpaired).
 - :func:`kendall` / :func:`kendall_ci`: Kendall's tau with its p-value and a bootstrap interval.
 - :func:`bootstrap_ci`: a percentile bootstrap interval of any statistic.
-- :func:`bn_gain_test`: "BatchNorm helps sparse more than dense", a one-sided test on the per-pair
-  difference of BatchNorm gains.
-- :func:`benjamini_hochberg`: false-discovery-rate adjusted p-values for a table of tests (scipy
-  has no Holm adjustment; Benjamini-Hochberg controls the FDR, not the family-wise error).
+- :func:`label_contrast`: how one group of units differs from the others, with a permutation test
+  of the group labels.
+- the smallest p a design can reach (:func:`min_p_signed_rank`, :func:`min_p_labels`) and the
+  units it needs to reach a level (:func:`units_needed`).
+
+Multiple comparisons: Benjamini-Hochberg q-values (``scipy.stats.false_discovery_control``) in
+:func:`gflib.verdict.q_values` and :func:`gflib.verdict.adjust`.
 
 CHOICEs:
 
@@ -17,13 +20,13 @@ CHOICEs:
   zero); we report ``statistic = nan`` and ``pvalue = 1.0``: no evidence for H1;
 - non-finite entries (NaN from a diverged run, inf) are dropped: pairwise for paired samples,
   value by value for unpaired ones; with no usable pair or value, statistic and pvalue are NaN;
-- in :func:`bn_gain_test`, a difference of gains within float rounding of 0 is a tie (0);
 - bootstrap intervals use the percentile method (scipy's default BCa needs a jackknife and fails
   on degenerate bootstrap distributions).
 """
 from __future__ import annotations
 
 import inspect
+import math
 import warnings
 
 import numpy as np
@@ -165,41 +168,64 @@ def kendall_ci(x, y, level: float = 0.95, n_resamples: int = 1000, seed: int = 0
     return float(low), float(high)
 
 
-def bn_gain_test(sparse_bn, sparse_plain, dense_bn, dense_plain, level: float = 0.95,
-                 seed: int = 0) -> dict:
-    """Does BatchNorm help sparse nets more than dense ones?
+def label_contrast(values, labelled, level: float = 0.95, n_resamples: int = 2000,
+                   seed: int = 0) -> dict:
+    """How the units with a label differ from the others: ``effect`` = mean of ``values`` where
+    ``labelled`` (bool, one per unit) minus the mean of the rest, in the values' units; ``pvalue``:
+    one-sided permutation test of the labels (scipy.stats.permutation_test, H1 effect > 0; exact,
+    every relabelling, when there are at most ``n_resamples`` of them); ``ci_low``/``ci_high``: a
+    percentile bootstrap of the difference resampling within each group; ``n``: units used
+    (non-finite values dropped), ``n_labelled``, and ``min_p`` (:func:`min_p_labels`). Fewer than
+    two units in either group gives NaN."""
+    values = np.asarray(values, dtype=float)
+    labelled = np.asarray(labelled, dtype=bool)
+    ok = np.isfinite(values)
+    values, labelled = values[ok], labelled[ok]
+    a, b = values[labelled], values[~labelled]
+    out = {"effect": NAN, "ci_low": NAN, "ci_high": NAN, "pvalue": NAN, "n": int(values.size),
+           "n_labelled": int(a.size), "min_p": min_p_labels(values.size, a.size)}
+    if a.size < 2 or b.size < 2:
+        return out
 
-    All four arrays have one shape and are matched element-wise (the same optimizer, variant,
-    width pair and seed), in the metric's units (e.g. test accuracy in [0, 1]). Per pair,
-    ``d = (sparse_bn - sparse_plain) - (dense_bn - dense_plain)``; pairs with a non-finite entry
-    are dropped; a ``d`` within float rounding of 0 (``|d| <= 4 eps sum of |terms|``, e.g.
-    ``(.8 - .5) - (.7 - .4)``) counts as a tie, 0; one-sided Wilcoxon signed-rank test of
-    H1: d > 0 (:func:`signed_rank_greater`).
-    Returns ``statistic``, ``pvalue``, ``n``, ``median_diff`` (median of d) and
-    ``ci_low``/``ci_high``, a percentile bootstrap interval of the median of d at ``level``.
-    """
-    arrays = [np.asarray(a, dtype=float) for a in (sparse_bn, sparse_plain, dense_bn, dense_plain)]
-    if len({a.shape for a in arrays}) != 1:
-        shapes = [a.shape for a in arrays]
-        raise ValueError(f"bn_gain_test needs four equal-shaped arrays, got {shapes}")
-    d = (arrays[0] - arrays[1]) - (arrays[2] - arrays[3])
-    rounding = 4 * np.finfo(float).eps * sum(np.abs(a) for a in arrays)
-    d = np.where(np.abs(d) <= rounding, 0.0, d)
-    out = signed_rank_greater(d)
-    out["ci_low"], out["ci_high"] = bootstrap_ci(d, np.median, level=level, seed=seed)
+    def diff(x, y, axis=-1):
+        return np.mean(x, axis=axis) - np.mean(y, axis=axis)
+
+    out["effect"] = float(diff(a, b))
+    perm = ss.permutation_test((a, b), diff, permutation_type="independent", vectorized=True,
+                               n_resamples=n_resamples, alternative="greater", **_rng(seed))
+    out["pvalue"] = float(perm.pvalue)
+    if np.ptp(values) > 0:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ss.DegenerateDataWarning)
+            boot = ss.bootstrap((a, b), diff, vectorized=True, confidence_level=level,
+                                n_resamples=n_resamples, method="percentile", **_rng(seed))
+        out["ci_low"] = float(boot.confidence_interval.low)
+        out["ci_high"] = float(boot.confidence_interval.high)
+    else:
+        out["ci_low"] = out["ci_high"] = out["effect"]
     return out
 
 
-def benjamini_hochberg(pvalues):
-    """Benjamini-Hochberg adjusted p-values (scipy.stats.false_discovery_control, ``method="bh"``)
-    of an array of any shape, returned in that shape; NaNs stay NaN and are not counted as tests.
-    """
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        out[ok] = ss.false_discovery_control(p[ok], method="bh")
-    return out
+def min_p_signed_rank(n: int) -> float:
+    """The smallest one-sided p of an exact Wilcoxon signed-rank test on ``n`` differences (all
+    of one sign): ``0.5 ** n``; NaN for none."""
+    return 0.5 ** n if n > 0 else NAN
+
+
+def min_p_labels(n: int, k: int) -> float:
+    """The smallest one-sided p of a permutation test of ``k`` labels among ``n`` units:
+    ``1 / C(n, k)`` (the observed labelling is the most extreme of all); NaN when there is no
+    relabelling."""
+    return 1 / math.comb(n, k) if 0 < k < n else NAN
+
+
+def units_needed(min_p, level: float = 0.05, start: int = 1, stop: int = 1000) -> int:
+    """The fewest units ``n`` (from ``start``) for which ``min_p(n) < level``; 0 when none below
+    ``stop`` does. ``min_p``: a function of ``n``, e.g. :func:`min_p_signed_rank`."""
+    for n in range(start, stop):
+        if min_p(n) < level:
+            return n
+    return 0
 
 
 def kendall_tau_b(x, y) -> np.ndarray:

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats as ss
 
-from gflib import activations, models, negflow, presets, train
+from gflib import activations, models, negflow, optimizers, presets, train
 from gflib.activations import SReLU
-from gflib.analysis import disagreements
+from gflib.analysis import disagreements, pq_table
 from gflib.chapters import activations as chapter
 from gflib.config import RunConfig, RunResult
 from gflib.ensemble import Single
@@ -234,10 +235,19 @@ def test_grid_size_and_fields():
     assert len(book) == 5 * 6 * 5 * 2 * 2 <= 600
     assert {c.trace for c in book} == {"activations"}
     assert {c.depth for c in book} == {2}
-    assert {(c.batchnorm, c.l2, c.augment, c.skip) for c in book} == {(True, 1e-4, False, False)}
-    assert {(c.optimizer, c.lr) for c in book} == set(chapter.LRS.items())
-    assert {c.activation for c in book} == set(chapter.ACTIVATIONS)
-    assert len(chapter.grid(presets.get("smoke"))) == 2 * 3 * 2 * 2 * 2
+    assert {(c.batchnorm, c.l2, c.augment, c.skip, c.weight_decay) for c in book} == {
+        (True, 1e-4, False, False, 0.0)}
+    # each optimizer at its spec's default learning rate
+    rates = {(c.optimizer, c.lr) for c in book}
+    assert rates == {(o, optimizers.check(o).default_lr) for o in chapter.STUDY_OPTIMIZERS}
+    assert rates == {("adagrad", 0.01), ("adam", 0.001), ("rmsprop", 0.001), ("sgd", 0.1),
+                     ("momentum", 0.01)}
+    assert {c.activation for c in book} == set(chapter.ACTIVATIONS) == set(
+        activations.ACTIVATIONS)
+    smoke = chapter.grid(presets.get("smoke"))
+    assert len(smoke) == 2 * 3 * 2 * 2 * 2
+    assert {c.activation for c in smoke} == {"relu", "swish", "prelu"}
+    assert {(c.optimizer, c.lr) for c in smoke} == {("adam", 0.001), ("sgd", 0.1)}
 
 
 def test_unknown_optimizer_is_a_clear_error(monkeypatch):
@@ -255,17 +265,22 @@ def test_variant_fit_picks_l2_bn():
 DELTAS = {("adam", "relu"): 0.05, ("adam", "swish"): 0.05, ("adam", "prelu"): 0.05,
           ("sgd", "relu"): 0.0, ("sgd", "swish"): 0.1, ("sgd", "prelu"): -0.1}
 """Sparse accuracy - dense accuracy of every pair of the fake results."""
+WIDTHS, SEEDS = (5, 10, 15), tuple(range(4))
 
 
-def fake_results():
-    """2 optimizers x 3 activations x 3 dense widths x 4 seeds of SC-SDC pairs with the
+def base_acc(d, seed):
+    return 0.5 + 0.01 * d + 0.001 * seed
+
+
+def fake_results(widths=WIDTHS, seeds=SEEDS):
+    """2 optimizers x 3 activations x 3 dense ``widths`` x 4 ``seeds`` of SC-SDC pairs with the
     :data:`DELTAS`; Swish nets record a negative flow of 20 % of the gradient (sparse) and 10 %
     (dense) through 10 % and 5 % of their pre-activations, the others 0."""
     rows = []
     for (opt, act), delta in DELTAS.items():
-        for d in (5, 10, 15):
-            for seed in range(4):
-                acc = 0.5 + 0.01 * d + 0.001 * seed
+        for d in widths:
+            for seed in seeds:
+                acc = base_acc(d, seed)
                 for kind in ("sparse", "dense"):
                     config = RunConfig(optimizer=opt, activation=act, seed=seed,
                                        trace="activations", width=20 if kind == "sparse" else d,
@@ -291,53 +306,101 @@ def fake_analysis():
     return chapter.analyse(fake_results(), presets.get("smoke"))
 
 
+# the per-cell negative-flow shares and sparse - dense margins of the fake, by hand
+HAND_SHARE = [0.2 if act == "swish" else 0.0 for _, act in DELTAS]
+HAND_MARGIN = list(DELTAS.values())
+
+
 def test_analyse_by_hand(fake_analysis):
     a = fake_analysis
-    p = a["pvalues"]
-    assert list(p.index) == ["adam", "sgd"] and list(p.columns) == ["relu", "swish", "prelu"]
-    assert (a["n"] == 12).all().all() and a["n_runs"] == 144 and a["n_diverged"] == 0
-    assert (p.loc["adam"] < 0.05).all() and p.loc["sgd", "swish"] < 0.05
-    assert p.loc["sgd", "relu"] == 1.0 and p.loc["sgd", "prelu"] > 0.95
-    assert a["paper"].loc["sgd", "prelu"] == 0.005
-    assert a["favoured"].loc["adam"].tolist() == ["ReLU, Swish, PReLU", "PReLU"]
-    assert a["favoured"].loc["sgd"].tolist() == ["Swish", "ReLU, Swish, PReLU"]
-    assert a["agreement"].loc["sgd"].tolist() == ["paper only", "both", "paper only"]
-    assert (a["agree"], a["cells"]) == (2, 6)
-    assert a["significant"] == {"ours": 4, "paper": 4}
-    swish, prelu, flow = a["verdicts"]
-    assert (swish.status, swish.n, swish.claim) == ("reproduced", 12, 5)
-    assert swish.effect == pytest.approx(10.0) and swish.p < 0.01
-    assert prelu.status == "not reproduced" and prelu.effect == pytest.approx(-10.0)
-    assert prelu.interval == pytest.approx((-10.0, -10.0))
-    # 8 optimizer x seed units of sparse Swish runs, each with share 0.2
-    assert (flow.status, flow.n) == ("reproduced", 8)
-    assert flow.effect == pytest.approx(20.0) and flow.p < 0.01
-    assert "nets 20 % of the gradient" in flow.sentence
-    assert "dense nets: median 10 %" in flow.sentence
-    negflow_table = a["negflow"]
-    assert negflow_table.loc["swish", ("neg_grad_share", "sparse")] == pytest.approx(0.2)
-    assert negflow_table.loc["relu"].eq(0).all()
-    assert a["negflow_layers"].loc["swish", ("dense", "hidden.1")] == pytest.approx(0.1)
-    assert a["egf"].loc["swish", "sparse"] > a["egf"].loc["swish", "dense"]
-    tau = a["tau"]
-    assert set(tau["activation"]) == {"relu", "swish", "prelu"} and (tau["n"] == 24).all()
-    assert (tau["tau"] > 0.99).all()  # every measure is a multiple of accuracy here
-    assert disagreements(a["agreement"], chapter.LABELS) == (
+    assert isinstance(a, chapter.Analysis) and a.scale == "smoke"
+    assert (a.counts.runs, a.counts.diverged, a.counts.at_chance) == (144, 0, 0)
+    cells = a.cells
+    layout = (["adam", "sgd"], ["relu", "swish", "prelu"])
+    for table in (cells.p, cells.q, cells.n, cells.median):
+        assert (list(table.index), list(table.columns)) == layout
+    assert (cells.n == 12).all().all() and cells.n_text() == "12" and cells.cells() == 6
+    # 12 pairs all of one sign: the exact one-sided Wilcoxon p is 1 / 2^12 ...
+    p, q = cells.p, cells.q
+    for cell in [("adam", "relu"), ("adam", "swish"), ("adam", "prelu"), ("sgd", "swish")]:
+        assert p.loc[cell] == pytest.approx(0.5 ** 12)
+        # ... and Benjamini-Hochberg over the table's 6 cells: rank 4 of 6 -> p x 6 / 4
+        assert q.loc[cell] == pytest.approx(0.5 ** 12 * 6 / 4)
+    assert p.loc["sgd", "relu"] == 1.0 and p.loc["sgd", "prelu"] == 1.0  # all 0, all < 0
+    assert q.loc["sgd", "relu"] == 1.0 and q.loc["sgd", "prelu"] == 1.0
+    assert cells.median.loc["sgd"].tolist() == pytest.approx([0.0, 0.1, -0.1])
+    assert (cells.significant("p"), cells.significant("q")) == (4, 4)
+    assert a.paper.loc["sgd", "prelu"] == 0.005 and (a.paper < 0.05).to_numpy().sum() == 4
+    # ours by q, the paper's by p
+    assert list(a.favoured.columns) == ["ours (q)", "paper (p)"]
+    assert a.favoured.loc["adam"].tolist() == ["ReLU, Swish, PReLU", "PReLU"]
+    assert a.favoured.loc["sgd"].tolist() == ["Swish", "ReLU, Swish, PReLU"]
+    assert a.agreement.loc["adam"].tolist() == ["ours only", "ours only", "both"]
+    assert a.agreement.loc["sgd"].tolist() == ["paper only", "both", "paper only"]
+    assert (a.agree(), a.compared()) == (2, 6)
+    assert (a.diverged == 0).all().all() and a.diverged.shape == (2, 3)
+    assert disagreements(a.agreement) == (
         "significant in the paper only: SGD x ReLU, SGD x PReLU; here only: Adam x ReLU, "
         "Adam x Swish")
-    sentence = chapter.verdict_sentence(a, "smoke")
-    assert "with SGD for Swish (paper: ReLU, Swish, PReLU)" in sentence
-    assert "2 of 6 optimizer x activation cells agree" in sentence
+
+    swish, prelu, flow = a.verdicts
+    assert [v.test for v in a.verdicts] == list(chapter.TESTS)
+    assert {v.claim for v in a.verdicts} == {5} and a.headline(5) is swish
+    assert (swish.status, swish.n, swish.unit) == ("reproduced", 12, "width x seed pairs")
+    assert swish.effect == pytest.approx(10.0) and swish.interval == pytest.approx((10, 10))
+    assert swish.p == pytest.approx(0.5 ** 12) and swish.min_p == pytest.approx(0.5 ** 12)
+    assert "with SGD, sparse Swish nets beat their dense partners by a median +10.0" in \
+        swish.sentence
+    assert "p = 0.027" in swish.paper and "p = 0.0050" in prelu.paper
+    assert prelu.status == "not reproduced" and prelu.effect == pytest.approx(-10.0)
+    assert prelu.interval == pytest.approx((-10.0, -10.0)) and prelu.p == 1.0
+    assert "trail their dense partners" in prelu.sentence
+
+    # negative flow against the margin across the 6 cells, by hand: the two Swish cells (share
+    # 0.2) against the four others (0): 6 concordant pairs, none discordant; ties: 7 pairs in
+    # the share, 3 in the margin (Adam's three 0.05) -> tau-b = 6 / sqrt((15 - 7)(15 - 3))
+    nc = a.negflow_cells.set_index(["optimizer", "activation"])
+    assert nc.loc[list(DELTAS), "neg_grad_share"].tolist() == pytest.approx(HAND_SHARE)
+    assert nc.loc[list(DELTAS), "margin"].tolist() == pytest.approx(HAND_MARGIN)
+    assert flow.n == 6 and flow.unit == "optimizer x activation cells"
+    assert flow.effect == pytest.approx(6 / np.sqrt(8 * 12))
+    assert flow.p == pytest.approx(ss.kendalltau(HAND_SHARE, HAND_MARGIN,
+                                                 alternative="greater").pvalue)
+    assert flow.min_p == pytest.approx(1 / 720) and flow.needs == 4
+    # Benjamini-Hochberg over the claim's three tests: 2^-12 x 3, p_flow x 3 / 2, 1.0
+    assert [v.q for v in a.verdicts] == pytest.approx([0.5 ** 12 * 3, 1.0, flow.p * 3 / 2])
+    assert flow.q > 0.05 and flow.status == "not distinguishable"
+    assert flow.sentence.startswith("the most gradient flows through negative slopes with "
+                                    "Swish (20.0 % of |dC/dz| in sparse nets)")
+    assert flow.sentence.endswith("more negative flow goes with a larger sparse-over-dense "
+                                  "margin")
+
+    negflow_table = a.negflow
+    assert negflow_table.loc["swish", ("neg_grad_share", "sparse")] == pytest.approx(0.2)
+    assert negflow_table.loc["swish", ("neg_share", "dense")] == pytest.approx(0.05)
+    assert negflow_table.loc["relu"].eq(0).all() and negflow_table.loc["prelu"].eq(0).all()
+    assert chapter.never_negative_check(negflow_table)
+    assert a.negflow_layers.loc["swish", ("dense", "hidden.1")] == pytest.approx(0.1)
+    # median over the 24 runs of each activation and kind of mean_egf_l2 = accuracy x 4
+    k = MEASURES.index("egf_l2") + 1
+    base = [base_acc(d, s) for d in WIDTHS for s in SEEDS]
+    assert a.egf.loc["swish", "sparse"] == pytest.approx(
+        k * np.median([b + 0.05 for b in base] + [b + 0.1 for b in base]))
+    assert a.egf.loc["swish", "dense"] == pytest.approx(k * np.median(base + base))
+    assert a.egf.loc["swish", "sparse"] > a.egf.loc["swish", "dense"]
+    tau = a.tau
+    assert set(tau["activation"]) == {"relu", "swish", "prelu"} and (tau["n"] == 24).all()
+    assert (tau["tau"] > 0.99).all()  # every measure is a multiple of accuracy here
 
 
 def test_tables_for_a_person(fake_analysis):
     a = fake_analysis
-    view = chapter.negflow_view(a["negflow"])
+    view = chapter.negflow_view(a.negflow)
     assert list(view.columns.get_level_values(0).unique()) == list(
         chapter.NEGFLOW_NAMES.values())
     assert view.loc["swish", ("% of |dC/dz| through them", "sparse")] == 20.0
     assert view.loc["swish", ("% of pre-activations with f' < 0", "dense")] == 5.0
-    tau = a["tau"]
+    tau = a.tau
     table = chapter.tau_table(tau, ["relu", "swish", "prelu"])
     assert list(table.index) == ["relu", "swish", "prelu"]
     assert list(table.columns) == [("sparse", "tau (95 % CI)"), ("sparse", "n"),
@@ -346,13 +409,84 @@ def test_tables_for_a_person(fake_analysis):
     assert table.loc["swish", ("dense", "tau (95 % CI)")] == (
         f"{row['tau']:+.2f} ({row['ci_low']:+.2f} to {row['ci_high']:+.2f})")
     assert (table[("sparse", "n")] == 24).all()
+    pq = pq_table(a.cells)
+    assert pq.loc["adam", "swish"] == f"{0.5 ** 12:.3f} ({0.5 ** 12 * 1.5:.3f})" == \
+        "0.000 (0.000)"
+    assert pq.loc["sgd", "relu"] == "1.000 (1.000)"
 
 
 def test_verdicts_without_data():
     empty = fake_results()
     empty.runs = empty.runs[empty.runs["activation"] != "swish"]
     a = chapter.analyse(empty, presets.get("smoke"))
-    assert [v.status for v in a["verdicts"]] == ["not run", "not reproduced", "not run"]
+    assert [v.status for v in a.verdicts] == ["not run", "not reproduced", "not run"]
+    assert a.verdicts[0].n == 0 and "were not run at this scale" in a.verdicts[0].sentence
+    assert a.verdicts[2].sentence == "too few cells with negative flow at this scale"
+    assert a.cells.n["swish"].isna().all() and a.cells.cells() == 4
+
+
+def test_flow_tables_leave_out_runs_at_chance():
+    """A run at chance keeps its accuracy (the cell tests) but not its flow (the EGF and
+    negative-flow tables, the negative-flow cells), as every page counts them."""
+    r = fake_results()
+    chance = (r.runs["activation"] == "swish") & (r.runs["kind"] == "sparse")
+    r.runs.loc[chance, "test_acc"] = 0.1  # 36 of 360 digits images: at chance
+    r.runs.loc[chance, "mean_egf_l2"] = 1e6
+    a = chapter.analyse(r, presets.get("smoke"))
+    assert (a.counts.at_chance, a.counts.diverged) == (24, 0)
+    assert np.isnan(a.egf.loc["swish", "sparse"]) and a.egf.loc["swish", "dense"] > 0
+    assert a.negflow.loc["swish", ("neg_grad_share", "sparse")] != \
+        a.negflow.loc["swish", ("neg_grad_share", "sparse")]  # NaN: no usable run
+    assert a.negflow.loc["swish", ("neg_grad_share", "dense")] == pytest.approx(0.1)
+    assert "swish" not in set(a.negflow_cells["activation"]) and len(a.negflow_cells) == 4
+    # the accuracy tests keep them: sparse Swish nets now trail their dense partners
+    assert a.cells.n.loc["sgd", "swish"] == 12 and a.cells.median.loc["sgd", "swish"] < 0
+    assert a.verdicts[0].status == "not reproduced"
+
+
+def _cells(shares, margins):
+    return pd.DataFrame({"optimizer": "sgd", "activation": [f"a{i}" for i in range(len(shares))],
+                         "neg_grad_share": shares, "margin": margins})
+
+
+def test_status_rules():
+    smoke = presets.get("smoke")
+    # the paper's cell holds (Swish with SGD, 12 pairs all ahead) -> reproduced; PReLU's pairs
+    # all trail -> not reproduced (from the fake above)
+    a = chapter.analyse(fake_results(), smoke)
+    assert [v.status for v in a.verdicts[:2]] == ["reproduced", "not reproduced"]
+    # too few pairs: one width x 4 seeds, all ahead, smallest p 1/16 -> not testable here
+    a = chapter.analyse(fake_results(widths=(10,)), smoke)
+    swish, prelu, _ = a.verdicts
+    assert (swish.n, swish.min_p, swish.needs) == (4, 1 / 16, 5)
+    assert swish.effect == pytest.approx(10.0) and swish.p == pytest.approx(1 / 16)
+    assert [swish.status, prelu.status] == ["not testable here"] * 2
+    assert "it would need 5 width x seed pairs" in swish.reason
+    # every run diverged -> not run, all three
+    r = fake_results()
+    r.runs["diverged"] = True
+    a = chapter.analyse(r, smoke)
+    assert [v.status for v in a.verdicts] == ["not run"] * 3
+    assert {v.sentence for v in a.verdicts} == {"not run: every run diverged"}
+
+    # negative flow across cells: 8 cells ordered alike -> tau 1, exact p = 1 / 8!
+    up = chapter.negative_flow_verdict(_cells(np.arange(8) / 10, np.arange(8) / 100), "x")
+    assert up.n == 8 and (up.effect, *up.interval) == pytest.approx((1, 1, 1))
+    assert up.p == pytest.approx(1 / math.factorial(8)) and up.status == "reproduced"
+    assert up.sentence.startswith("the most gradient flows through negative slopes with a7 "
+                                  "(70.0 % of |dC/dz| in sparse nets), then a6 (60.0 %)")
+    # ordered the other way -> not reproduced
+    down = chapter.negative_flow_verdict(_cells(np.arange(8) / 10, -np.arange(8) / 100), "x")
+    assert down.effect == pytest.approx(-1) and down.status == "not reproduced"
+    assert "does not go with a larger" in down.sentence
+    # 3 cells: the smallest p is 1/3! = 1/6 -> not testable here, it would need 4 (1/24)
+    few = chapter.negative_flow_verdict(_cells([0.0, 0.1, 0.2], [0.0, 0.1, 0.2]), "x")
+    assert (few.n, few.min_p, few.needs, few.status) == (3, 1 / 6, 4, "not testable here")
+    # 2 cells, or no cell with negative flow -> not run
+    assert chapter.negative_flow_verdict(_cells([0.0, 0.1], [0.0, 0.1]), "x").status == \
+        "not run"
+    flat = chapter.negative_flow_verdict(_cells([0.0] * 5, np.arange(5) / 100), "x")
+    assert (flat.status, flat.n) == ("not run", 0)
 
 
 def test_report_shows_a_stored_summary(monkeypatch, fake_analysis):

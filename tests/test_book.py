@@ -14,7 +14,7 @@ from gflib import bench, chapters, execute, pages
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = chapters.names()
-PAGES = ("results",)
+PAGES = ("intro", "results")
 """Notebooks of the book that are pages over all chapters, not chapters themselves."""
 
 
@@ -132,7 +132,8 @@ def test_nbval_collects_every_chapter():
     for name in CHAPTERS:
         cells = [line for line in out.stdout.splitlines() if f"book/{name}.md::Cell" in line]
         assert len(cells) >= 5, (name, out.stdout)
-    assert not any("intro.md::" in line for line in out.stdout.splitlines())
+    # the intro's one cell reads the stored verdicts (what reproduced, at which scale)
+    assert any("book/intro.md::Cell" in line for line in out.stdout.splitlines())
 
 
 @pytest.mark.slow
@@ -173,7 +174,9 @@ def test_book_builds_with_the_smoke_preset(tmp_path):
     # A reader's page: every figure described, nothing cut off or scrolling sideways at 1280 px.
     assert images_without_alt(html) == []
     if shutil.which("chromium") or shutil.which("chromium-browser"):
-        assert pages.check(html) == {}
+        # Layout only: the smoke preset's few runs leave numbers missing (NaN) where a test has
+        # no data, which the text check (python -m gflib.pages) flags on the book-preset build.
+        assert pages.check(html, text=False) == {}
 
 
 CODE_WIDTH = 78
@@ -182,21 +185,24 @@ longer lines are cut off at the column's edge)."""
 
 
 def test_notebook_code_lines_fit_the_page():
-    """Code cells and code blocks (```bash, ```python, ...), not directives such as
-    ```{glue:figure}, whose text wraps, nor a cell's metadata block (--- ... ---)."""
+    """Code a reader sees: code cells and code blocks (```bash, ```python, ...), not directives
+    such as ```{glue:figure}, whose text wraps, nor a cell's metadata block (--- ... ---), nor a
+    cell tagged ``remove-input``, which the HTML never shows."""
     long = []
     for path in sorted((ROOT / "book").glob("*.md")):
-        in_code = in_metadata = False
+        in_code = in_metadata = hidden = False
         previous = ""
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if line.startswith("```{code-cell") or (
                     not in_code and line.startswith("```") and line[3:4].isalpha()):
-                in_code = True
+                in_code, hidden = True, False
             elif line.startswith("```"):
                 in_code = False
             elif in_code and line == "---":
                 in_metadata = previous.startswith("```{code-cell")
-            elif in_code and not in_metadata and len(line) > CODE_WIDTH:
+            elif in_code and ("remove-input" in line and (in_metadata or line.startswith(":tags:"))):
+                hidden = True
+            elif in_code and not in_metadata and not hidden and len(line) > CODE_WIDTH:
                 long.append(f"{path.name}:{number} ({len(line)})")
             previous = line
     assert not long, long

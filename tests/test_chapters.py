@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gflib import analysis, chapters, presets, publish, summaries
+from gflib import analysis, chapters, correlations, presets, publish, summaries
 from gflib.chapters import batchnorm, sc_sdc_and_egf
 from gflib.config import RunConfig
 from gflib.flow import MEASURES
@@ -108,7 +108,10 @@ def test_grids_have_the_documented_size():
     bn = batchnorm.grid(p)
     assert len(bn) == 5 * 8 * 5 * 2 * 2
     assert {c.depth for c in bn} == {4}
-    assert {(c.optimizer, c.lr) for c in bn} == set(batchnorm.LRS.items())
+    # each optimizer at its default learning rate (the optimizer specs' default_lr)
+    assert {(c.optimizer, c.lr) for c in bn} == {
+        ("adagrad", 0.01), ("adam", 0.001), ("rmsprop", 0.001), ("sgd", 0.1),
+        ("momentum", 0.01)}
     smoke = presets.get("smoke")
     assert len(batchnorm.grid(smoke)) == 2 * 2 * 2 * 2 * 2
 
@@ -174,29 +177,51 @@ def test_kind_comes_from_the_config():
     runs = fake_results().runs
     runs = pd.concat([runs, pd.DataFrame([fake_row(RunConfig(density=0.5), 0.9)])],
                      ignore_index=True)
-    corr = analysis.correlations(runs)
+    corr = correlations.correlations(runs)
     assert corr.loc[corr["kind"] == "sparse", "n"].max() == 25
 
 
 def test_sparse_vs_dense_table_sides():
-    table = analysis.sparse_vs_dense_table(analysis.pairs(fake_results().runs), "optimizer",
-                                           "depth")
-    assert table.loc["adam", 2] < 0.01 and table.loc["sgd", 2] > 0.99
-    assert table.attrs["n"].loc["adam", 2] == 12
+    """One cell per optimizer x depth, 12 pairs each: adam's 12 differences are all +0.1, so the
+    exact one-sided signed-rank p is 1 / 2**12; sgd's are all -0.1, p = 1. Benjamini-Hochberg
+    over the two cells: q = p * 2 / rank, running minimum from the top: 2 / 2**12 and 1."""
+    cells = analysis.cell_tests(analysis.pairs(fake_results().runs), "optimizer", "depth")
+    assert list(cells.p.index) == ["adam", "sgd"] and list(cells.p.columns) == [2]
+    assert cells.p.loc["adam", 2] == pytest.approx(1 / 2 ** 12)
+    assert cells.p.loc["sgd", 2] == pytest.approx(1.0)
+    assert cells.q.loc["adam", 2] == pytest.approx(2 / 2 ** 12)
+    assert cells.q.loc["sgd", 2] == pytest.approx(1.0)
+    assert (cells.n == 12).all().all() and cells.n_text() == "12"
+    assert cells.median.loc["adam", 2] == pytest.approx(0.1)
+    assert cells.median.loc["sgd", 2] == pytest.approx(-0.1)
+    assert cells.cells() == 2 and cells.significant("p") == 1 and cells.significant("q") == 1
+    # unpaired (Mann-Whitney U): n counts the values of both samples, 12 + 12
+    unpaired = analysis.cell_tests(analysis.pairs(fake_results().runs), "optimizer", "depth",
+                                   matched=False)
+    assert unpaired.p.loc["adam", 2] < 0.01 and unpaired.p.loc["sgd", 2] > 0.99
+    assert (unpaired.n == 24).all().all()
 
 
 def test_correlations_and_verdict():
-    corr = analysis.correlations(fake_results().runs)
+    corr = correlations.correlations(fake_results().runs)
     # every measure is a positive multiple of accuracy within a kind: tau(acc) = 1, tau(loss) = -1
     recorded = corr[~corr["measure"].str.startswith("gfall")]  # fake_results has no gfall
     assert np.allclose(recorded.loc[recorded["target"] == "test_acc", "tau"], 1.0)
     assert np.allclose(recorded.loc[recorded["target"] == "test_loss", "tau"], -1.0)
     assert corr.loc[corr["measure"].str.startswith("gfall"), "tau"].isna().all()
-    summary = analysis.correlation_summary(corr)
+    assert (corr.loc[corr["measure"] == "egf_l2", "n"] == 24).all()  # per kind and depth
+    summary = correlations.correlation_summary(corr)
     assert list(summary.index) == list(MEASURES)
-    verdict = sc_sdc_and_egf.egf_verdict(summary)
-    assert verdict["sparse/test_acc"]["egf_margin"] == pytest.approx(0.0)
-    assert verdict["sparse/test_acc"]["egf_best"] is False
+    assert list(summary.columns) == [(k, t) for k in ("sparse", "dense")
+                                     for t in ("test_loss", "test_acc")]
+    # mean |tau| 1 for every recorded measure: EGF ties with the gradient norm (no margin)
+    recorded_rows = ["gf_l1", "gf_l2", "egf_l1", "egf_l2"]
+    assert np.allclose(summary.loc[recorded_rows], 1.0)
+    assert summary.loc[["gfall_l1", "gfall_l2"]].isna().all().all()
+    best = sc_sdc_and_egf.best_measures(summary)
+    assert set(best) == {"sparse/test_loss", "sparse/test_acc", "dense/test_loss",
+                         "dense/test_acc"}
+    assert all(sorted(ranked) == sorted(recorded_rows) for ranked in best.values())
 
 
 def bn_results():
@@ -210,13 +235,28 @@ def bn_results():
 
 def test_egf_margin_and_claim_2_verdict():
     """In fake_results every measure is a multiple of accuracy, so EGF and the gradient norm rank
-    runs identically: margin 0 with a degenerate interval, "not distinguishable"."""
-    m = sc_sdc_and_egf.margins(fake_results().runs)
+    runs identically in the data and in every resample: margin 0 with the interval (0, 0), "not
+    distinguishable"; one verdict per target, test accuracy first, no p (the interval decides),
+    no paper margin on digits (the paper did not use it)."""
+    m, depth_mean = correlations.egf_margins(fake_results().runs)
+    assert len(m) == 2 * 2 * 2  # kind x target x baseline scope
     weights = m[m["baseline"] == "weights"]
-    assert np.allclose(weights["margin"], 0.0) and np.allclose(weights["ci_low"], 0.0)
+    assert np.allclose(weights["margin"], 0.0)
+    assert np.allclose(weights["ci_low"], 0.0) and np.allclose(weights["ci_high"], 0.0)
+    assert (weights["n"] == 24).all()
     assert m[m["baseline"] == "all gradients"]["margin"].isna().all()  # not recorded here
-    v = sc_sdc_and_egf.verdict(m, "book")
-    assert v.claim == 2 and v.status == "not distinguishable" and v.n == 24
+    # the paper's form of its table: mean |tau| over depths per measure, 1 where recorded
+    recorded = depth_mean[~depth_mean["measure"].str.startswith("gfall")]
+    assert np.allclose(recorded["abs_tau"], 1.0) and (recorded["n"] == 24).all()
+    assert depth_mean.loc[depth_mean["measure"].str.startswith("gfall"), "abs_tau"].isna().all()
+    acc, loss = sc_sdc_and_egf.egf_verdicts(m, "digits", "book")
+    assert acc.test == "EGF against the gradient norm, test accuracy"
+    assert loss.test == "EGF against the gradient norm, test loss"
+    for v in (acc, loss):
+        assert (v.claim, v.form, v.n) == (2, "paper", 24)
+        assert v.effect == pytest.approx(0.0) and v.interval == pytest.approx((0.0, 0.0))
+        assert np.isnan(v.p) and np.isnan(v.paper_effect)
+        assert v.status == "not distinguishable"
 
 
 def test_claim_1_construction_verdict():
@@ -226,25 +266,33 @@ def test_claim_1_construction_verdict():
     runs = fake_results().runs
     v = sc_sdc_and_egf.construction_verdict(runs, "book")
     assert (v.claim, v.status, v.n) == (1, "reproduced", 24)
-    assert v.effect == pytest.approx(1.25) and "not measured" in v.sentence and "31" in v.paper
+    assert v.effect == pytest.approx(1.25) and "not measured" in v.sentence
+    assert "about 31" in v.sentence and "equal active weights" in v.paper  # the paper's ~31
+    assert v.form == "check" and v.condition_holds is True and np.isnan(v.p)
     dense = runs.index[runs["kind"] == "dense"]
     assert sc_sdc_and_egf.construction_verdict(runs.drop(dense[:1]), "book").status == \
         "not reproduced"
     assert sc_sdc_and_egf.construction_verdict(runs.drop(dense), "book").status == "not run"
-    claims = [v.claim for v in sc_sdc_and_egf.analyse(fake_results(), presets.get("book"))["verdicts"]]
-    assert claims == [1, 2]
+    a = sc_sdc_and_egf.analyse(fake_results(), presets.get("book"))
+    # claim 1's check, then claim 2 in the paper's form for test accuracy and test loss
+    assert [(v.claim, v.form) for v in a.verdicts] == [(1, "check"), (2, "paper"), (2, "paper")]
+    assert a.headline(2).test == "EGF against the gradient norm, test accuracy"
+    assert a.counts == analysis.Counts(runs=48, diverged=0, at_chance=0)
+    assert set(a.cells) == {0.001}  # one learning rate in fake_results
+    assert a.cells[0.001].p.loc["adam", 2] == pytest.approx(1 / 2 ** 12)
 
 
 def test_tau_margin_by_hand():
-    """Within each depth EGF_1 orders the runs as accuracy does (|tau| = 1), the best baseline is
-    reversed on two of four runs (|tau| = 1/3 with n = 4: 4 concordant... see below)."""
+    """Within each depth EGF_1 orders the runs as accuracy does and EGF_2 reverses them
+    (|tau| = 1 both); the gradient L1 norm swaps the first two of four runs: of the 6 pairs only
+    (1, 2) is discordant, tau = (5 - 1) / 6 = 4/6; the L2 norm is constant (no tau). Margin =
+    1 - 4/6. Accuracies well above chance on digits, so every run's flow is usable."""
     runs = pd.DataFrame({
-        "depth": [1] * 4 + [2] * 4, "diverged": False,
-        "test_acc": [1, 2, 3, 4] * 2,
+        "depth": [1] * 4 + [2] * 4, "diverged": False, "dataset": "digits",
+        "test_subset": np.nan, "test_acc": [0.6, 0.7, 0.8, 0.9] * 2,
         "mean_egf_l1": [1, 2, 3, 4] * 2, "mean_egf_l2": [4, 3, 2, 1] * 2,
         "mean_gf_l1": [2, 1, 3, 4] * 2, "mean_gf_l2": [1, 1, 1, 1] * 2})
-    res = analysis.tau_margin(runs, "test_acc", n_resamples=200)
-    # gf_l1 vs acc: pairs (12 discordant, others concordant): 5 C, 1 D -> tau = 4/6
+    res = correlations.tau_margin(runs, "test_acc", n_resamples=200)
     assert res["margin"] == pytest.approx(1 - 4 / 6)
     assert res["best_egf"] in ("egf_l1", "egf_l2") and res["best_base"] == "gf_l1"
     assert res["ci_low"] <= res["margin"] <= res["ci_high"] and res["n"] == 8
@@ -267,9 +315,14 @@ def test_unit_test_averages_to_the_unit_first():
     t = pd.DataFrame({"optimizer": list("aaaabbbb"), "seed": [0, 0, 1, 1] * 2,
                       "excess": [0.1, 0.3, 0.2, 0.2, 0.5, 0.5, -0.1, 0.1]})
     res = analysis.unit_test(t, "excess", ["optimizer", "seed"])
-    assert res["n"] == 4 and list(res["means"]) == pytest.approx([0.2, 0.2, 0.5, 0.0])
-    assert res["effect"] == pytest.approx(0.225)
-    assert res["pvalue"] == pytest.approx(0.125)  # exact signed-rank, a zero split
+    assert res.n == 4 and list(res.means) == pytest.approx([0.2, 0.2, 0.5, 0.0])
+    assert list(res.means.index) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+    assert res.effect == pytest.approx(0.225)
+    # exact signed rank, zero split: the 0 (rank 1) adds 0.5 to T+ whatever the signs, the
+    # others have ranks 2.5, 2.5, 4; T+ = 9.5 only when all three are positive: p = 1/8
+    assert res.pvalue == pytest.approx(0.125)
+    assert res.min_p == pytest.approx(1 / 2 ** 4) and res.needs == 5  # 1/2**5 < 0.05
+    assert res.ci_low <= res.effect <= res.ci_high
     by = analysis.effect_by(t.assign(w=[1, 2] * 4), "excess", ["optimizer", "seed"], "w")
     assert list(by.index) == [1, 2] and list(by["n"]) == [4, 4]
 
@@ -283,19 +336,30 @@ def test_regime_counts_hidden_fan_in():
 
 
 def test_verdict_data_and_p_for_people():
+    """Changed on purpose: a p keeps two significant digits with trailing zeros (0.05 reads
+    "0.050", 0.999 "1.0"; three digits where two would carry it across 0.05), and a verdict's
+    status is no longer given but follows from its data (gflib.verdict.judge)."""
     from gflib.verdict import Verdict, format_p, markdown
-    assert [format_p(p) for p in (7.77e-24, 0.00023, 0.0123, 0.05, 0.999)] == [
-        "p < 1e-4", "p = 0.00023", "p = 0.012", "p = 0.05", "p = 0.999"]
-    v = Verdict(claim=3, scale="book", status="partly", effect=1.1, effect_unit="points",
-                interval=(0.6, 1.8), p=7.7e-24, n=10, unit="optimizer x seed",
+    assert [format_p(p) for p in (7.77e-24, 0.00023, 0.0123, 0.05, 0.999, 0.0499)] == [
+        "p < 1e-4", "p = 0.00023", "p = 0.012", "p = 0.050", "p = 1.0", "p = 0.0499"]
+    v = Verdict(claim=3, test="extra gain", scale="book", form="paper", effect=1.1,
+                effect_unit="points", interval=(0.6, 1.8), p=7.7e-24, n=10,
+                unit="optimizer x seed units", paper_effect=2.0,
                 sentence="the gain is larger", paper="65 % of BN cells")
-    assert v.numbers() == "+1.1 points, 95 % CI +0.6 to +1.8, p < 1e-4, n = 10 (optimizer x seed)"
-    small = Verdict(2, "book", "not distinguishable", -0.035, "|tau|", (-0.1003, 0.0127),
-                    float("nan"), 299, "runs", "")
-    assert small.numbers() == "-0.035 |tau|, 95 % CI -0.100 to +0.013, n = 299 (runs)"
-    assert markdown(v).startswith("**Claim 3, `book`: partly.**") and "The gain" in markdown(v)
+    assert v.numbers() == ("+1.1 points, 95 % CI +0.6 to +1.8, p < 1e-4, n = 10 optimizer x "
+                           "seed units")
+    # significant with the interval above 0, but the paper's 2.0 lies outside it: partly
+    assert v.status == "partly" and "+2.0 lies outside" in v.reason
+    assert markdown(v).startswith("**Claim 3, extra gain (book): partly.** The gain is larger.")
+    assert "The paper: 65 % of BN cells." in markdown(v)
+    with_q = Verdict(3, "t", "book", "paper", 1.1, "points", (0.6, 1.8), p=0.012, n=10, q=0.03)
+    assert with_q.p_text() == "p = 0.012 (q = 0.030)"
+    small = Verdict(2, "margin", "book", "paper", -0.035, "|tau|", (-0.1003, 0.0127), n=299,
+                    unit="runs")
+    assert small.numbers() == "-0.035 |tau|, 95 % CI -0.100 to +0.013, n = 299 runs"
+    assert small.status == "not distinguishable"  # no p: the interval covers 0
     with pytest.raises(ValueError, match="'maybe'"):
-        Verdict(3, "book", "maybe", 0.0, "", (0, 0), 0.5, 1, "", "")
+        Verdict(3, "t", "book", "maybe", 0.0, "")
 
 
 def test_bn_gains_difference_of_differences():
@@ -305,32 +369,91 @@ def test_bn_gains_difference_of_differences():
     assert np.allclose(gains["excess"], 0.15)
 
 
+def log_spread(base):
+    """The spread across dense widths 5, 10, 15 (ddof 1) of log10 of fake_row's mean EGF_2,
+    4 x (base + 0.01 x width), for one unit x variant x kind."""
+    return np.std(np.log10(4 * (base + 0.01 * np.array([5, 10, 15]))), ddof=1)
+
+
 def test_bn_analysis_by_hand(monkeypatch):
     monkeypatch.setitem(batchnorm.SETTINGS, "optimizers", ("adam", "sgd"))
     monkeypatch.setitem(batchnorm.SETTINGS, "variants", ("NR", "BN"))
     a = batchnorm.analyse(bn_results(), presets.get("book"))
-    p = a["pvalues"]
-    assert list(p.index) == ["adam", "sgd"] and list(p.columns) == ["NR", "BN"]
-    # sparse - dense: adam NR +0.1, adam BN +0.25, sgd NR -0.1, sgd BN +0.05, 12 pairs each
-    assert (a["n"] == 12).all().all()
-    assert p.loc["adam", "NR"] < 0.05 and p.loc["sgd", "BN"] < 0.05 and p.loc["sgd", "NR"] > 0.95
-    assert a["shares"].loc["without BN", "ours"] == 0.5
-    assert a["shares"].loc["with BN", "ours"] == 1.0
-    assert list(a["paper"].index) == ["adam", "sgd"] and a["paper"].notna().all().all()
-    # every comparison's excess is 0.15; 2 optimizers x 4 seeds = 8 units
-    g = a["gain"]
-    assert g["effect"] == pytest.approx(0.15) and g["n"] == 8
-    assert g["pvalue"] == pytest.approx(1 / 2 ** 8)  # exact: all 8 unit means positive
-    assert list(a["gain_by_width"].index) == [5, 10, 15]
-    # BN flattens the sparse curves: log10-std of (1, 2) is 0.213, of (1, 1) is 0; dense: none
-    st = a["steadier"]
-    assert st["effect"] == pytest.approx(np.std([0.0, np.log10(2.0)], ddof=1))
-    assert st["n"] == 8 and st["pvalue"] < 0.01
-    assert a["stability"].loc["sparse", "with BN"] == 0.0
-    gain, steady = a["verdicts"]
+    cells = a.cells
+    assert list(cells.p.index) == ["adam", "sgd"] and list(cells.p.columns) == ["NR", "BN"]
+    # sparse - dense: adam NR +0.1, adam BN +0.25, sgd NR -0.1, sgd BN +0.05, 12 pairs each:
+    # exact one-sided signed-rank p = 1/2**12 where all 12 are positive, 1 where all negative
+    assert (cells.n == 12).all().all() and cells.n_text() == "12"
+    for opt, variant in (("adam", "NR"), ("adam", "BN"), ("sgd", "BN")):
+        assert cells.p.loc[opt, variant] == pytest.approx(1 / 2 ** 12)
+        # Benjamini-Hochberg over the 4 cells: the three tied p at ranks 1-3, the running
+        # minimum from the top gives each p * 4 / 3
+        assert cells.q.loc[opt, variant] == pytest.approx(4 / 3 / 2 ** 12)
+    assert cells.p.loc["sgd", "NR"] == pytest.approx(1.0)
+    assert cells.q.loc["sgd", "NR"] == pytest.approx(1.0)
+    shown = analysis.pq_table(cells)
+    assert shown.loc["sgd", "NR"] == "1.000 (1.000)" and shown.loc["adam", "NR"] == "0.000 (0.000)"
+    for who in ("ours (p)", "ours (q)"):
+        assert a.shares.loc["without BN", who] == 0.5 and a.shares.loc["with BN", who] == 1.0
+    assert list(a.paper.index) == ["adam", "sgd"] and a.paper.notna().all().all()
+    assert list(a.agreement.index) == ["adam", "sgd"]
+    # every comparison's excess is 0.15 (24: 2 optimizers x 3 widths x 4 seeds), tested at
+    # optimizer x seed: 8 unit means, all positive, exact p = 1/2**8, the smallest 8 units reach
+    assert len(a.gains) == 24 and np.allclose(a.gains["excess"], 0.15)
+    g = a.gain
+    assert g.effect == pytest.approx(0.15) and g.n == 8
+    assert list(g.means.index.names) == ["optimizer", "seed"]
+    assert g.pvalue == pytest.approx(1 / 2 ** 8) and g.min_p == pytest.approx(1 / 2 ** 8)
+    assert g.interval == pytest.approx((0.15, 0.15))  # constant unit means
+    by_width = a.gain_by_width
+    assert list(by_width.index) == [5, 10, 15] and (by_width["n"] == 8).all()
+    assert np.allclose(by_width["effect"], 0.15)
+    by_opt = a.gain_by_optimizer  # within an optimizer, the units are its seeds
+    assert list(by_opt.index) == ["adam", "sgd"] and (by_opt["n"] == 4).all()
+    assert np.allclose(by_opt["pvalue"], 1 / 2 ** 4)
+    # over training: BN flattens the sparse curves (log10-std of (1, 2) is 0.213, of (1, 1)
+    # is 0); dense curves are (1, 2) with and without BN: steadier = 0.213 at every unit
+    st = a.steady_epochs
+    assert st.effect == pytest.approx(np.std([0.0, np.log10(2.0)], ddof=1))
+    assert st.n == 8 and st.pvalue == pytest.approx(1 / 2 ** 8)
+    assert a.stability.loc["sparse", "with BN"] == 0.0
+    assert a.stability.loc["dense", "with BN"] == pytest.approx(st.effect)
+    # across widths: fake_row's mean EGF_2 is 4 x accuracy; per optimizer x seed unit,
+    # steadier = (sparse spread without BN - with) - (dense without - with)
+    want = []
+    for shift in (0.1, -0.1):  # adam's sparse nets +0.1, sgd's -0.1; BN adds .2 sparse, .05 dense
+        for seed in range(4):
+            base = 0.5 + 0.001 * seed
+            want.append((log_spread(base + shift) - log_spread(base + shift + 0.2))
+                        - (log_spread(base) - log_spread(base + 0.05)))
+    sw = a.steady_widths
+    assert sw.n == 8 and list(sw.means) == pytest.approx(want)
+    assert sw.effect == pytest.approx(np.mean(want)) and min(want) > 0
+    assert sw.pvalue == pytest.approx(1 / 2 ** 8)
+    # the verdicts (batchnorm.TESTS), q over claim 3's three tests: all p = 1/2**8, so q = p
+    assert [v.test for v in a.verdicts] == list(batchnorm.TESTS)
+    gain, widths, epochs = a.verdicts
     assert gain.status == "reproduced" and gain.effect == pytest.approx(15.0) and gain.n == 8
-    assert steady.status == "reproduced"
-    assert a["n_runs"] == 96 and a["n_diverged"] == 0 and (a["diverged"] == 0).all().all()
+    assert gain.unit == "optimizer x seed units" and gain.condition_holds is True
+    assert gain.interval == pytest.approx((15.0, 15.0)) and gain.q == pytest.approx(1 / 2 ** 8)
+    assert widths.form == "paper" and epochs.form == "direct"
+    assert widths.status == epochs.status == "reproduced"
+    assert epochs.effect == pytest.approx(st.effect) and widths.effect == pytest.approx(sw.effect)
+    assert a.counts == analysis.Counts(runs=96, diverged=0, at_chance=0)
+    assert (a.diverged == 0).all().all()
+
+
+def test_bn_analysis_when_every_run_diverged(monkeypatch):
+    """Every run diverged: every statistic is empty and each test is "not run"."""
+    monkeypatch.setitem(batchnorm.SETTINGS, "optimizers", ("adam", "sgd"))
+    monkeypatch.setitem(batchnorm.SETTINGS, "variants", ("NR", "BN"))
+    res = bn_results()
+    res.runs["diverged"] = True
+    a = batchnorm.analyse(res, presets.get("book"))
+    assert a.counts == analysis.Counts(runs=96, diverged=96, at_chance=0)
+    assert a.gain.n == 0 and np.isnan(a.gain.effect)
+    assert [(v.test, v.status) for v in a.verdicts] == [(t, "not run") for t in batchnorm.TESTS]
+    assert (a.diverged == 12).all().all()
 
 
 def test_significance_shares_skip_empty_cells():

@@ -193,36 +193,40 @@ def marked(ax, marker):
     return found[0] if found else None
 
 
-def pooled_frame(measures=("gf_l1", "gf_l2", "egf_l1", "egf_l2")):
+def depth_mean_frame(measures=("gf_l1", "gf_l2", "egf_l1", "egf_l2")):
+    """A table in the form of gflib.correlations.egf_margins' second one: each measure's mean
+    |tau| over depths (0.1, 0.2, ... by measure) with its bootstrap interval of that mean
+    |tau| (0.05 below to 0.15 above)."""
     rows = []
     for kind in ("sparse", "dense"):
         for i, m in enumerate(measures):
-            for target, sign in (("test_loss", 1), ("test_acc", -1)):
-                tau = sign * (0.1 + 0.1 * i)
-                rows.append({"kind": kind, "measure": m, "target": target, "tau": tau,
-                             "abs_tau": abs(tau), "ci_low": tau - 0.15, "ci_high": tau + 0.15,
-                             "n": 40})
+            for target in ("test_loss", "test_acc"):
+                abs_tau = 0.1 + 0.1 * i
+                rows.append({"kind": kind, "target": target, "measure": m, "abs_tau": abs_tau,
+                             "ci_low": abs_tau - 0.05, "ci_high": abs_tau + 0.15, "n": 40})
     return pd.DataFrame(rows)
 
 
 def test_tau_forest_one_row_per_measure_ours_with_interval_and_the_papers_marker():
+    """Changed on purpose: the forest shows the paper's form, the mean |tau| over depths with
+    a bootstrap interval of that mean (gflib.correlations.egf_margins), drawn as given; it no
+    longer mirrors a signed tau's interval (plots.abs_interval)."""
     from gflib.reference import egf_correlations
 
     paper = egf_correlations("fashion_mnist")
-    fig = plots.tau_forest(pooled_frame(), paper, kinds="sparse")
+    fig = plots.tau_forest(depth_mean_frame(), paper, kinds="sparse")
     assert len(fig.axes) == 2 and fig.get_size_inches()[0] <= plots.MAX_WIDTH
     loss, acc = fig.axes
     assert [t.get_text() for t in loss.get_yticklabels()] == ["gf_l1", "gf_l2", "egf_l1",
                                                              "egf_l2"]
     ours, ref = marked(acc, "o"), marked(acc, "D")
-    assert np.allclose(ours.get_xdata(), [0.1, 0.2, 0.3, 0.4])  # |tau|, though tau < 0
+    assert np.allclose(ours.get_xdata(), [0.1, 0.2, 0.3, 0.4])  # the mean |tau|
     assert np.allclose(ref.get_xdata(), paper[("sparse", "test_acc")].to_numpy())
     assert ref.get_marker() != ours.get_marker()
-    # the interval of egf_l2 (tau -0.4, CI -0.55..-0.25) is drawn mirrored: 0.25..0.55
-    segments = [s for c in acc.collections for s in c.get_segments()]
-    assert any(np.allclose(sorted(s[:, 0]), [0.25, 0.55]) for s in segments)
-    # gf_l1 (tau -0.1, CI -0.25..0.05) straddles 0: its |tau| interval starts at 0
-    assert any(np.allclose(sorted(s[:, 0]), [0.0, 0.25]) for s in segments)
+    # each interval as given, asymmetric about the point: egf_l2 0.35..0.55, gf_l1 0.05..0.25
+    segments = sorted(sorted(s[:, 0]) for c in acc.collections for s in c.get_segments())
+    assert np.allclose(segments, [[0.05, 0.25], [0.15, 0.35], [0.25, 0.45], [0.35, 0.55]])
+    assert acc.get_xlabel() == "mean |tau| over depths, test accuracy"
     assert min(t.get_fontsize() for t in all_texts(fig)) >= plots.MIN_POINTS
 
 
@@ -230,8 +234,8 @@ def test_tau_forest_draws_a_row_of_panels_per_kind_each_with_its_own_paper_value
     from gflib.reference import egf_correlations
 
     paper = egf_correlations("fashion_mnist")
-    frame = pooled_frame()
-    frame.loc[frame["kind"] == "dense", "tau"] *= 2
+    frame = depth_mean_frame()
+    frame.loc[frame["kind"] == "dense", "abs_tau"] *= 2
     frame.loc[frame["kind"] == "dense", ["ci_low", "ci_high"]] = np.nan
     fig = plots.tau_forest(frame, paper)
     assert [ax.get_title() for ax in fig.axes] == [
@@ -242,12 +246,15 @@ def test_tau_forest_draws_a_row_of_panels_per_kind_each_with_its_own_paper_value
     assert np.allclose(marked(dense_acc, "D").get_xdata(),
                        paper[("dense", "test_acc")].to_numpy())
     assert np.allclose(marked(fig.axes[1], "o").get_xdata(), [0.1, 0.2, 0.3, 0.4])
-    assert fig.axes[0].get_xlabel() == "" and fig.axes[2].get_xlabel().startswith("|tau|")
+    # no interval for the dense nets: no finite error bar there
+    dense_segments = [s for c in dense_acc.collections for s in c.get_segments()]
+    assert len(dense_segments) == 4 and not any(np.isfinite(s).any() for s in dense_segments)
+    assert fig.axes[0].get_xlabel() == "" and fig.axes[2].get_xlabel().startswith("mean |tau|")
     assert fig.get_size_inches()[0] <= plots.MAX_WIDTH
 
 
 def test_tau_forest_adds_the_all_gradient_rows_and_works_without_the_paper():
-    fig = plots.tau_forest(pooled_frame(("egf_l1", "gfall_l2", "gf_l1")), None, kinds="dense",
+    fig = plots.tau_forest(depth_mean_frame(("egf_l1", "gfall_l2", "gf_l1")), None, kinds="dense",
                            targets=("test_acc",))
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["gf_l1", "egf_l1", "gfall_l2"]

@@ -10,6 +10,7 @@ from gflib import presets, scsdc, train
 from gflib.chapters import pruning_and_cnns as chapter
 from gflib.config import RunConfig
 from gflib.models import CNN, MLP, maskable_weights
+from gflib.results import Results
 
 DIGITS = (1, 8, 8)
 TINY = dict(dataset="digits", epochs=1, train_subset=200, test_subset=100, batch_size=50)
@@ -155,28 +156,43 @@ def _row(method, optimizer, width, seed, acc, diverged=False):
 
 
 def test_matched_comparisons_of_pruning_methods_by_hand():
+    """Two optimizers x two seeds x two widths; one one-shot run diverged (sgd, width 20, seed
+    1). The matched differences are averaged within each optimizer x seed unit first
+    (:data:`UNIT_PRUNE`: widths are fixed factors), then the four unit means are tested."""
+    oneshot = {("sgd", 10, 0): 0.60, ("sgd", 20, 0): 0.60, ("sgd", 10, 1): 0.61,
+               ("sgd", 20, 1): 0.61, ("adam", 10, 0): 0.52, ("adam", 20, 0): 0.46,
+               ("adam", 10, 1): 0.58, ("adam", 20, 1): 0.55}
     rows = []
-    for w in (10, 20):
-        for seed in (0, 1):
-            rows += [_row("random", "sgd", w, seed, 0.5), _row("dense", "sgd", w, seed, 0.7),
-                     _row("oneshot_layer", "sgd", w, seed, 0.6 + 0.01 * seed,
-                          diverged=(w, seed) == (20, 1))]
+    for (optimizer, w, seed), acc in oneshot.items():
+        rows += [_row("random", optimizer, w, seed, 0.5), _row("dense", optimizer, w, seed, 0.7),
+                 _row("oneshot_layer", optimizer, w, seed, acc,
+                      diverged=(optimizer, w, seed) == ("sgd", 20, 1))]
     table = pd.DataFrame(rows).assign(key=range(len(rows)))
     m = chapter.against(table, "oneshot_layer", "random")
-    assert len(m) == 4 and m["diff"].isna().sum() == 1
-    assert sorted(m["diff"].dropna().round(6)) == [0.1, 0.1, 0.11]
+    assert len(m) == 8 and m["diff"].isna().sum() == 1
+    assert sorted(m["diff"].dropna().round(6)) == [-0.04, 0.02, 0.05, 0.08, 0.1, 0.1, 0.11]
+    assert chapter.UNIT_PRUNE == ("optimizer", "seed")
     c = chapter.comparisons(table, ["oneshot_layer"]).set_index("against")
-    assert c.loc["random", "n"] == 3
-    assert c.loc["random", "effect"] == pytest.approx(100 * (0.1 + 0.1 + 0.11) / 3)
-    assert c.loc["dense", "effect"] == pytest.approx(100 * (-0.1 - 0.1 - 0.09) / 3)
-    assert c.loc["random", "p"] == pytest.approx(0.125)  # 3 positive differences, one-sided
+    # unit means against the random mask: sgd 0 +0.10, sgd 1 +0.11 (its width 20 diverged),
+    # adam 0 (0.02 - 0.04) / 2 = -0.01, adam 1 (0.08 + 0.05) / 2 = +0.065
+    assert c.loc["random", "n"] == 4  # units, not the 7 finite differences
+    assert c.loc["random", "effect"] == pytest.approx(100 * (0.10 + 0.11 - 0.01 + 0.065) / 4)
+    # against the dense net: -0.10, -0.09, (-0.18 - 0.24) / 2, (-0.12 - 0.15) / 2
+    assert c.loc["dense", "effect"] == pytest.approx(100 * (-0.10 - 0.09 - 0.21 - 0.135) / 4)
+    # ranks of |unit mean|: 0.01 -> 1, 0.065 -> 2, 0.10 -> 3, 0.11 -> 4; W+ = 2 + 3 + 4 = 9 and
+    # of the 2^4 equally likely sign patterns, W+ >= 9 in two (all positive; all but rank 1)
+    assert c.loc["random", "p"] == pytest.approx(2 / 16)
+    assert c.loc["dense", "p"] == pytest.approx(1.0)  # every unit behind: W+ = 0
+    assert (c["min_p"] == 0.5 ** 4).all()
+    assert c.loc["random", "ci_low"] < c.loc["random", "effect"] < c.loc["random", "ci_high"]
     view = chapter.comparison_view(chapter.comparisons(table, ["oneshot_layer"]))
-    assert list(view.columns) == ["effect, points (95 % CI)", "p (ahead)", "n"]
+    assert list(view.columns) == ["effect, points (95 % CI)", "p (ahead)", "n", "smallest p"]
     row = view.loc[("oneshot_layer", "random")]
     low, high = c.loc["random", "ci_low"], c.loc["random", "ci_high"]
-    assert row["effect, points (95 % CI)"] == f"+10.3 ({low:+.1f} to {high:+.1f})"
-    assert row["n"] == 3
-    assert view.loc[("oneshot_layer", "random"), "p (ahead)"] == "0.125"
+    assert row["effect, points (95 % CI)"] == f"+6.6 ({low:+.1f} to {high:+.1f})"
+    assert row["n"] == 4
+    assert row["p (ahead)"] == "0.12" and row["smallest p"] == "0.062"  # two digits, as a page
+    assert view.loc[("oneshot_layer", "dense"), "effect, points (95 % CI)"].startswith("-13.4 (")
 
 
 def test_wide_resnet50_is_skipped_with_its_reason_below_the_paper_preset():
@@ -186,6 +202,20 @@ def test_wide_resnet50_is_skipped_with_its_reason_below_the_paper_preset():
     assert cost["runs"] == 9 and cost["gpu_hours"] > 0
 
 
+def _analysis(**fields) -> chapter.Analysis:
+    """An :class:`Analysis` with nothing in it but ``fields``."""
+    from dataclasses import fields as dataclass_fields
+
+    from gflib.analysis import Counts, unit_test
+    empty = {f.name: pd.DataFrame() for f in dataclass_fields(chapter.Analysis)}
+    empty.update(scale="smoke", counts=Counts(0, 0, 0), verdicts=[], after_epoch=None,
+                 cnn_cells=None,
+                 cnn_bn={"gain": unit_test(pd.DataFrame({"seed": [], "excess": []}), "excess",
+                                           chapter.UNIT_CNN),
+                         "shares": pd.Series({"without BN": math.nan, "with BN": math.nan})})
+    return chapter.Analysis(**{**empty, **fields})
+
+
 @pytest.mark.parametrize("accs, phrase", [
     ((0.10, 0.10, 0.11, 0.10), "No CNN trains beyond chance"),
     ((0.10, 0.11, 0.95, 0.96), "rests on the skip cells"),
@@ -193,14 +223,36 @@ def test_wide_resnet50_is_skipped_with_its_reason_below_the_paper_preset():
 ])
 def test_reading_of_the_plain_cnn_follows_the_numbers(accs, phrase):
     s_nr, d_nr, s_bn, d_bn = accs
-    cnn_paired = pd.DataFrame({"cell": ["NR", "BN"], "test_acc_sparse": [s_nr, s_bn],
-                               "test_acc_dense": [d_nr, d_bn]})
-    a = {"comparisons": pd.DataFrame(), "margins": pd.DataFrame(),
-         "late_margins": pd.DataFrame(), "cnn_paired": cnn_paired,
-         "cnn": pd.DataFrame({"dataset": ["fashion_mnist"]}), "cnn_bn": {"gain": {"n": 0}}}
+    cnn_paired = pd.DataFrame({"cell": ["NR", "BN", "swish_BN"],
+                               "test_acc_sparse": [s_nr, s_bn, 0.99],
+                               "test_acc_dense": [d_nr, d_bn, 0.99]})
+    a = _analysis(cnn_paired=cnn_paired, cnn=pd.DataFrame({"dataset": ["fashion_mnist"]}))
+    plain = chapter.plain_cnn(a)
+    assert phrase in plain
+    others = {"No CNN trains beyond chance", "rests on the skip cells",
+              "falls far behind its dense partner"} - {phrase}
+    assert not any(o in plain for o in others)
+    assert (f"{100 * s_nr:.0f} % (sparse) and {100 * d_nr:.0f} % (dense) test accuracy, with "
+            f"BatchNorm {100 * s_bn:.0f} % and {100 * d_bn:.0f} %") in plain  # not swish_BN's 99
+    assert plain in chapter.reading(a)  # the reading says it too
+    assert chapter.reading(a) == plain  # and nothing else: no comparisons, margins or BN gain
+    without_nr = _analysis(cnn_paired=cnn_paired[cnn_paired["cell"] != "NR"],
+                           cnn=pd.DataFrame({"dataset": ["fashion_mnist"]}))
+    assert chapter.plain_cnn(without_nr) == "" and chapter.reading(without_nr) == ""
+
+
+def test_reading_adds_the_cnn_batchnorm_gain_once_there_are_units():
+    from gflib.analysis import unit_test
+    gains = pd.DataFrame({"seed": [0, 0, 1, 1, 2, 2], "excess": [0.02, 0.04, 0.01, 0.05,
+                                                                 0.03, 0.03]})
+    gain = unit_test(gains, "excess", chapter.UNIT_CNN)  # seed means 0.03 each: n = 3 units
+    a = _analysis(cnn_bn={"gain": gain, "shares": pd.Series({"without BN": 0.0,
+                                                             "with BN": 0.5})})
     text = chapter.reading(a)
-    assert phrase in text
-    assert f"{100 * s_nr:.0f} % (sparse) and {100 * d_nr:.0f} % (dense)" in text
+    assert gain.n == 3 and gain.effect == pytest.approx(0.03)
+    assert text.startswith("On CNNs BatchNorm adds 3.0 points more to sparse nets than to "
+                           "dense ones (p = 0.12, n = 3 seeds, where the smallest p is 0.12)")
+    assert text.endswith("here it does (by q) in 50% of them.")
 
 
 def test_pair_view_puts_the_density_first_and_keeps_the_counts():
@@ -232,11 +284,24 @@ def test_schedule_marks_of_the_book_schedules_by_hand():
 
 
 def test_cnn_wins_counts_cells_below_alpha():
-    pv = pd.DataFrame({"BN": [0.03], "NR": [0.5], "SC": [math.nan], "swish_BN": [0.016]},
-                      index=["sgd"])
-    assert chapter.cnn_wins(pv) == {"wins": 2, "cells": 3, "best": "swish_BN", "p": 0.016}
-    none = chapter.cnn_wins(pd.DataFrame({"BN": [math.nan]}, index=["sgd"]))
+    """Wins count by q (Benjamini-Hochberg over the three cells with a p): p 0.016, 0.04, 0.5
+    give q 0.048 (min(3 x 0.016, 3 / 2 x 0.04)), 0.06 and 0.5: one win, though two p are below
+    0.05."""
+    from gflib.analysis import CellTests
+    from gflib.verdict import q_values
+    pv = pd.DataFrame({"BN": [0.04], "NR": [0.5], "SC": [math.nan], "swish_BN": [0.016]},
+                      index=pd.Index(["sgd"], name="optimizer"))
+    cells = CellTests(pv, q_values(pv), pv.notna() * 6, pv * 0)
+    assert cells.q.loc["sgd", "BN"] == pytest.approx(0.06)
+    wins = chapter.cnn_wins(cells)
+    assert wins == {"wins": 1, "cells": 3, "best": "swish_BN", "p": 0.016,
+                    "q": pytest.approx(0.048)}
+    assert cells.significant("p", chapter.ALPHA) == 2  # by p it would be two
+    none = chapter.cnn_wins(CellTests(*(pd.DataFrame({"BN": [math.nan]}, index=["sgd"]),) * 4))
     assert none["wins"] == none["cells"] == 0 and none["best"] == "none"
+    assert math.isnan(none["p"]) and math.isnan(none["q"])
+    assert chapter.cnn_wins(None) == {"wins": 0, "cells": 0, "best": "none", "p": pytest.approx(
+        math.nan, nan_ok=True), "q": pytest.approx(math.nan, nan_ok=True)}
 
 
 def test_margin_table_shows_the_margin_with_its_interval():
@@ -257,6 +322,39 @@ def test_margin_table_shows_the_margin_with_its_interval():
     assert list(both.index) == [("sparse", "test loss"), ("sparse", "test acc"),
                                 ("dense", "test loss"), ("dense", "test acc")]
     assert both.index.names == ["kind", "target"]
-    m = chapter.margin_of(pd.DataFrame(rows), "pruned + random")
+    m = chapter.pruned_margin_of(pd.DataFrame(rows), "pruned + random")
     assert m == {"margin": pytest.approx(0.1234 * 10), "ci_low": -0.05, "ci_high": 0.3456,
                  "n": 80}
+    assert chapter.pruned_margin_of(pd.DataFrame(rows), "pruned", kind="dense") == {
+        "margin": pytest.approx(0.1234 * 6), "ci_low": -0.05, "ci_high": 0.3456, "n": 80}
+    missing = chapter.pruned_margin_of(pd.DataFrame(rows), "random mask")
+    assert missing["n"] == 0 and math.isnan(missing["margin"]) and math.isnan(missing["ci_low"])
+
+
+@pytest.mark.parametrize("part", ["mlp", "cnn", "none"])
+def test_analyse_of_part_of_the_smoke_grid_says_not_run_instead_of_failing(tmp_path, part):
+    """A grid with only the pruning MLPs, only the CNNs, or no run at all (a sweep cut short, a
+    summary of one part): every sub-test still gets a verdict, "not run" where its nets are
+    missing. (The MLPs alone once failed: the activation cells looked for CNN pairs.)"""
+    from gflib import sweep
+    smoke = presets.get("smoke")
+    configs = {"mlp": chapter.pruning_configs, "cnn": chapter.cnn_configs,
+               "none": lambda p: chapter.grid(p)[:1]}[part](smoke)
+    assert len(configs) == {"mlp": 16, "cnn": 12, "none": 1}[part]
+    results = sweep.run(configs, tmp_path, progress=False, stack=4)
+    if part == "none":  # the run table's columns, no row
+        results = Results(results.runs.iloc[:0], results.curves.iloc[:0])
+    a = chapter.analyse(results, smoke)
+    assert [v.test for v in a.verdicts] == [chapter.TESTS[i] for i in (0, 1, 2, 3, 5)]
+    status = {v.test: v.status for v in a.verdicts}
+    if part != "cnn":
+        assert status["Swish with SGD favours sparse CNNs"] == "not run"
+        assert status["EGF tracks sparse CNNs"] == "not run" and a.cnn_cells is None
+        assert chapter.cnn_wins(a.cnn_cells)["cells"] == 0 and chapter.plain_cnn(a) == ""
+    if part != "mlp":
+        assert status["EGF tracks magnitude-pruned MLPs"] == "not run" and a.comparisons.empty
+    if part == "mlp":
+        assert set(a.comparisons["method"]) == {"oneshot_layer", "gradual_global"}
+        assert (a.comparisons["n"] == 2).all()  # one optimizer (SGD) x two seeds
+    assert status["Wide ResNet-50"] == "not run"
+    chapter.reading(a)  # and the page's sentences follow

@@ -28,6 +28,10 @@ from gflib.config import RunConfig
 from gflib.store import ResultStore, config_key
 
 TINY = dict(depth=1, width=4, epochs=1, flow_points=2, train_subset=100, test_subset=50)
+LEARNS = dict(width=16, epochs=2, train_subset=300, test_subset=100, lr=0.01)
+"""Fields on top of TINY for runs that end above chance (26 % to 59 % on digits' 10 classes,
+seeds 0-4), so that the chapter's analysis, which publish runs on its summary, has a flow to
+use; TINY's runs all end at chance."""
 NUMBERS = ["seed", "test_acc", "test_loss", "train_loss", "train_acc", "mean_gf_l2", "mean_egf_l2"]
 
 
@@ -379,7 +383,7 @@ def test_publish_sends_the_sweep_to_the_scheduler(tmp_path, monkeypatch):
         seen["scheduler"] = scheduler
         yield Counting()
 
-    monkeypatch.setattr(publish, "configs_for", lambda *a, **k: _tiny(range(3)))
+    monkeypatch.setattr(publish, "configs_for", lambda *a, **k: _tiny(range(3), **LEARNS))
     monkeypatch.setattr(sweep, "executor_for", fake_executor_for)
     publish.main(["sc_sdc_and_egf", "--preset", "smoke", "--results", str(tmp_path / "r"),
                   "--out", str(tmp_path / "out"), "--stack", "2", "--scheduler",
@@ -387,6 +391,21 @@ def test_publish_sends_the_sweep_to_the_scheduler(tmp_path, monkeypatch):
     assert seen == {"scheduler": "tcp://10.0.0.1:8786", "groups": 2}
     meta = json.loads((tmp_path / "out" / "sc_sdc_and_egf" / "smoke.json").read_text())
     assert meta["scheduler"] == "tcp://10.0.0.1:8786" and meta["n_runs"] == 3
+    _check_verdicts(tmp_path / "out", "sc_sdc_and_egf", "smoke")
+
+
+def _check_verdicts(root, chapter, name):
+    """The summary's verdicts file: written for these very tables, the chapter's verdicts on
+    them (every sub-test of the chapter, in its order)."""
+    from gflib import chapters, presets, summaries
+    payload = json.loads(summaries.verdicts_path(chapter, name, root).read_text())
+    assert payload["chapter"] == chapter
+    assert payload["summary"] == chapters.summary_key(chapter, name, root)
+    results, meta = summaries.load(chapter, name, root)
+    fresh = chapters.get(chapter).analyse(results, presets.get(meta["preset"])).verdicts
+    assert fresh and json.dumps(payload["verdicts"]) == json.dumps(
+        json.loads(json.dumps([v.to_dict() for v in fresh])))
+    return payload
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -400,6 +419,54 @@ def test_publish_rejects_a_bad_scheduler_before_training(tmp_path, monkeypatch, 
     with pytest.raises(ValueError, match=message):
         publish.publish("sc_sdc_and_egf", "smoke", results_root=tmp_path, out_root=tmp_path,
                         progress=False, **kwargs)
+
+
+def test_publish_of_a_sweep_at_chance_still_writes_its_verdicts(tmp_path, monkeypatch):
+    from gflib import analysis, publish
+    configs = _tiny(range(3))
+    monkeypatch.setattr(publish, "configs_for", lambda *a, **k: configs)
+    publish.publish("sc_sdc_and_egf", "smoke", results_root=tmp_path / "r",
+                    out_root=tmp_path / "out", progress=False)
+    runs = json.loads((tmp_path / "out" / "sc_sdc_and_egf" / "smoke.json").read_text())
+    assert runs["n_runs"] == 3
+    payload = _check_verdicts(tmp_path / "out", "sc_sdc_and_egf", "smoke")
+    egf = [v for v in payload["verdicts"] if v["claim"] == 2]
+    assert len(egf) == 2 and {v["status"] for v in egf} == {"not run"}
+    assert all("no run's flow is usable" in v["sentence"] for v in egf)
+    from gflib import summaries
+    results, _ = summaries.load("sc_sdc_and_egf", "smoke", tmp_path / "out")
+    assert analysis.at_chance(results.runs).all()  # the case this test is about
+
+
+def test_publish_verdicts_rewrites_stored_verdicts_and_trains_nothing(tmp_path, monkeypatch,
+                                                                      capsys):
+    """``python -m gflib.publish --verdicts --out DIR``: every stored summary under DIR (here a
+    copy of the book's smallest, pruning_and_cnns at fmnist, with a stale verdicts file) is
+    analysed again and its verdicts file rewritten; no sweep runs, nothing else is written."""
+    import shutil
+
+    from gflib import publish
+    book = Path(__file__).resolve().parent.parent / "book" / "data" / "pruning_and_cnns"
+    folder = tmp_path / "out" / "pruning_and_cnns"
+    folder.mkdir(parents=True)
+    for name in ("fmnist.csv", "fmnist-curves.csv", "fmnist.json"):
+        shutil.copy(book / name, folder / name)
+    stale = folder / "fmnist-verdicts.json"
+    stale.write_text(json.dumps({"chapter": "pruning_and_cnns", "summary": "stale",
+                                 "verdicts": []}))
+    monkeypatch.setattr(sweep, "run", lambda *a, **k: pytest.fail("swept"))
+    monkeypatch.setattr(sweep, "train_group", lambda *a: pytest.fail("trained"))
+    monkeypatch.chdir(tmp_path)  # a results store would appear here
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p != stale}
+    publish.main(["--verdicts", "--out", str(tmp_path / "out")])
+    assert capsys.readouterr().out.split() == [str(stale)]
+    payload = _check_verdicts(tmp_path / "out", "pruning_and_cnns", "fmnist")
+    assert [v["test"] for v in payload["verdicts"]][0] == "EGF tracks magnitude-pruned MLPs"
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p != stale} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    with pytest.raises(SystemExit):
+        publish.main(["--out", str(tmp_path / "out")])  # neither a chapter nor --verdicts
+    assert "give a chapter, or --verdicts" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------- cost of stacked groups
@@ -469,7 +536,7 @@ def test_paper_grid_hours_by_hand():
 
 def test_publish_sizes_groups_from_a_cost_file(tmp_path, monkeypatch):
     from gflib import cost, publish
-    configs = _tiny(range(5))
+    configs = _tiny(range(5), **LEARNS)
     shapes = cost.estimate(configs, a=2, b=8, timer=stacked_model, stack=4)
     figures = tmp_path / "cost.json"
     figures.write_text(json.dumps({"chapters": {"sc_sdc_and_egf": {
@@ -483,6 +550,7 @@ def test_publish_sizes_groups_from_a_cost_file(tmp_path, monkeypatch):
                   "--out", str(tmp_path / "out"), "--stack", "4", "--cost", str(figures),
                   "--group-seconds", str(two * 1.01)])
     assert seen == [2, 2, 1]
+    _check_verdicts(tmp_path / "out", "sc_sdc_and_egf", "smoke")
     with pytest.raises(ValueError, match="has no cost figures for 'batchnorm'"):
         publish.publish("batchnorm", "smoke", results_root=tmp_path, out_root=tmp_path,
                         cost_json=figures, progress=False)

@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from gflib import stats
@@ -123,30 +124,69 @@ def test_kendall_ci():
     assert all(math.isnan(b) for b in stats.kendall_ci([1, 2], [1, 2]))
 
 
-def test_bn_gain_test_hand_case():
-    # gains: sparse +.3 each; dense .1 .0 -.1 -.2 .2 -> d = .2 .3 .4 .5 .1, all > 0: p = 1/32
-    sparse_plain = np.array([0.5, 0.5, 0.5, 0.5, 0.5, 0.5])
-    sparse_bn = sparse_plain + 0.3
-    dense_plain = np.array([0.6, 0.6, 0.6, 0.6, 0.6, np.nan])
-    dense_bn = np.array([0.7, 0.6, 0.5, 0.4, 0.8, 0.9])
-    res = stats.bn_gain_test(sparse_bn, sparse_plain, dense_bn, dense_plain)
-    assert res["n"] == 5
-    assert res["pvalue"] == pytest.approx(1 / 32) and res["statistic"] == 15
-    assert res["median_diff"] == pytest.approx(0.3)
-    assert 0.1 - 1e-12 <= res["ci_low"] <= 0.3 <= res["ci_high"] <= 0.5 + 1e-12
-    # no BN advantage for sparse: all d = 0 -> p = 1
-    flat = stats.bn_gain_test([0.8] * 4, [0.5] * 4, [0.7] * 4, [0.4] * 4)
-    assert flat["pvalue"] == 1.0
-    with pytest.raises(ValueError, match="equal-shaped"):
-        stats.bn_gain_test([1, 2], [1, 2], [1, 2], [1])
+def test_unit_test_averages_each_unit_before_the_signed_rank_test():
+    """Ten comparisons in five optimizer x seed units (two each) and a unit whose only value is
+    NaN: the test sees the 5 unit means 0.1, 0.3, 0.2, 0.5, -0.4, not the 10 comparisons.
+    Ranks of |mean|: 0.1 -> 1, 0.2 -> 2, 0.3 -> 3, 0.4 -> 4, 0.5 -> 5; the negative one has rank
+    4, T+ = 15 - 4 = 11. Exact null: each of the 2**5 sign patterns alike; T+ >= 11 <=> the
+    negative ranks sum to <= 4: {}, {1}, {2}, {3}, {4}, {1, 2}, {1, 3}: p = 7/32."""
+    from gflib import analysis
+    t = pd.DataFrame({
+        "optimizer": ["adam"] * 6 + ["sgd"] * 4 + ["sgd"],
+        "seed": [0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2],
+        "excess": [0.3, -0.1, 0.2, 0.4, 0.6, -0.2, 1.0, 0.0, -0.3, -0.5, np.nan]})
+    res = analysis.unit_test(t, "excess", ["optimizer", "seed"])
+    assert res.n == 5  # units, not the 10 comparisons; the all-NaN unit drops out
+    assert list(res.means.index) == [("adam", 0), ("adam", 1), ("adam", 2), ("sgd", 0),
+                                     ("sgd", 1)]
+    assert list(res.means) == pytest.approx([0.1, 0.3, 0.2, 0.5, -0.4])
+    assert res.effect == pytest.approx((0.1 + 0.3 + 0.2 + 0.5 - 0.4) / 5)
+    assert res.pvalue == pytest.approx(7 / 32, abs=1e-12)
+    # the smallest p of an exact one-sided signed-rank test on 5 units: all 5 positive, 1/2**5;
+    # the fewest units that can reach p < 0.05: 5 (1/2**4 = 0.0625 cannot)
+    assert res.min_p == pytest.approx(1 / 2 ** 5) and res.needs == 5
+    assert res.ci_low <= res.effect <= res.ci_high and res.interval == (res.ci_low, res.ci_high)
+    assert res.scaled(100)["effect"] == pytest.approx(14.0)
+    # the same 10 comparisons as 10 units would be another test (n 10, another p)
+    flat = analysis.unit_test(t.assign(row=range(len(t))), "excess", ["row"])
+    assert flat.n == 10 and flat.min_p == pytest.approx(1 / 2 ** 10)
+    assert flat.pvalue != pytest.approx(res.pvalue)
+    # all of one sign: the exact minimum 1/2**n is reached
+    pos = analysis.unit_test(t.assign(excess=t["excess"].abs() + 0.01 * np.arange(len(t))),
+                             "excess", ["optimizer", "seed"])
+    assert pos.n == 5 and pos.pvalue == pytest.approx(pos.min_p) == pytest.approx(1 / 32)
+    # no finite value: no units, NaN effect and p
+    none = analysis.unit_test(t.assign(excess=np.nan), "excess", ["optimizer", "seed"])
+    assert none.n == 0 and np.isnan(none.effect) and np.isnan(none.pvalue)
+    assert np.isnan(none.min_p)
 
 
-def test_benjamini_hochberg_hand_case():
+def test_q_values_hand_case():
     # sorted .01 .03 .04 .2 (m = 4): p*m/rank = .04 .06 .0533 .2; running min from the top:
     # .04 .0533 .0533 .2
-    adj = stats.benjamini_hochberg([0.01, 0.04, 0.03, 0.2])
-    np.testing.assert_allclose(adj, [0.04, 0.16 / 3, 0.16 / 3, 0.2])
-    table = stats.benjamini_hochberg([[0.01, np.nan], [0.04, 0.03]])
-    assert table.shape == (2, 2) and np.isnan(table[0, 1])
-    np.testing.assert_allclose(table[[0, 1, 1], [0, 0, 1]], [0.03, 0.04, 0.04])
-    assert np.isnan(stats.benjamini_hochberg([np.nan])).all()
+    from gflib.verdict import q_values
+    p = pd.DataFrame([[0.01, 0.04], [0.03, 0.2]], index=["adam", "sgd"], columns=["NR", "BN"])
+    q = q_values(p)
+    assert list(q.index) == ["adam", "sgd"] and list(q.columns) == ["NR", "BN"]
+    np.testing.assert_allclose(q.to_numpy(), [[0.04, 0.16 / 3], [0.16 / 3, 0.2]])
+    # a missing p is no test: m = 3, sorted .01 .03 .04 -> .03 .045 .04 -> min from the top
+    # .03 .04 .04
+    table = q_values(pd.DataFrame([[0.01, np.nan], [0.04, 0.03]]))
+    assert table.shape == (2, 2) and np.isnan(table.iloc[0, 1])
+    np.testing.assert_allclose(table.to_numpy()[[0, 1, 1], [0, 0, 1]], [0.03, 0.04, 0.04])
+    assert q_values(pd.DataFrame([[np.nan]])).isna().all().all()
+
+
+def test_adjust_gives_each_claim_and_scale_its_own_family():
+    """BH q within each (claim, scale): claim 3 at book has p .01, .04, .03 (m = 3: q .03, .04,
+    .04); claim 3 at fmnist and claim 2 at book are families of one (q = p); a verdict without p
+    gets no q."""
+    from gflib.verdict import Verdict, adjust
+
+    def v(claim, scale, p):
+        return Verdict(claim, "t", scale, "paper", 1.0, "points", (0.5, 1.5), p=p, n=10)
+    out = adjust([v(3, "book", 0.01), v(3, "book", 0.04), v(3, "fmnist", 0.04),
+                  v(2, "book", 0.2), v(3, "book", 0.03), v(3, "book", float("nan"))])
+    np.testing.assert_allclose([x.q for x in out[:5]], [0.03, 0.04, 0.04, 0.2, 0.04])
+    assert math.isnan(out[5].q)
+    assert [x.p for x in out[:5]] == [0.01, 0.04, 0.04, 0.2, 0.03]  # p is left as it was

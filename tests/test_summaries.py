@@ -107,3 +107,24 @@ if __name__ == "__main__":
             out.setdefault(name, []).append({"key": row["key"], "smoke_key": config_key(small),
                                              **numbers(train.run(small))})
     Path(sys.argv[1]).write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+
+
+def test_committed_verdicts_are_what_the_analysis_gives_now():
+    """Each stored summary's ``<name>-verdicts.json`` (read by the chapters' answer tables, the
+    intro and the results page) equals a fresh analysis of its tables by today's code: after a
+    change to an analysis, ``python -m gflib.publish --verdicts`` rewrites them."""
+    from gflib import chapters, presets, summaries
+
+    checked = 0
+    for chapter in chapters.names():
+        for name in summaries.names(chapter, DATA):
+            path = summaries.verdicts_path(chapter, name, DATA)
+            assert path.is_file(), f"{path} missing: run python -m gflib.publish --verdicts"
+            stored = json.loads(path.read_text())
+            assert stored["summary"] == chapters.summary_key(chapter, name, DATA), path
+            results, meta = summaries.load(chapter, name, DATA)
+            fresh = chapters.get(chapter).analyse(results, presets.get(meta["preset"])).verdicts
+            assert json.dumps([v.to_dict() for v in fresh]) == json.dumps(stored["verdicts"]), (
+                f"{path} is stale: run python -m gflib.publish --verdicts")
+            checked += 1
+    assert checked >= 5

@@ -10,11 +10,16 @@ as a :class:`gflib.verdict.Claim`, which the results page shows as a row of its 
 execute, the results page, the tests and the notebooks read this registry.
 
 A notebook starts with its ``parameters`` cell (the names of :data:`PARAMETERS`) and then one
-call, ``plan = chapters.setup("<NAME>", globals())``.
+call, ``plan = chapters.setup("<NAME>", globals())``; ``plan.analyse(plan.run())`` analyses the
+live results and writes their verdicts beside the results store (:func:`verdicts_file`), where
+the results page reads them; a stored summary's verdicts are written beside it
+(:func:`write_stored_verdicts`).
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import os
 import pkgutil
 import textwrap
@@ -22,8 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import plots, presets, summaries, sweep
+from ..atomic import write_json
+from ..config import config_key
 from ..reference import CLAIMS
-from ..verdict import Claim
+from ..verdict import Claim, Verdict
 
 RESULTS_ENV = "GFLIB_RESULTS"
 """The results root when none is given (else ``results/`` in the working folder)."""
@@ -124,6 +131,24 @@ class Plan:
         """The chapter's settings at this preset (``chapter.settings(preset)``)."""
         return self.chapter.settings(self.preset)
 
+    @property
+    def verdicts_file(self) -> Path:
+        """Where :meth:`analyse` writes the live verdicts: beside the results store."""
+        return self.store.parent / f"{self.store.name}-verdicts.json"
+
+    def analyse(self, results):
+        """The chapter's analysis of ``results`` (``chapter.analyse``), its verdicts written to
+        :attr:`verdicts_file` for the results page (:func:`write_verdicts`)."""
+        analysis = self.chapter.analyse(results, self.preset)
+        write_verdicts(self.verdicts_file, analysis.verdicts, chapter=self.chapter.NAME,
+                       grid=grid_key(self.configs), code=code_key())
+        return analysis
+
+    def live_verdicts(self) -> list | None:
+        """The verdicts :meth:`analyse` wrote for this very grid and code, or None (absent,
+        another grid, another version of gflib)."""
+        return read_verdicts(self.verdicts_file, grid=grid_key(self.configs), code=code_key())
+
     def run(self, stack: int | None = None, executor=None, progress: bool = True):
         """Run (or read from the store) every config: :func:`gflib.sweep.run`. ``executor``:
         where the groups train (default this process), e.g. a Dask cluster's from
@@ -138,6 +163,11 @@ class Plan:
                  f"{len(self.configs)} runs, sparse width {self.preset.sparse_width}, dense "
                  f"widths {self.preset.dense_widths}, seeds {list(self.preset.seeds)}"]
         return "\n".join(textwrap.fill(line, width, subsequent_indent="  ") for line in lines)
+
+    def summary(self) -> str:
+        """The scale in one sentence, for a page: the preset, its data and widths, the runs."""
+        p = self.preset
+        return (f"preset `{p.name}` ({p.summary}): {len(self.configs)} runs")
 
     def stored(self) -> list:
         """:func:`stored` of this chapter in :attr:`data`."""
@@ -178,6 +208,77 @@ def setup(chapter, namespace: dict, data: str | os.PathLike = DATA) -> Plan:
     return result
 
 
+def grid_key(configs) -> str:
+    """A name for a grid: a hash of its configs' store keys, in order."""
+    return hashlib.sha256(",".join(config_key(c) for c in configs).encode()).hexdigest()[:20]
+
+
+def code_key() -> str:
+    """A name for this version of gflib: a hash of its source files."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def write_verdicts(path, verdicts, **identity) -> Path:
+    """Write ``verdicts`` (:class:`gflib.verdict.Verdict` s) to ``path`` as JSON, with
+    ``identity`` (what they were computed from: a grid, a summary, a version of gflib)."""
+    return write_json(path, {**identity, "verdicts": [v.to_dict() for v in verdicts]},
+                      indent=1, allow_nan=True)
+
+
+def read_verdicts(path, **identity) -> list | None:
+    """The verdicts of a :func:`write_verdicts` file whose identity matches ``identity``, or
+    None (absent, unreadable, or computed from something else)."""
+    try:
+        payload = json.loads(Path(path).read_text())
+        if any(payload.get(k) != v for k, v in identity.items()):
+            return None
+        return [Verdict.from_dict(d) for d in payload["verdicts"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def summary_key(chapter, name: str, root) -> str:
+    """A name for a stored summary's contents: a hash of its two tables."""
+    folder = summaries.folder(get(chapter).NAME, root)
+    digest = hashlib.sha256()
+    for path in (folder / f"{name}.csv", folder / f"{name}-curves.csv"):
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    return digest.hexdigest()[:20]
+
+
+def stored_verdicts(chapter, name: str, root=DATA, write: bool = False) -> list:
+    """The verdicts on stored summary ``name`` of ``chapter``: read from its verdicts file when
+    it was computed from these very tables, else analysed again (and written there when
+    ``write``)."""
+    module = get(chapter)
+    path = summaries.verdicts_path(module.NAME, name, root)
+    key = summary_key(module, name, root)
+    found = None if write else read_verdicts(path, summary=key)
+    if found is not None:
+        return found
+    results, meta = summaries.load(module.NAME, name, root)
+    verdicts = module.analyse(results, presets.get(meta["preset"])).verdicts
+    if write:
+        write_verdicts(path, verdicts, chapter=module.NAME, summary=key)
+    return verdicts
+
+
+def write_stored_verdicts(root=DATA) -> list:
+    """Analyse every stored summary of every chapter under ``root`` and write its verdicts file
+    (:func:`stored_verdicts`); returns the files written."""
+    out = []
+    for name in names():
+        for summary in summaries.names(name, root):
+            stored_verdicts(name, summary, root, write=True)
+            out.append(summaries.verdicts_path(name, summary, root))
+    return out
+
+
 def stored(chapter, root: str | os.PathLike = DATA) -> list:
     """``[(name, Results, provenance)]`` of every summary stored for ``chapter`` under
     ``root``."""
@@ -190,15 +291,59 @@ def show_stored(chapter, root: str | os.PathLike = DATA) -> list:
     returns ``[(name, analysis)]``. Says so when there is none."""
     from IPython.display import Markdown, display
 
+    from IPython.display import HTML
+
     module = get(chapter)
     out = []
     for name, results, meta in stored(module, root):
         analysis = module.analyse(results, presets.get(meta["preset"]))
-        display(Markdown(f"### `{name}`\n\n**Provenance:** "
-                         + summaries.provenance_line(meta)))
+        display(HTML(f'<span id="{anchor(name)}"></span>'),
+                Markdown(f"### `{name}`\n\n**Provenance:** " + summaries.provenance_line(meta)))
         module.report(analysis, name)
         out.append((name, analysis))
     if not out:
         display(Markdown(f"No stored summary yet. Make one with `python -m gflib.publish "
                          f"{module.NAME} --preset fmnist`."))
     return out
+
+
+def _cell(v: Verdict) -> str:
+    """A verdict in one Markdown table cell: status in bold, effect (interval), p (q), n (a
+    check: its effect in words)."""
+    if not v.n:
+        return f"**{v.status}**: {v.sentence or v.reason}"
+    if v.form == "check":
+        return f"**{v.status}**: {v.effect_text()}; {v.n_text()}"
+    numbers = v.effect_text().split(" ", 1)[0]
+    if v.interval_text():
+        numbers += f" ({v.interval_text()})"
+    extra = ", ".join(t for t in (v.p_text(), v.n_text()) if t)
+    return f"**{v.status}**: {numbers}; {extra}"
+
+
+def answer(live: list, stored: dict, paper: dict | None = None) -> str:
+    """The answer a chapter opens with, as a Markdown table: one row per sub-test (the live
+    verdicts' order: the paper's form first), the paper's number (``paper``: ``{test: text}``,
+    else the verdict's own reading), then the status and data at the live scale and at each
+    stored summary's (``stored``: ``{name: verdicts}``); followed by the effect's unit of each
+    test."""
+    scales = [live[0].scale if live else "live", *stored]
+    head = ["test", "paper", *[f"`{s}`" for s in scales]]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    units = []
+    for v in live:
+        by_scale = [v] + [next((w for w in stored[name] if w.test == v.test), None)
+                          for name in stored]
+        number = (paper or {}).get(v.test) or (v.value_text(v.paper_effect)
+                                               if v.paper_effect == v.paper_effect else "")
+        cells = [_cell(w) if w is not None else "not run" for w in by_scale]
+        rows.append("| " + " | ".join([f"{v.claim_label}: {v.test}", number or "n/a", *cells])
+                    + " |")
+        units.append(f"{v.test}: {v.effect_unit}")
+    return "\n".join(rows) + "\n\nEffects: " + "; ".join(units) + "."
+
+
+def anchor(summary: str) -> str:
+    """The id of a stored summary's section on its chapter's page (the results page links
+    there)."""
+    return f"stored-{summary}"

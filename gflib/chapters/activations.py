@@ -1,25 +1,30 @@
 """The activations chapter: Swish and PReLU for sparse networks (claim 5).
 
 The grid: optimizers x activations x SC-SDC dense widths x seeds, at one depth and one training
-variant, each optimizer at one learning rate (CHOICEs below). Every run records, after training,
-how much of its gradient flows where the activation slopes downwards (trace ``"activations"``,
-:mod:`gflib.negflow`).
+variant, each optimizer at its default learning rate (CHOICEs below). Every run records, after
+training, how much of its gradient flows where the activation slopes downwards (trace
+``"activations"``, :mod:`gflib.negflow`).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from scipy import stats as ss
 
-from .. import stats
-from ..analysis import (agreement, correlations, disagreements, pair_grid, pairs,
-                        sparse_vs_dense_table, unit_test, variant_flags, with_interval)
+from .. import activations, optimizers, plots, stats
+from ..analysis import (ChapterAnalysis, CellTests, Counts, agreement, cell_tests, cell_verdict,
+                        disagreements, flow_usable, label, not_run, pair_grid, pairs, pq_table,
+                        variant_flags, with_interval)
+from ..correlations import correlations
 from ..negflow import QUANTITIES
-from ..reference import ACTIVATIONS, STUDY_OPTIMIZERS, activation_pvalues, batchnorm_pvalues
+from ..reference import (ACTIVATIONS, STUDY_OPTIMIZERS, UNSTATED, activation_pvalues,
+                         batchnorm_pvalues)
 from ..results import TRACE_PREFIX
-from ..verdict import Verdict, format_p, show_verdicts
-from .batchnorm import LRS
+from ..verdict import LEVEL, Verdict, adjust, format_p, show_verdicts
 
 NAME = "activations"
 TITLE = "Activations for sparse networks"
@@ -30,44 +35,33 @@ SETTINGS = {"optimizers": STUDY_OPTIMIZERS, "activations": ACTIVATIONS, "depth":
 paper's grid had 1, 2 and 4 hidden layers and its activation table does not say which: 2 is the
 shallowest with a masked hidden-to-hidden layer); variant ``L2_BN`` (:func:`variant_fit`: of the
 paper's BatchNorm-table columns, the one nearest its activation table's ReLU column); L2 = 1e-4
-times the sum of squared weights, as in the BatchNorm chapter; one learning rate per optimizer
-(:data:`gflib.chapters.batchnorm.LRS`)."""
+times the sum of squared weights, as in the BatchNorm chapter; each optimizer at its default
+learning rate (:attr:`gflib.optimizers.OptimizerSpec.default_lr`)."""
 TRIMMED = {"optimizers": ("adam", "sgd"), "activations": ("relu", "swish", "prelu"), "depth": 2,
            "variant": "L2_BN", "l2": 1e-4}
 """The reduced grid of a ``trim`` preset (smoke)."""
-MONOTONE = ("relu", "elu", "sigmoid")
-"""Activations whose slope is never negative, whatever they learn (their negative flow is 0)."""
 EGF = "egf_l2"
 """The EGF measure averaged, and correlated with accuracy, per activation."""
-ALPHA = 0.05
-LABELS = {"relu": "ReLU", "swish": "Swish", "prelu": "PReLU", "srelu": "SReLU",
-          "sigmoid": "Sigmoid", "elu": "ELU", "adagrad": "Adagrad", "adam": "Adam",
-          "rmsprop": "RMSProp", "sgd": "SGD", "momentum": "momentum"}
-"""How the sentences name activations and optimizers."""
-UNIT = ("optimizer", "seed")
-UNIT_NAME = "optimizer x seed"
-"""The independent unit of the negative-flow test: the runs of one optimizer and seed share their
-data order and seed; the dense widths are fixed factors, averaged within a unit."""
-PAIR_UNIT = "width x seed pair; pairs of one seed share its data order"
-"""What n counts in a sparse-vs-dense cell: the paper's form, a Wilcoxon test over matched
-pairs."""
+CELL_UNIT = "optimizer x activation cells"
+PAPER_CELL = ("sparse > dense with SGD and {act}, p = {p} in the paper's table (dataset not "
+              "stated; probably CIFAR-100)")
+PAPER_NEGATIVE = ("Swish's non-monotonic shape lets negative gradients flow, which the paper "
+                  "reads as a reason it suits sparse nets (no number given)")
+TESTS = ("Swish with SGD favours sparse nets", "PReLU with SGD favours sparse nets",
+         "negative flow goes with sparse nets' advantage")
+"""The sub-tests, in the order of :attr:`Analysis.verdicts`."""
 
 
 def settings(preset) -> dict:
     return preset.pick(SETTINGS, TRIMMED)
 
 
-def _lr(optimizer: str) -> float:
-    if optimizer not in LRS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(LRS)}")
-    return LRS[optimizer]
-
-
 def grid(preset, device: str = "cpu", data_dir=None) -> list:
     """Every run of the chapter at ``preset`` (see the module doc)."""
     s = settings(preset)
     flags = variant_flags(s["variant"], s["l2"])
-    return pair_grid(preset, [dict(depth=s["depth"], optimizer=o, lr=_lr(o), activation=a,
+    return pair_grid(preset, [dict(depth=s["depth"], optimizer=o,
+                                   lr=optimizers.check(o).default_lr, activation=a,
                                    trace="activations", **flags)
                               for o in s["optimizers"] for a in s["activations"]],
                      device, data_dir)
@@ -82,14 +76,14 @@ def variant_fit() -> pd.Series:
     return bn.sub(relu, axis=0).abs().sum().sort_values().rename("sum of |p difference|")
 
 
-def favoured(pvalues: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    """Per optimizer, the activations whose sparse nets beat dense ones (p < :data:`ALPHA`),
-    here (``ours``) and in the paper (``paper``), as comma-separated names."""
+def favoured(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Per optimizer, the activations whose sparse nets beat dense ones: ours by q (``ours``:
+    Benjamini-Hochberg over our table) and the paper's by its p (``paper``), as comma-separated
+    names."""
     def names(row):
-        hits = [LABELS.get(a, a) for a, p in row.items() if p < ALPHA]
-        return ", ".join(hits) or "none"
-    return pd.DataFrame({"ours": pvalues.apply(names, axis=1),
-                         "paper": paper.apply(names, axis=1)}).rename_axis("optimizer")
+        return ", ".join(label(a) for a, p in row.items() if p < LEVEL) or "none"
+    return pd.DataFrame({"ours (q)": ours.apply(names, axis=1),
+                         "paper (p)": paper.apply(names, axis=1)}).rename_axis("optimizer")
 
 
 def by_activation(runs: pd.DataFrame, column: str, order) -> pd.DataFrame:
@@ -129,13 +123,15 @@ NEGFLOW_NAMES = {"neg_share": "% of pre-activations with f' < 0",
 def negflow_view(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """:func:`negative_flow_table` for a person: in percent, ``digits`` decimals, the
     quantities named by :data:`NEGFLOW_NAMES`."""
-    return (100 * table).round(digits).rename(columns=NEGFLOW_NAMES, level=0)
+    return (100 * table).round(digits).rename(columns=NEGFLOW_NAMES, level=0) + 0.0
 
 
 def tau_table(tau: pd.DataFrame, order) -> pd.DataFrame:
-    """:func:`analyse`'s ``tau`` (one measure and target) for a person: one row per activation
-    (in ``order``), per kind the Kendall tau with its 95 % interval as text
-    (:func:`gflib.analysis.with_interval`) and the runs ``n`` it rests on."""
+    """The per-activation Kendall taus (one measure and target) for a person: one row per
+    activation (in ``order``), per kind the tau with its 95 % interval as text and the runs
+    ``n`` it rests on."""
+    if not len(tau):
+        return pd.DataFrame(index=pd.Index(list(order), name="activation"))
     t = tau.assign(text=with_interval(tau), n=tau["n"].astype("Int64"))
     parts = {}
     for kind in ("sparse", "dense"):
@@ -145,152 +141,154 @@ def tau_table(tau: pd.DataFrame, order) -> pd.DataFrame:
     return pd.DataFrame(parts).rename_axis(index="activation")
 
 
-def _status(p: float, effect: float, low: float, high: float, n: int) -> str:
-    if n == 0 or math.isnan(effect):
-        return "not run"
-    if p < ALPHA and effect > 0:
-        return "reproduced"
-    if effect > 0 or math.isnan(low) or low <= 0 <= high:
-        return "not distinguishable"
-    return "not reproduced"
-
-
-def cell_verdict(paired: pd.DataFrame, optimizer: str, activation: str, scale: str) -> Verdict:
-    """Claim 5's form "``activation`` with ``optimizer`` favours sparse nets": in that cell of
-    the table, the median test-accuracy difference sparse - dense over the matched pairs (in
-    points) with a bootstrap interval of the median, and the one-sided Wilcoxon p (H1 sparse >
-    dense); reproduced when p < :data:`ALPHA` with sparse ahead, as in the paper."""
-    g = paired[(paired["optimizer"] == optimizer) & (paired["activation"] == activation)]
-    res = stats.sparse_vs_dense(g["test_acc_sparse"].to_numpy(), g["test_acc_dense"].to_numpy())
-    d = (g["test_acc_sparse"] - g["test_acc_dense"]).to_numpy(dtype=float)
-    low, high = stats.bootstrap_ci(d, np.median)
-    effect = 100 * res["median_diff"]
-    status = _status(res["pvalue"], effect, low, high, res["n"])
-    who = f"with {LABELS[optimizer]}, sparse {LABELS[activation]} nets"
-    paper_p = activation_pvalues().loc[optimizer, activation]
-    sentence = {
-        "reproduced": f"{who} beat their dense partners here, as in the paper",
-        "not distinguishable": f"{who} are not told apart from their dense partners here "
-                               f"(median {effect:+.1f} points)",
-        "not reproduced": f"{who} fall behind their dense partners here (median "
-                          f"{effect:+.1f} points)",
-        "not run": f"{who} were not run at this scale",
-    }[status]
-    return Verdict(claim=5, scale=scale, status=status, effect=effect,
-                   effect_unit="accuracy points, sparse - dense (median)",
-                   interval=(100 * low, 100 * high), p=res["pvalue"], n=res["n"],
-                   unit=PAIR_UNIT, sentence=sentence,
-                   paper=f"sparse > dense with {LABELS[optimizer]} and {LABELS[activation]}, "
-                         f"{format_p(paper_p)} (Fashion-MNIST)")
-
-
-def negative_flow_verdict(runs: pd.DataFrame, scale: str) -> Verdict:
-    """Claim 5's "Swish's non-monotonic shape lets negative gradients flow": in trained sparse
-    Swish nets, the share of the gradient's L1 norm that passes where Swish's slope is negative
-    (:mod:`gflib.negflow`), tested > 0 at the unit :data:`UNIT`; the dense nets' share is named
-    beside it."""
+def negative_flow_cells(runs: pd.DataFrame, cells: CellTests) -> pd.DataFrame:
+    """Per optimizer x activation cell: ``neg_grad_share`` (the median over its sparse runs of
+    the share of |dC/dz| through negative slopes) and ``margin`` (the median sparse - dense
+    test-accuracy difference of its pairs, :attr:`gflib.analysis.CellTests.median`). The share
+    is a flow statistic: runs whose flow is not usable (:func:`gflib.analysis.flow_usable`) are
+    left out of it, not of the margin."""
     column = f"{TRACE_PREFIX}neg_grad_share"
-    swish = runs[(runs["activation"] == "swish") & ~runs["diverged"]]
-    if column not in runs or swish.empty:
-        return Verdict(claim=5, scale=scale, status="not run", effect=math.nan,
-                       effect_unit="% of |dC/dz|", interval=(math.nan, math.nan), p=math.nan,
-                       n=0, unit=UNIT_NAME, sentence="no Swish run recorded its negative flow")
-    sparse = unit_test(swish[swish["kind"] == "sparse"], column, UNIT)
-    dense = swish.loc[swish["kind"] == "dense", column].median()
-    effect = 100 * sparse["effect"]
-    low, high = 100 * sparse["ci_low"], 100 * sparse["ci_high"]
-    status = _status(sparse["pvalue"], effect, low, high, sparse["n"])
+    sparse = runs[(runs["kind"] == "sparse") & flow_usable(runs)] if len(runs) else runs
+    if column not in sparse or not len(sparse):
+        return pd.DataFrame(columns=["optimizer", "activation", "neg_grad_share", "margin"])
+    share = sparse.groupby(["optimizer", "activation"])[column].median()
+    margin = cells.median.stack().rename("margin")
+    out = pd.concat([share.rename("neg_grad_share"), margin], axis=1, join="inner")
+    return out.rename_axis(["optimizer", "activation"]).reset_index()
+
+
+def negative_flow_verdict(cells: pd.DataFrame, scale: str, level: float = 0.95) -> Verdict:
+    """The paper's reading of negative flow, as a test that can fail: across optimizer x
+    activation cells, Kendall tau between the share of |dC/dz| through negative slopes and the
+    sparse - dense accuracy margin (> 0: the more negative flow, the more sparse nets gain);
+    one-sided p (scipy.stats.kendalltau), a percentile bootstrap interval over cells; the
+    smallest p of ``n`` cells is that of an exact test without ties, ``1 / n!``."""
+    ok = cells.dropna(subset=["neg_grad_share", "margin"])
+    n = len(ok)
+    if n < 3 or ok["neg_grad_share"].nunique() < 2:
+        return not_run(5, TESTS[2], scale, "paper", CELL_UNIT,
+                       "too few cells with negative flow at this scale")
+    x, y = ok["neg_grad_share"].to_numpy(float), ok["margin"].to_numpy(float)
+    res = ss.kendalltau(x, y, alternative="greater")
+    low, high = stats.kendall_ci(x, y, level=level)
+    top = ok.groupby("activation")["neg_grad_share"].median().sort_values(ascending=False)
     return Verdict(
-        claim=5, scale=scale, status=status, effect=effect,
-        effect_unit="% of the gradient's L1 norm where Swish slopes down (sparse nets)",
-        interval=(low, high), p=sparse["pvalue"], n=sparse["n"], unit=UNIT_NAME,
-        sentence=(f"in trained sparse Swish nets {effect:.3g} % of the gradient flows back "
-                  f"through pre-activations where Swish slopes down, so its sign flips there "
-                  f"(dense nets: median {100 * dense:.3g} %); ReLU, ELU and Sigmoid never do "
-                  f"this"),
-        paper="Swish's non-monotonic shape lets negative gradients flow (no number given)")
+        claim=5, test=TESTS[2], scale=scale, form="paper", effect=float(res.statistic),
+        effect_unit="Kendall tau, negative-flow share with the sparse - dense margin",
+        interval=(low, high), p=float(res.pvalue), n=n, unit=CELL_UNIT,
+        min_p=1 / math.factorial(n),
+        needs=stats.units_needed(lambda k: 1 / math.factorial(k), LEVEL, start=3),
+        sentence=(f"the most gradient flows through negative slopes with {label(top.index[0])} "
+                  f"({100 * top.iloc[0]:.1f} % of |dC/dz| in sparse nets)"
+                  + (f", then {label(top.index[1])} ({100 * top.iloc[1]:.1f} %)"
+                     if len(top) > 1 else "")
+                  + "; across cells, more negative flow "
+                  + ("goes with a larger" if res.statistic > 0 else "does not go with a larger")
+                  + " sparse-over-dense margin"),
+        paper=PAPER_NEGATIVE)
 
 
-SUBCLAIMS = ("Swish with SGD favours sparse nets", "PReLU with SGD favours sparse nets",
-             "Swish lets negative gradients flow")
-"""The sub-claims tested, in the order of ``analyse(...)["verdicts"]``."""
+@dataclass
+class Analysis(ChapterAnalysis):
+    """Everything the chapter shows from one :class:`gflib.results.Results`.
+
+    ``paired``; ``cells`` (sparse > dense per optimizer x activation, p and q), ``paper`` (the
+    paper's table, same layout), ``favoured`` and ``agreement`` (on p, as the paper's table has
+    p); ``egf`` (median average EGF_2 per activation and kind); ``tau`` (Kendall tau of average
+    EGF_2 with test accuracy per activation and kind); ``negflow``, ``negflow_layers`` and
+    ``negflow_cells`` (:func:`negative_flow_table`, :func:`negative_flow_layers`,
+    :func:`negative_flow_cells`); ``diverged`` (diverged pairs per cell)."""
+
+    paired: pd.DataFrame
+    cells: CellTests
+    paper: pd.DataFrame
+    favoured: pd.DataFrame
+    agreement: pd.DataFrame
+    egf: pd.DataFrame
+    tau: pd.DataFrame
+    negflow: pd.DataFrame
+    negflow_layers: pd.DataFrame
+    negflow_cells: pd.DataFrame
+    diverged: pd.DataFrame
+
+    def agree(self) -> int:
+        """Cells whose significance (p < 0.05) agrees with the paper's table's."""
+        return int(np.isin(self.agreement.to_numpy(), ("both", "neither")).sum())
+
+    def compared(self) -> int:
+        """Cells with a p-value in both tables."""
+        return int((self.agreement.to_numpy() != "n/a").sum())
 
 
-def analyse(results, preset) -> dict:
-    """Everything the chapter shows from one :class:`gflib.results.Results` (live or stored).
+def cell_verdicts(paired: pd.DataFrame, scale: str) -> list:
+    """The paper's two cells: Swish and PReLU with SGD (:func:`gflib.analysis.cell_verdict`)."""
+    out = []
+    for test, act in zip(TESTS[:2], ("swish", "prelu")):
+        p = activation_pvalues().loc["sgd", act]
+        out.append(cell_verdict(paired, "sgd", act, "optimizer", "activation", 5, scale, test,
+                                paper=PAPER_CELL.format(act=label(act),
+                                                        p=format_p(p).removeprefix("p = "))))
+    return out
 
-    Keys: ``paired``; ``pvalues`` (H1 sparse > dense in test accuracy, one-sided Wilcoxon over
-    matched pairs, optimizers x activations), ``n`` (pairs per cell), ``paper`` (the paper's
-    table, same layout), ``favoured`` and ``agreement`` (:func:`favoured`, :func:`agreement`),
-    ``agree`` (cells whose significance agrees with the paper's), ``cells`` (cells with both
-    values) and ``significant`` ({"ours", "paper"}: cells below :data:`ALPHA` in each table,
-    counted over the cells with both values); ``egf`` (median average EGF_2 per activation and
-    kind); ``tau`` (Kendall tau of average EGF_2 with test accuracy per activation and kind,
-    with bootstrap intervals: :func:`gflib.analysis.correlations`); ``negflow`` and
-    ``negflow_layers``
-    (:func:`negative_flow_table`, :func:`negative_flow_layers`); ``verdicts`` (one
-    :class:`gflib.verdict.Verdict` per :data:`SUBCLAIMS`); ``n_runs``, ``n_diverged`` and
-    ``diverged`` (diverged pairs per cell; left out of every statistic).
-    """
+
+def analyse(results, preset) -> Analysis:
+    """The chapter's :class:`Analysis` of ``results`` (live or stored) at ``preset``."""
     s = settings(preset)
     order = list(s["activations"])
     layout = dict(index=list(s["optimizers"]), columns=order)
     runs = results.runs
-    ok = runs[~runs["diverged"]]
+    counts = Counts.of(runs)
+    ok = runs[flow_usable(runs)] if len(runs) else runs  # the flow statistics' runs
     paired = pairs(runs)
-    table = sparse_vs_dense_table(paired, "optimizer", "activation")
-    pvalues = table.reindex(**layout)
+    cells = cell_tests(paired, "optimizer", "activation").reindex(**layout) if len(paired) \
+        else CellTests(*(pd.DataFrame(index=layout["index"], columns=order, dtype=float)
+                         for _ in range(4)))
     paper = activation_pvalues().reindex(**layout)
-    agree = agreement(pvalues, paper)
-    values = agree.to_numpy().ravel()
-    scale = preset.name
-    sig = {who: int(np.isin(values, ("both", f"{who} only")).sum()) for who in ("ours", "paper")}
-    return {
-        "paired": paired, "pvalues": pvalues, "n": table.attrs["n"].reindex(**layout),
-        "paper": paper, "favoured": favoured(pvalues, paper), "agreement": agree,
-        "agree": int(np.isin(values, ("both", "neither")).sum()),
-        "cells": int((values != "n/a").sum()),
-        "significant": sig,
-        "egf": by_activation(ok, f"mean_{EGF}", order),
-        "tau": correlations(runs, group_by=("activation",), targets=("test_acc",),
-                            measures=(EGF,)),
-        "negflow": negative_flow_table(ok, order),
-        "negflow_layers": negative_flow_layers(ok, order),
-        "verdicts": [cell_verdict(paired, "sgd", "swish", scale),
-                     cell_verdict(paired, "sgd", "prelu", scale),
-                     negative_flow_verdict(runs, scale)],
-        "n_runs": len(runs), "n_diverged": int(runs["diverged"].sum()),
-        "diverged": paired.pivot_table(index="optimizer", columns="activation",
-                                       values="diverged", aggfunc="sum").reindex(**layout),
-    }
+    negflow_cells = negative_flow_cells(runs, cells)
+    a = Analysis(
+        preset.name, counts, [], paired, cells, paper, favoured(cells.q, paper),
+        agreement(cells.p, paper), by_activation(ok, f"mean_{EGF}", order),
+        correlations(runs, group_by=("activation",), targets=("test_acc",), measures=(EGF,)),
+        negative_flow_table(ok, order), negative_flow_layers(ok, order), negflow_cells,
+        paired.pivot_table(index="optimizer", columns="activation", values="diverged",
+                           aggfunc="sum").reindex(**layout) if len(paired) else pd.DataFrame())
+    a.verdicts = adjust([*cell_verdicts(paired, preset.name),
+                         negative_flow_verdict(negflow_cells, preset.name)])
+    if counts.all_diverged:
+        a.verdicts = [not_run(5, t, a.scale, "paper", CELL_UNIT, "not run: every run diverged")
+                      for t in TESTS]
+    return a
 
 
-def verdict_sentence(analysis: dict, scale: str) -> str:
-    """Which activations favour sparse nets at ``scale``, with SGD and Adam, against the
-    paper's, and how many cells agree with the paper's in significance."""
-    fav = analysis["favoured"]
-    parts = [f"with {LABELS[o]} for {fav.loc[o, 'ours']} (paper: {fav.loc[o, 'paper']})"
-             for o in ("sgd", "adam") if o in fav.index]
-    return (f"at `{scale}`, sparse nets beat their dense partners (p < {ALPHA}) "
-            + " and ".join(parts) + f"; {analysis['agree']} of {analysis['cells']} "
-            "optimizer x activation cells agree with the paper's on significance")
+def never_negative_check(negflow: pd.DataFrame) -> bool:
+    """The activations whose slope is never negative (:func:`gflib.activations.never_negative`)
+    pass no gradient through a negative slope in these runs."""
+    mono = negflow.reindex(activations.never_negative()).dropna(how="all")
+    return bool((mono == 0).all().all())
 
 
-def report(analysis: dict, label: str) -> None:
+def report(a: Analysis, label_: str) -> None:
     """Show one stored summary: its p-value table beside the paper's, the activations that
     favour sparse nets, the negative-flow table and the verdicts."""
-    import matplotlib.pyplot as plt
     from IPython.display import Markdown, display
 
-    from .. import plots
+    fig = plots.pvalue_heatmaps({f"ours ({label_}): q": a.cells.q, f"{UNSTATED}: p": a.paper})
+    display(fig)
+    plt.close(fig)
+    display(Markdown(f"Sparse > dense, p (q), {a.cells.n_text()} width x seed pairs per cell:"),
+            pq_table(a.cells),
+            Markdown("Activations whose sparse nets beat their dense partners:"), a.favoured,
+            Markdown("Negative gradient flow per activation (medians over runs):"),
+            negflow_view(a.negflow),
+            Markdown(f"{a.agree()} of {a.compared()} cells agree with the paper's table on "
+                     f"significance (p < 0.05; another dataset). {disagreements(a.agreement)}."))
+    show_verdicts(a.verdicts)
 
-    plots.pvalue_heatmaps({f"{label} (stored)": analysis["pvalues"],
-                           "paper (Fashion-MNIST)": analysis["paper"]})
-    plt.show()
-    display(Markdown("Activations whose sparse nets beat their dense partners (p < 0.05):"),
-            analysis["favoured"],
-            Markdown("Negative gradient flow per activation:"),
-            negflow_view(analysis["negflow"]))
-    display(Markdown(f"**In short:** {verdict_sentence(analysis, label)}; "
-                     f"{disagreements(analysis['agreement'], LABELS)}."))
-    show_verdicts(analysis["verdicts"])
+
+def least_slope(curves: pd.DataFrame) -> dict:
+    """Where the activations that slope down by shape do so most: ``{name: (min slope, x)}``
+    from :func:`gflib.activations.slope_summary`."""
+    summary = activations.slope_summary(curves)
+    return {n: (float(summary.loc[n, "min_slope"]), float(summary.loc[n, "x_at_min"]))
+            for n in summary.index if not summary.loc[n, "monotone"]}
+

@@ -7,26 +7,32 @@ decay 0 it is Adam, step for step, so its other cells would repeat Adam's. A few
 mechanism (:func:`mechanism_configs`), record the optimizer's steps (``trace="updates"``,
 :mod:`gflib.updates`) through the same loop and results store.
 
-CHOICEs: see :data:`SETTINGS`, :func:`matched_decay`, :func:`outcomes` (a diverged run counts at
-chance accuracy; collapse) and :data:`MECHANISM`.
+The claim is carried by the optimizer (its family: it keeps an EWMA of squared gradients or not,
+:attr:`gflib.optimizers.OptimizerSpec.ewma`), so its tests are made at the unit **optimizer x
+seed** (the runs of one optimizer and seed share initial weights, masks and data order; widths and
+variants are fixed factors) with a permutation test of the family labels; AdamW against Adam is
+one pair of optimizers, so its test is at the unit **seed**.
+
+CHOICEs: see :data:`SETTINGS`, :func:`outcomes` (a diverged run counts at chance accuracy;
+collapse) and :data:`MECHANISM`.
 """
 from __future__ import annotations
 
 import dataclasses
-import warnings
+from dataclasses import dataclass
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from scipy import stats as ss
 
-from .. import stats
-from ..analysis import pair_grid, unit_test, variant_flags, variant_name, with_interval
-from .. import data, optimizers as registry
+from .. import data, optimizers as registry, plots, stats
+from ..analysis import (ChapterAnalysis, Counts, label, matched_decay, not_run, pair_grid,
+                        unit_test, unit_verdict, variant_flags, variant_name)
 from ..config import RunConfig, config_key
 from ..reference import STUDY_OPTIMIZERS
 from ..store import ResultStore
 from ..updates import QUANTITIES
-from ..verdict import Verdict, format_p, p_cell
+from ..verdict import LEVEL, Verdict, adjust, p_cell, show_verdicts
 
 NAME = "optimizers"
 TITLE = "EWMA optimizers, high gradient flow, L2 and data augmentation"
@@ -36,15 +42,19 @@ VARIANTS = ("NR", "L2", "DA", "BN", "L2_BN", "DA_BN", "DA_L2_SC_BN")
 """The variants of the five study optimizers (the talk's claim-4 figure)."""
 DECOUPLED = {"WD_BN": "L2_BN", "DA_WD_SC_BN": "DA_L2_SC_BN"}
 """AdamW's variants (decoupled weight decay) -> the L2 variant of Adam each is set against."""
-COMPARED = ("adagrad", "momentum")
-"""The optimizers the paper sets Adam's collapse against (they "reach 22-37 %")."""
+REACTIONS = {"L2": "NR", "DA": "NR", "L2_BN": "BN", "DA_BN": "BN", "DA_L2_SC_BN": "BN"}
+"""Each variant with L2 or augmentation -> the variant it is compared with (the same without
+them; DA_L2_SC_BN against BN, the grid having no SC_BN)."""
+COLLAPSING = ("adam", "rmsprop")
+"""The EWMA optimizers the paper says collapse (AdamW is the one said to escape)."""
 SETTINGS = {"optimizers": OPTIMIZERS, "lrs": (0.001, 0.1), "variants": VARIANTS,
             "decoupled": tuple(DECOUPLED), "depth": 4, "l2": 1e-4, "widths": 2}
-"""CHOICEs: depth 4 and L2 = 1e-4 (as the BatchNorm chapter); ``widths``: the preset's widest
-SC-SDC dense widths only, two of its five (where a sparse hidden unit has most inputs: 49 and 72
-on average at the ``book`` preset's ratios 0.7 and 0.85 of sparse width 100): 37 optimizer x
-variant cells x 2 learning rates in SC-SDC pairs would be 1,480 runs at the ``book`` preset with
-all five widths and two seeds, 592 with two."""
+"""CHOICEs: depth 4 and L2 = 1e-4 (as the BatchNorm chapter), AdamW's decay at matched strength
+(:func:`gflib.analysis.matched_decay`); ``widths``: the preset's widest SC-SDC dense widths
+only, two of its five (where a sparse hidden unit has most inputs: 49 and 72 on average at the
+``book`` preset's ratios 0.7 and 0.85 of sparse width 100): 37 optimizer x variant cells x 2
+learning rates in SC-SDC pairs would be 1,480 runs at the ``book`` preset with all five widths
+and two seeds, 592 with two."""
 TRIMMED = {"optimizers": ("adam", "momentum", "adamw"), "lrs": (0.001, 0.1),
            "variants": ("BN", "L2_BN"), "decoupled": ("WD_BN",), "depth": 2, "l2": 1e-4,
            "widths": 1}
@@ -52,29 +62,26 @@ TRIMMED = {"optimizers": ("adam", "momentum", "adamw"), "lrs": (0.001, 0.1),
 COLLAPSE_MARGIN = 0.05
 """CHOICE: a run has collapsed when its test accuracy is within 5 points of chance (1 / classes):
 below 6 % on CIFAR-100 (the paper's Adam runs: 1-5 %), below 15 % on a 10-class task."""
-MECHANISM = {"adam": 0.001, "adamw": 0.001, "sgd": 0.1}
-"""CHOICE: the traced runs, optimizer -> learning rate (each one's usual default): one sparse run
-each, variant L2_BN (AdamW: WD_BN), the widest pair's sparse member, the first seed."""
-FAMILIES = {"EWMA": "Adam, RMSProp, AdamW", "other": "Adagrad, SGD, momentum"}
+MECHANISM = ("adam", "adamw", "sgd")
+"""CHOICE: the traced runs, each optimizer at its default learning rate: one sparse run each,
+variant L2_BN (AdamW: WD_BN), the widest pair's sparse member, the first seed."""
+UNIT = ("optimizer", "seed")
+UNIT_NAME = "optimizer x seed units"
+SEED_NAME = "seeds"
+PAPER = {
+    "collapse": "with Adam, L2_BN and DA_L2_SC_BN collapse to 1-5 % test accuracy on CIFAR-100 "
+                "and show the highest average gradient flow; Adagrad and SGD + momentum reach "
+                "22-37 % with them (read off the talk's plots)",
+    "adamw": "AdamW's WD_BN and DA_WD_SC_BN reach 15-28 % on CIFAR-100, with lower gradient "
+             "flow than Adam's L2 variants",
+    "sensitivity": "EWMA optimizers are sensitive to high gradient flow, which may explain their "
+                   "bad reaction to L2 and augmentation",
+}
+TESTS = ("collapse", "AdamW's escape", "sensitivity to high flow")
 
 
 def settings(preset) -> dict:
     return preset.pick(SETTINGS, TRIMMED)
-
-
-def matched_decay(l2: float) -> float:
-    """AdamW's decoupled decay that matches an L2 term ``l2 * sum ||W||^2`` in the loss: the
-    decay SGD would apply for it, ``w <- w - lr * 2 l2 w``, so ``weight_decay = 2 * l2``
-    (torch's AdamW decays ``w <- w - lr * weight_decay * w``). CHOICE: "matched strength"."""
-    return 2.0 * l2
-
-
-def flags(variant: str, l2: float) -> dict:
-    """:func:`gflib.analysis.variant_flags` with the WD parts at :func:`matched_decay`."""
-    f = variant_flags(variant, l2)
-    if f["weight_decay"] > 0:
-        f["weight_decay"] = matched_decay(l2)
-    return f
 
 
 def scale(preset):
@@ -90,7 +97,7 @@ def variants_of(optimizer: str, s: dict) -> tuple:
 def grid(preset, device: str = "cpu", data_dir=None) -> list:
     """Every run of the chapter at ``preset`` (see the module doc)."""
     s = settings(preset)
-    bases = [dict(depth=s["depth"], optimizer=o, lr=lr, **flags(v, s["l2"]))
+    bases = [dict(depth=s["depth"], optimizer=o, lr=lr, **variant_flags(v, s["l2"]))
              for lr in s["lrs"] for o in s["optimizers"] for v in variants_of(o, s)]
     return pair_grid(scale(preset), bases, device, data_dir)
 
@@ -99,10 +106,11 @@ def mechanism_configs(preset, device: str = "cpu", data_dir=None) -> list:
     """The traced runs of :data:`MECHANISM` at ``preset``'s scale."""
     s, p = settings(preset), scale(preset)
     out = []
-    for optimizer, lr in MECHANISM.items():
-        variant = "WD_BN" if registry.check(optimizer).decoupled_decay else "L2_BN"
+    for optimizer in MECHANISM:
+        spec = registry.check(optimizer)
+        variant = "WD_BN" if spec.decoupled_decay else "L2_BN"
         base = p.config(device=device, data_dir=data_dir, depth=s["depth"], optimizer=optimizer,
-                        lr=lr, **flags(variant, s["l2"]))
+                        lr=spec.default_lr, **variant_flags(variant, s["l2"]))
         out.append(base.replace(width=p.sparse_width, match_width=max(p.dense_widths),
                                 seed=p.seeds[0], trace="updates"))
     return out
@@ -152,10 +160,11 @@ def update_table(results) -> pd.DataFrame:
 
 def outcomes(runs: pd.DataFrame) -> pd.DataFrame:
     """The run table with the columns this chapter computes on: ``variant``, ``family``
-    ("EWMA" or "other"), ``dense_width`` (the pair's), ``chance`` (1 / classes), ``acc`` (test
-    accuracy; CHOICE: a diverged run, whose weights are unusable, counts at chance),
-    ``collapsed`` (``acc`` within :data:`COLLAPSE_MARGIN` of chance) and ``log_egf``
-    (log10 of the run's average EGF_2; NaN when diverged)."""
+    ("EWMA" or "other", :func:`gflib.optimizers.family`), ``dense_width`` (the pair's),
+    ``chance`` (1 / classes), ``acc`` (test accuracy; CHOICE: a diverged run, whose weights are
+    unusable, counts at chance), ``collapsed`` (``acc`` within :data:`COLLAPSE_MARGIN` of chance)
+    and ``log_egf`` (log10 of the run's average EGF_2; NaN when diverged: a collapsed run's flow
+    is kept, since the claim is about it)."""
     out = runs.copy()
     out["variant"] = [variant_name(r) for _, r in out.iterrows()]
     out["family"] = [registry.family(o) for o in out["optimizer"]]
@@ -201,111 +210,33 @@ def cell_table(table: pd.DataFrame, lr: float, kind: str, value: str, s: dict) -
     return sub.pivot(index="optimizer", columns="variant", values=value).reindex(**layout(s))
 
 
-def tau_contrast(x, y, family, level: float = 0.95, n_resamples: int = 1000,
-                 seed: int = 0) -> dict:
-    """Kendall tau of ``x`` with ``y`` within the "EWMA" cells and within the "other" cells
-    (``family``: one label per cell), and the contrast ``effect`` = tau(other) - tau(EWMA)
-    (> 0: EWMA accuracy falls more with flow). Non-finite cells are dropped. Interval: a
-    two-sample percentile bootstrap (scipy.stats.bootstrap, cells resampled within each family;
-    resamples with a constant side left out); ``pvalue``: one-sided permutation test of the
-    family labels (scipy.stats.permutation_test), H1 effect > 0. Fewer than 3 cells in a family
-    gives NaN effect. Returns ``tau_ewma``, ``tau_other``, their intervals (``ewma_low``,
-    ``ewma_high``, ``other_low``, ``other_high``: :func:`gflib.stats.kendall_ci`), ``effect``,
-    ``ci_low``, ``ci_high``, ``pvalue``, ``n_ewma``, ``n_other``."""
-    x, y, family = (np.asarray(a) for a in (x, y, family))
-    ok = np.isfinite(x.astype(float)) & np.isfinite(y.astype(float))
-    x, y, family = x[ok].astype(float), y[ok].astype(float), family[ok]
-    ie, io = np.flatnonzero(family == "EWMA"), np.flatnonzero(family == "other")
-    out = {"tau_ewma": stats.kendall(x[ie], y[ie])["tau"],
-           "tau_other": stats.kendall(x[io], y[io])["tau"]}
-    out["ewma_low"], out["ewma_high"] = stats.kendall_ci(x[ie], y[ie], level=level, seed=seed)
-    out["other_low"], out["other_high"] = stats.kendall_ci(x[io], y[io], level=level, seed=seed)
-    out.update(n_ewma=int(len(ie)), n_other=int(len(io)))
-    nan = float("nan")
-    out.update(effect=nan, ci_low=nan, ci_high=nan, pvalue=nan)
-    if len(ie) < 3 or len(io) < 3:
-        return out
-
-    def contrast(a, b):
-        return ss.kendalltau(x[b], y[b]).statistic - ss.kendalltau(x[a], y[a]).statistic
-
-    out["effect"] = float(contrast(ie, io))
-    if not np.isfinite(out["effect"]):
-        return out
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        boot = ss.bootstrap((ie, io), contrast, vectorized=False, n_resamples=n_resamples,
-                            confidence_level=level, method="percentile", **stats._rng(seed))
-        perm = ss.permutation_test((ie, io), contrast, permutation_type="independent",
-                                   vectorized=False, n_resamples=n_resamples,
-                                   alternative="greater", **stats._rng(seed))
-    alpha = (1 - level) / 2
-    dist = boot.bootstrap_distribution
-    out["ci_low"], out["ci_high"] = (float(v) for v in
-                                     np.nanpercentile(dist, [100 * alpha, 100 * (1 - alpha)]))
-    out["pvalue"] = float(perm.pvalue)
-    return out
+def harm(out: pd.DataFrame, lr: float, kind: str = "sparse") -> pd.DataFrame:
+    """How much accuracy each optimizer x seed unit loses to L2 and augmentation at ``lr``: per
+    unit, ``harm`` = the mean over :data:`REACTIONS` and widths of accuracy(base) -
+    accuracy(variant) (fraction; > 0: the variant hurts), with its ``family``. A unit without
+    such a pair (AdamW, which runs only its decay variants) has no row."""
+    sub = out[(out["lr"] == lr) & (out["kind"] == kind)]
+    acc = sub.pivot_table(index=[*UNIT, "dense_width"], columns="variant", values="acc")
+    diffs = [acc[base] - acc[variant] for variant, base in REACTIONS.items()
+             if variant in acc and base in acc]
+    if not diffs:
+        return pd.DataFrame(columns=[*UNIT, "harm", "family"])
+    per = pd.concat(diffs, axis=1).mean(axis=1).groupby(level=list(UNIT)).mean().dropna()
+    table = per.rename("harm").reset_index()
+    table["family"] = [registry.family(o) for o in table["optimizer"]]
+    return table
 
 
-def sensitivity(table: pd.DataFrame, kinds=("sparse", "dense")) -> pd.DataFrame:
-    """:func:`tau_contrast` of the cells' average EGF with their accuracy, per (lr, kind): one
-    row each (the learning rates apart: they can point opposite ways)."""
+def unit_taus(out: pd.DataFrame, lr: float, kind: str = "sparse") -> pd.DataFrame:
+    """Per optimizer x seed unit at ``lr``: Kendall tau between its runs' log10 average EGF_2 and
+    their accuracy over its cells (variants x widths), with the unit's ``family``."""
+    sub = out[(out["lr"] == lr) & (out["kind"] == kind)]
     rows = []
-    for (lr, kind), g in table.groupby(["lr", "kind"]):
-        if kind in kinds:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                flow = np.log10(g["egf"].to_numpy(float))
-            rows.append({"lr": lr, "kind": kind, **tau_contrast(flow, g["acc"], g["family"])})
-    return pd.DataFrame(rows).set_index(["lr", "kind"]) if rows else pd.DataFrame()
-
-
-def _signed(x: float, digits: int = 2) -> str:
-    return f"{round(x, digits) + 0.0:+.{digits}f}" if np.isfinite(x) else "n/a"
-
-
-def _interval(low: float, high: float, digits: int = 2) -> str:
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return "n/a"
-    return f"{_signed(low, digits)} to {_signed(high, digits)}"
-
-
-def sensitivity_table(sens: pd.DataFrame) -> pd.DataFrame:
-    """:func:`sensitivity` as the chapter shows it, one column per (lr, kind): the contrast
-    tau(others) - tau(EWMA) with its 95 % interval and one-sided p first, then each family's
-    Kendall tau with its interval, and the cells each family has. Taus to 2 decimals, as
-    text."""
-    rows = {}
-    for (lr, kind), r in sens.iterrows():
-        rows[(f"lr {lr:g}", kind)] = {
-            "tau others - tau EWMA": _signed(r["effect"]),
-            "95 % CI": _interval(r["ci_low"], r["ci_high"]),
-            "p (H1: > 0)": p_cell(r["pvalue"]),
-            "tau EWMA": _signed(r["tau_ewma"]),
-            "EWMA 95 % CI": _interval(r["ewma_low"], r["ewma_high"]),
-            "tau others": _signed(r["tau_other"]),
-            "others 95 % CI": _interval(r["other_low"], r["other_high"]),
-            "cells (EWMA + others)": f"{r['n_ewma']:.0f} + {r['n_other']:.0f}"}
-    return pd.DataFrame(rows)
-
-
-UNIT = ("variant", "dense_width", "seed")
-UNIT_NAME = "matched comparisons (variant x dense width x seed)"
-"""What n counts in the collapse and AdamW tests: the compared runs share initial weights, mask
-and data order, so the pairing removes those; comparisons at one seed share the sparse net's
-initial weights across widths and variants, so they are not independent replicates and p is
-optimistic (the per-seed means are shown beside)."""
-
-
-def collapse_deficit(out: pd.DataFrame, lr: float, kind: str = "sparse") -> pd.DataFrame:
-    """Adam's accuracy deficit on the L2 variants of :data:`DECOUPLED` (L2_BN, DA_L2_SC_BN):
-    one row per matched comparison (:data:`UNIT`) with ``deficit`` = mean accuracy of
-    :data:`COMPARED` - Adam's (> 0: Adam worse), in [−1, 1]."""
-    keys = list(UNIT)
-    sub = out[(out["lr"] == lr) & (out["kind"] == kind)
-              & out["variant"].isin(list(DECOUPLED.values()))]
-    adam = sub[sub["optimizer"] == "adam"].set_index(keys)["acc"]
-    others = sub[sub["optimizer"].isin(COMPARED)].groupby(keys)["acc"].mean()
-    return (others - adam).dropna().rename("deficit").reset_index()
+    for (optimizer, seed), g in sub.groupby(list(UNIT)):
+        res = stats.kendall(g["log_egf"].to_numpy(float), g["acc"].to_numpy(float))
+        rows.append({"optimizer": optimizer, "seed": seed, "tau": res["tau"], "n": res["n"],
+                     "family": registry.family(optimizer)})
+    return pd.DataFrame(rows, columns=["optimizer", "seed", "tau", "n", "family"])
 
 
 def coupled_vs_decoupled(out: pd.DataFrame) -> pd.DataFrame:
@@ -329,6 +260,182 @@ def coupled_vs_decoupled(out: pd.DataFrame) -> pd.DataFrame:
     return m
 
 
+def collapse_facts(table: pd.DataFrame, lr: float, kind: str = "sparse") -> dict:
+    """What the paper's form of the collapse asks, at ``lr`` (:func:`cells`): for each of
+    :data:`COLLAPSING`, whether its L2 variants (L2_BN, DA_L2_SC_BN) collapsed (most runs) and
+    are its highest-flow variants; ``collapsed`` and ``highest`` (all of them), ``acc`` (their
+    mean accuracy), ``diverged`` (their diverged runs), ``others`` (the mean accuracy of Adagrad,
+    SGD and momentum on the same variants), ``egf`` and ``egf_rest`` (Adam's: the lowest average
+    EGF_2 of its L2 variants and the highest of its others)."""
+    at = table[(table["lr"] == lr) & (table["kind"] == kind)]
+    l2 = list(DECOUPLED.values())
+    others = at[(at["family"] == "other") & at["variant"].isin(l2)]["acc"].mean()
+    collapsed, highest, egf, rest = [], [], {}, {}
+    for optimizer in COLLAPSING:
+        own = at[at["optimizer"] == optimizer].set_index("variant")
+        mine = [v for v in l2 if v in own.index]
+        if not mine:
+            continue
+        e = own.loc[mine, "egf"]
+        others_egf = own.drop(index=mine)["egf"]
+        collapsed.append(bool((own.loc[mine, "collapsed"] >= 0.5).all()))
+        highest.append(bool(len(others_egf) and e.notna().all()
+                            and e.min() > others_egf.max()))
+        egf[optimizer], rest[optimizer] = float(e.min()), float(others_egf.max())
+    mine = at[at["optimizer"].isin(COLLAPSING) & at["variant"].isin(l2)]
+    return {"collapsed": bool(collapsed) and all(collapsed),
+            "highest": bool(highest) and all(highest),
+            "acc": float(mine["acc"].mean()), "diverged": int(mine["diverged"].sum()),
+            "others": float(others), "egf": egf.get("adam", np.nan),
+            "egf_rest": rest.get("adam", np.nan)}
+
+
+@dataclass
+class Analysis(ChapterAnalysis):
+    """Everything the chapter shows from one :class:`gflib.results.Results`.
+
+    ``outcomes`` (:func:`outcomes`), ``cells`` (:func:`cells`), ``tables`` ({(lr, kind):
+    {"acc", "egf", "diverged", "runs", "collapsed"}: optimizer x variant tables}), ``harm``
+    ({lr: :func:`harm`}), ``collapse`` ({lr: :func:`gflib.stats.label_contrast` of the harm,
+    EWMA against the others}), ``facts`` ({lr: :func:`collapse_facts`}), ``coupled``
+    (:func:`coupled_vs_decoupled`), ``escape`` and ``flow_drop`` ({lr: :class:`UnitTest` at the
+    seed of AdamW's gain and of its lower flow}), ``taus`` ({lr: :func:`unit_taus`}),
+    ``sensitivity`` ({lr: the label contrast of the units' taus, others minus EWMA}),
+    ``reactions``, ``diverged`` (:func:`diverged_cells`), ``lrs``, ``l2``, ``weight_decay``."""
+
+    outcomes: pd.DataFrame
+    cells: pd.DataFrame
+    tables: dict
+    harm: dict
+    collapse: dict
+    facts: dict
+    coupled: pd.DataFrame
+    escape: dict
+    flow_drop: dict
+    taus: dict
+    sensitivity: dict
+    reactions: pd.DataFrame
+    diverged: pd.DataFrame
+    lrs: list
+    l2: float
+    weight_decay: float
+
+
+def reactions(table: pd.DataFrame, kind: str = "sparse") -> pd.DataFrame:
+    """How each optimizer's mean accuracy changes (points) when L2 or DA is added to a variant:
+    rows (lr, optimizer), one column per :data:`REACTIONS` pair (NaN where the grid lacks one)."""
+    sub = table[table["kind"] == kind]
+    acc = sub.pivot_table(index=["lr", "optimizer"], columns="variant", values="acc")
+    out = pd.DataFrame(index=acc.index)
+    for with_, base in REACTIONS.items():
+        if with_ in acc and base in acc:
+            out[f"{with_} - {base}"] = 100 * (acc[with_] - acc[base])
+    return out.dropna(how="all")
+
+
+def _contrast_verdict(res: dict, test: str, scale: str, form: str, effect_unit: str,
+                      factor: float, **words) -> Verdict:
+    n_labels = res["n_labelled"]
+    needs = stats.units_needed(lambda n: stats.min_p_labels(n, max(1, round(
+        n * n_labels / max(res["n"], 1)))), LEVEL, start=2)
+    return Verdict(claim=4, test=test, scale=scale, form=form, effect=factor * res["effect"],
+                   effect_unit=effect_unit, interval=(factor * res["ci_low"],
+                                                      factor * res["ci_high"]),
+                   p=res["pvalue"], n=res["n"], unit=UNIT_NAME, min_p=res["min_p"],
+                   needs=needs, **words)
+
+
+def verdicts(a: Analysis) -> list:
+    """The claim's verdicts for each learning rate (apart: they can point opposite ways), the
+    paper's form first: the collapse of Adam and RMSProp with L2 and augmentation, against their
+    own variants without them and against the other optimizers, with its flow (:func:`harm`,
+    at optimizer x seed); AdamW's escape (at seed); then the sensitivity of EWMA accuracy to
+    high flow (:func:`unit_taus`, at optimizer x seed)."""
+    out = []
+    for lr in a.lrs:
+        f = a.facts[lr]
+        h = a.collapse[lr]
+        out.append(_contrast_verdict(
+            h, f"{TESTS[0]} at lr {lr:g}", a.scale, "paper",
+            "accuracy points that L2 and augmentation cost EWMA optimizers, minus the others",
+            100, paper_condition="Adam's and RMSProp's L2_BN and DA_L2_SC_BN runs collapse to "
+                                 "chance and are their highest-flow variants",
+            condition_holds=f["collapsed"] and f["highest"],
+            weaker="EWMA optimizers lose more accuracy to L2 and augmentation than the others",
+            sentence=(f"with L2_BN and DA_L2_SC_BN, Adam's and RMSProp's sparse nets reach "
+                      f"{f['acc']:.0%} test accuracy against {f['others']:.0%} for Adagrad, SGD "
+                      f"and momentum ({f['diverged']} of their runs diverged); they "
+                      f"{'did' if f['collapsed'] else 'did not'} collapse to chance and "
+                      f"{'are' if f['highest'] else 'are not'} their highest-flow variants"),
+            paper=PAPER["collapse"]))
+        t, drop = a.escape[lr], a.flow_drop[lr]
+        c = a.coupled[(a.coupled["lr"] == lr) & (a.coupled["kind"] == "sparse")] \
+            if len(a.coupled) else a.coupled
+        escaped = bool(len(c) and c["collapsed_adamw"].mean() < 0.5)
+        # the condition is about the pair compared: Adam's own L2 cells (most runs collapsed,
+        # as collapse_facts counts a cell), not RMSProp's
+        adam_collapsed = bool(len(c) and c.groupby("variant")["collapsed_adam"].mean()
+                              .ge(0.5).all())
+        lower = bool(drop.n and drop.effect > 0)
+        out.append(unit_verdict(
+            t, 4, f"{TESTS[1]} at lr {lr:g}", a.scale, "paper", SEED_NAME,
+            "accuracy points AdamW + decoupled decay gains over Adam + L2", 100,
+            paper_condition="Adam collapsed while AdamW did not, with lower flow",
+            condition_holds=adam_collapsed and escaped and lower,
+            weaker="AdamW is more accurate than Adam with L2",
+            sentence=(f"with decoupled decay {a.weight_decay:g}, AdamW's sparse nets reach "
+                      f"{c['acc_adamw'].mean():.0%} against {c['acc_adam'].mean():.0%} for Adam "
+                      f"with L2 {a.l2:g}, with {10 ** -drop.effect:.2g} times Adam's average "
+                      "EGF") if len(c) else "no AdamW runs at this scale",
+            paper=PAPER["adamw"]))
+        s = a.sensitivity[lr]
+        taus = a.taus[lr]
+        ewma = taus[taus["family"] == "EWMA"]["tau"].mean()
+        other = taus[taus["family"] == "other"]["tau"].mean()
+        out.append(_contrast_verdict(
+            s, f"{TESTS[2]} at lr {lr:g}", a.scale, "direct",
+            "Kendall tau of flow with accuracy, others minus EWMA", 1,
+            sentence=(f"within each optimizer x seed, average EGF and test accuracy have mean "
+                      f"Kendall tau {ewma:+.2f} for the EWMA optimizers "
+                      f"({registry.labels(['adam', 'rmsprop', 'adamw'])}) and {other:+.2f} for "
+                      f"the others"), paper=PAPER["sensitivity"]))
+    return adjust(out)
+
+
+def analyse(results, preset) -> Analysis:
+    """The chapter's :class:`Analysis` of ``results`` (live or stored) at ``preset``."""
+    s = settings(preset)
+    runs = results.runs
+    counts = Counts.of(runs)
+    out = outcomes(runs)
+    table = cells(out)
+    lrs = sorted(out["lr"].unique())
+    coupled = coupled_vs_decoupled(out)
+    sparse = coupled[coupled["kind"] == "sparse"] if len(coupled) else coupled
+    harms = {lr: harm(out, lr) for lr in lrs}
+    taus = {lr: unit_taus(out, lr) for lr in lrs}
+    a = Analysis(
+        preset.name, counts, [], out, table,
+        {(lr, kind): {v: cell_table(table, lr, kind, v, s)
+                      for v in ("acc", "egf", "diverged", "runs", "collapsed")}
+         for lr in lrs for kind in ("sparse", "dense")},
+        harms, {lr: stats.label_contrast(h["harm"], h["family"] == "EWMA")
+                for lr, h in harms.items()},
+        {lr: collapse_facts(table, lr) for lr in lrs}, coupled,
+        {lr: unit_test(sparse[sparse["lr"] == lr] if len(sparse) else sparse, "gain",
+                       ["seed"]) for lr in lrs},
+        {lr: unit_test(sparse[sparse["lr"] == lr] if len(sparse) else sparse, "flow_drop",
+                       ["seed"]) for lr in lrs},
+        taus, {lr: stats.label_contrast(-t["tau"], t["family"] == "EWMA") for lr, t in
+               taus.items()},
+        reactions(table), diverged_cells(table), lrs, s["l2"], matched_decay(s["l2"]))
+    a.verdicts = verdicts(a)
+    if counts.all_diverged:
+        a.verdicts = [not_run(4, f"{t} at lr {lr:g}", a.scale, "paper", UNIT_NAME,
+                              "not run: every run diverged") for lr in lrs for t in TESTS]
+    return a
+
+
 def coupled_table(pairs: pd.DataFrame) -> pd.DataFrame:
     """:func:`coupled_vs_decoupled` summarised per (lr, kind, pair of variants): the gain
     (AdamW - Adam, points) first, mean accuracy of each side (%), the flow ratio AdamW / Adam of
@@ -350,79 +457,17 @@ def coupled_table(pairs: pd.DataFrame) -> pd.DataFrame:
         "n": g.size()})
 
 
-def reactions(table: pd.DataFrame, kind: str = "sparse") -> pd.DataFrame:
-    """How each optimizer's mean accuracy changes (points) when L2 or DA is added to a variant:
-    rows (lr, optimizer), columns ``L2 - NR``, ``L2_BN - BN``, ``DA - NR``, ``DA_BN - BN``
-    (NaN where the grid lacks a variant)."""
-    sub = table[table["kind"] == kind]
-    acc = sub.pivot_table(index=["lr", "optimizer"], columns="variant", values="acc")
-    out = pd.DataFrame(index=acc.index)
-    for with_, base in (("L2", "NR"), ("L2_BN", "BN"), ("DA", "NR"), ("DA_BN", "BN")):
-        if with_ in acc and base in acc:
-            out[f"{with_} - {base}"] = 100 * (acc[with_] - acc[base])
-    return out.dropna(how="all")
-
-
-def per_seed(table: pd.DataFrame, value: str) -> pd.Series:
-    """Mean of ``value`` per seed (the independent draws), to set beside a test over matched
-    comparisons."""
-    return table.groupby("seed")[value].mean()
-
-
-TESTS = {"collapse": ("deficit", "accuracy Adam trails Adagrad and momentum (L2 variants)"),
-         "adamw": ("gain", "accuracy AdamW + WD gains over Adam + L2"),
-         "flow": ("flow_drop", "log10 EGF of Adam + L2 minus AdamW + WD")}
-"""The matched-comparison tests of :func:`tests`: name -> (column tested, what it means)."""
-
-
-def tests(deficit: dict, coupled: pd.DataFrame, lrs) -> pd.DataFrame:
-    """:func:`gflib.analysis.unit_test` (H1: > 0) of each of :data:`TESTS` on sparse nets, per
-    learning rate, at the unit :data:`UNIT`: one row per (test, lr) with ``meaning``,
-    ``effect``, ``ci_low``, ``ci_high``, ``pvalue``, ``n`` and the mean per seed
-    (``seed <s>``: the independent draws, for reading beside p)."""
+def harm_table(a: Analysis) -> pd.DataFrame:
+    """The collapse test's units for a page: per learning rate and optimizer, the accuracy
+    points L2 and augmentation cost it (mean over seeds), with its family."""
     rows = []
-    for lr in lrs:
-        c = coupled[(coupled["lr"] == lr) & (coupled["kind"] == "sparse")] if len(coupled) \
-            else coupled
-        for name, table in (("collapse", deficit[lr]), ("adamw", c), ("flow", c)):
-            value, meaning = TESTS[name]
-            row = {"test": name, "lr": lr, "meaning": meaning, "effect": np.nan,
-                   "ci_low": np.nan, "ci_high": np.nan, "pvalue": np.nan, "n": 0}
-            if len(table) and value in table:
-                res = unit_test(table, value, UNIT)
-                res.pop("means")
-                row.update(res)
-                row.update({f"seed {k}": v for k, v in per_seed(table, value).items()})
-            rows.append(row)
-    return pd.DataFrame(rows).set_index(["test", "lr"])
-
-
-TEST_LABELS = {"collapse": ("Adam's deficit (points)", lambda e: 100 * e, 1),
-               "adamw": ("AdamW's gain (points)", lambda e: 100 * e, 1),
-               "flow": ("AdamW's EGF lower by (%)", lambda e: 100 * (1 - 10.0 ** -e), 1)}
-"""How :func:`tests_table` shows each test: label, the effect's transform and decimals. The flow
-test's effect (mean log10 EGF of Adam + L2 minus AdamW + WD) is shown as the percent by which
-AdamW's geometric-mean EGF is lower, ``100 (1 - 10^-effect)`` (monotone: p is the same)."""
-
-
-def tests_table(t: pd.DataFrame) -> pd.DataFrame:
-    """:func:`tests` as the chapter shows it, as text: index (lr, test) with the labels of
-    :data:`TEST_LABELS`, columns the mean effect with its 95 % interval
-    (:func:`gflib.analysis.with_interval`), one-sided p, ``n`` and the mean per seed (the
-    independent draws), each through the test's transform (accuracy tests in points, the flow
-    test in percent lower EGF)."""
-    seeds = [c for c in t.columns if c.startswith("seed ")]
-    rows, index = [], []
-    for (name, lr), r in t.iterrows():
-        label, f, d = TEST_LABELS[name]
-        shown = {k: round(f(r[k]), d) + 0.0 for k in ("effect", "ci_low", "ci_high")}
-        index.append((f"{lr:g}", label))
-        rows.append({"effect (95 % CI)": with_interval(pd.DataFrame([shown]), "effect",
-                                                       digits=d).iloc[0],
-                     "p": p_cell(r["pvalue"]), "n": int(r["n"]),
-                     "per seed": ", ".join(_signed(f(r[c]), d) for c in seeds
-                                           if np.isfinite(r[c]))})
-    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["lr", "test"]))
+    for lr, h in a.harm.items():
+        for optimizer, g in h.groupby("optimizer", sort=False):
+            rows.append({"lr": f"{lr:g}", "optimizer": label(optimizer),
+                         "family": g["family"].iloc[0],
+                         "cost of L2 / DA (points)": round(100 * g["harm"].mean(), 1) + 0.0,
+                         "per seed": ", ".join(f"{100 * v:+.1f}" for v in g["harm"])})
+    return pd.DataFrame(rows).set_index(["lr", "optimizer"]) if rows else pd.DataFrame()
 
 
 def lr_labels(table: pd.DataFrame) -> pd.DataFrame:
@@ -436,30 +481,6 @@ def significant(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
         lambda x: float(f"{x:.{digits}g}") if np.isfinite(x) else x))
 
 
-def _status(effect, low, high, p, paper_form) -> str:
-    """The verdict rules for an effect whose sign > 0 supports the claim."""
-    if not np.isfinite(effect):
-        return "not run"
-    if np.isfinite(p) and p < 0.05 and effect > 0:
-        return "reproduced" if paper_form else "partly"
-    if effect > 0 or not (np.isfinite(low) and np.isfinite(high)) or low <= 0 <= high:
-        return "not distinguishable"
-    return "not reproduced"
-
-
-TOPICS = {"sensitivity": "sensitivity", "collapse": "collapse", "adamw": "AdamW"}
-"""The sub-claims, in the words each verdict sentence starts with."""
-PAPER = {
-    "sensitivity": "EWMA optimizers are sensitive to high gradient flow: Adam's highest-flow "
-                   "variants collapse, Adagrad's and momentum's do not (talk, CIFAR-100 MLPs)",
-    "collapse": "with Adam, L2_BN and DA_L2_SC_BN collapse to 1-5 % test accuracy on CIFAR-100 "
-                "and show the highest average gradient flow; Adagrad and SGD + momentum reach "
-                "22-37 % with them",
-    "adamw": "AdamW's WD_BN and DA_WD_SC_BN reach 15-28 % on CIFAR-100, with lower gradient "
-             "flow than Adam's L2 variants",
-}
-
-
 def paper_reading() -> pd.DataFrame:
     """The paper's approximate numbers for this claim (read off the talk's plots, CIFAR-100
     MLPs): one row per group of cells, indexed by optimizer."""
@@ -471,146 +492,35 @@ def paper_reading() -> pd.DataFrame:
     ).set_index("optimizer")
 
 
-def collapse_facts(table: pd.DataFrame, lr: float, kind: str = "sparse") -> dict:
-    """Adam's cells at ``lr`` (:func:`cells`): whether its L2 variants (L2_BN, DA_L2_SC_BN)
-    collapsed (most runs) and are its highest-flow variants (``highest``); their mean accuracy
-    ``acc`` and diverged runs; ``others``: the mean accuracy of :data:`COMPARED` on the same
-    variants; ``egf`` and ``egf_rest``: the lowest average EGF_2 of Adam's L2 variants and the
-    highest of its other variants (NaN where none)."""
-    at = table[(table["lr"] == lr) & (table["kind"] == kind)]
-    others = at[at["optimizer"].isin(COMPARED)
-                & at["variant"].isin(list(DECOUPLED.values()))]["acc"].mean()
-    adam = at[at["optimizer"] == "adam"].set_index("variant")
-    coupled = [v for v in DECOUPLED.values() if v in adam.index]
-    rest = adam.drop(index=coupled)
-    nan = float("nan")
-    if not coupled:
-        return {"collapsed": False, "highest": False, "acc": nan, "diverged": 0,
-                "others": float(others), "egf": nan, "egf_rest": nan}
-    egf = adam.loc[coupled, "egf"]
-    highest = bool(len(rest) and egf.notna().all() and egf.min() > rest["egf"].max())
-    return {"collapsed": bool((adam.loc[coupled, "collapsed"] >= 0.5).all()), "highest": highest,
-            "acc": float(adam.loc[coupled, "acc"].mean()),
-            "diverged": int(adam.loc[coupled, "diverged"].sum()), "others": float(others),
-            "egf": float(egf.min()), "egf_rest": float(rest["egf"].max()) if len(rest) else nan}
+def tests_table(a: Analysis) -> pd.DataFrame:
+    """The verdicts' tests for a page: per learning rate and test, the effect with its 95 %
+    interval, p (q), n at its unit and the smallest p the design can reach."""
+    rows, index = [], []
+    for v in a.verdicts:
+        lr = v.test.rsplit("lr ", 1)[-1]
+        index.append((lr, v.test.rsplit(" at lr", 1)[0]))
+        rows.append({"effect (95 % CI)": v.effect_text().split(" ", 1)[0]
+                     + (f" ({v.interval_text()})" if v.interval_text() else ""),
+                     "p (q)": v.p_text().removeprefix("p = ") or "n/a",
+                     "n": v.n_text(), "smallest p": p_cell(v.min_p)})
+    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["lr", "test"]))
 
 
-def _verdict(topic: str, lr: float, scale_name: str, effect: float, interval: tuple, p: float,
-             n: int, unit: str, effect_unit: str, sentence, paper_form: bool) -> Verdict:
-    """One sub-claim's :class:`gflib.verdict.Verdict` (status by :func:`_status`); ``sentence``
-    is called only when there is an effect (else: "not run", too few data at this scale)."""
-    ok = np.isfinite(effect)
-    effect = round(float(effect), 10) if ok else effect
-    return Verdict(
-        claim=4, scale=scale_name,
-        status=_status(effect, interval[0], interval[1], p, paper_form), effect=effect,
-        effect_unit=effect_unit, interval=interval, p=p, n=int(n), unit=unit,
-        sentence=(f"{TOPICS[topic]} at lr {lr:g}: " + (sentence() if ok else
-                                                "too few cells or runs at this scale to test")),
-        paper=PAPER[topic])
-
-
-def _points_verdict(topic, lr, scale_name, res, effect_unit, sentence, paper_form) -> Verdict:
-    """:func:`_verdict` of a test row ``res`` of accuracy differences, in points."""
-    return _verdict(topic, lr, scale_name, 100 * res["effect"],
-                    (100 * res["ci_low"], 100 * res["ci_high"]), res["pvalue"], res["n"],
-                    UNIT_NAME, effect_unit, sentence, paper_form)
-
-
-def verdicts(a: dict, scale_name: str) -> list:
-    """The claim's :class:`gflib.verdict.Verdict` s from :func:`analyse`'s ``a``: for each
-    learning rate (apart: they can point opposite ways), the sensitivity contrast
-    (:func:`tau_contrast`), Adam's collapse (:func:`collapse_deficit`) and AdamW against Adam
-    (:func:`coupled_vs_decoupled`), each on sparse nets."""
-    out = []
-    table = a["cells"]
-    for lr in a["lrs"]:
-        sens = a["sensitivity"]
-        s = sens.loc[(lr, "sparse")] if (lr, "sparse") in sens.index else None
-        if s is not None:
-            out.append(_verdict(
-                "sensitivity", lr, scale_name, s["effect"], (s["ci_low"], s["ci_high"]),
-                s["pvalue"], s["n_ewma"] + s["n_other"],
-                "optimizer x variant cells (each averaged over widths and seeds)",
-                "Kendall tau, others minus EWMA",
-                lambda: (f"across sparse cells, average EGF and test accuracy have Kendall tau "
-                         f"{s['tau_ewma']:+.2f} for the EWMA optimizers ({FAMILIES['EWMA']}) "
-                         f"and {s['tau_other']:+.2f} for {FAMILIES['other']}"),
-                bool(s["ewma_high"] < 0)))
-        res = a["tests"].loc[("collapse", lr)]
-        facts = collapse_facts(table, lr)
-        out.append(_points_verdict(
-            "collapse", lr, scale_name, res, "accuracy points Adam trails Adagrad and momentum",
-            lambda: (f"with L2_BN and DA_L2_SC_BN, Adam's sparse nets reach {facts['acc']:.0%} "
-                     f"test accuracy against {facts['others']:.0%} for Adagrad and momentum "
-                     f"({facts['diverged']} of Adam's runs diverged); they "
-                     f"{'did' if facts['collapsed'] else 'did not'} collapse to chance and "
-                     f"{'are' if facts['highest'] else 'are not'} Adam's highest-flow variants"),
-            facts["collapsed"] and facts["highest"]))
-        c = a["coupled"]
-        c = c[(c["lr"] == lr) & (c["kind"] == "sparse")] if len(c) else c
-        res, flow = a["tests"].loc[("adamw", lr)], a["tests"].loc[("flow", lr)]
-        lower = bool(flow["pvalue"] < 0.05 and flow["effect"] > 0)
-        adamw_ok = bool(len(c) and c["collapsed_adamw"].mean() < 0.5)
-        out.append(_points_verdict(
-            "adamw", lr, scale_name, res, "accuracy points AdamW gains over Adam",
-            lambda: (f"with decoupled decay {a['weight_decay']:g}, AdamW reaches "
-                     f"{c['acc_adamw'].mean():.0%} on sparse nets against "
-                     f"{c['acc_adam'].mean():.0%} for Adam with L2 {a['l2']:g}, with "
-                     f"{10 ** -flow['effect']:.2g} times Adam's average EGF "
-                     f"({format_p(flow['pvalue'])} for lower flow)"),
-            facts["collapsed"] and adamw_ok and lower))
-    return out
-
-
-def analyse(results, preset) -> dict:
-    """Everything the chapter shows from one :class:`gflib.results.Results` (live or stored).
-
-    Keys: ``outcomes`` (:func:`outcomes`), ``cells`` (:func:`cells`), ``tables`` ({(lr, kind):
-    {"acc", "egf", "diverged", "runs", "collapsed"}: optimizer x variant tables}),
-    ``sensitivity`` (:func:`sensitivity`), ``reactions`` (:func:`reactions`), ``deficit``
-    ({lr: :func:`collapse_deficit`}), ``coupled`` (:func:`coupled_vs_decoupled`) and
-    ``coupled_table``, ``tests`` (:func:`tests`), ``diverged`` (:func:`diverged_cells`),
-    ``paper`` (:func:`paper_reading`), ``lrs``,
-    ``l2``, ``weight_decay``, ``verdicts``, ``n_runs``, ``n_diverged``.
-    """
-    s = settings(preset)
-    out = outcomes(results.runs)
-    table = cells(out)
-    lrs = sorted(out["lr"].unique())
-    tables = {(lr, kind): {v: cell_table(table, lr, kind, v, s)
-                           for v in ("acc", "egf", "diverged", "runs", "collapsed")}
-              for lr in lrs for kind in ("sparse", "dense")}
-    coupled = coupled_vs_decoupled(out)
-    deficit = {lr: collapse_deficit(out, lr) for lr in lrs}
-    a = {
-        "outcomes": out, "cells": table, "tables": tables, "sensitivity": sensitivity(table),
-        "reactions": reactions(table), "deficit": deficit, "coupled": coupled,
-        "coupled_table": coupled_table(coupled), "tests": tests(deficit, coupled, lrs),
-        "diverged": diverged_cells(table),
-        "paper": paper_reading(), "lrs": lrs, "l2": s["l2"],
-        "weight_decay": matched_decay(s["l2"]),
-        "n_runs": len(out), "n_diverged": int(out["diverged"].sum()),
-    }
-    a["verdicts"] = verdicts(a, preset.name)
-    return a
-
-
-def report(analysis: dict, label: str) -> None:
+def report(a: Analysis, label_: str) -> None:
     """Show one stored summary: accuracy and flow per optimizer x variant for sparse nets at each
-    learning rate, flow against accuracy, Adam + L2 against AdamW + WD, and the verdicts."""
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+    learning rate, flow against accuracy, the collapse's units, the tests and the verdicts."""
+    from IPython.display import Markdown, display
 
-    from .. import plots
-    from ..verdict import show_verdicts
+    for lr in a.lrs:
+        t = a.tables[(lr, "sparse")]
+        fig = plots.optimizer_cells(t["acc"], t["egf"], t["diverged"], t["runs"],
+                                    f"{label_}, sparse nets, lr {lr:g}")
+        display(fig)
+        plt.close(fig)
+    fig = plots.flow_vs_accuracy(a.cells, kind="sparse")
+    display(fig)
+    plt.close(fig)
+    display(Markdown("What L2 and augmentation cost each optimizer (sparse nets):"),
+            harm_table(a), Markdown("The tests:"), tests_table(a))
+    show_verdicts(a.verdicts)
 
-    for lr in analysis["lrs"]:
-        t = analysis["tables"][(lr, "sparse")]
-        plots.optimizer_cells(t["acc"], t["egf"], t["diverged"], t["runs"],
-                              f"{label} (stored), sparse nets, lr {lr:g}")
-        plt.show()
-    plots.flow_vs_accuracy(analysis["cells"], kind="sparse")
-    plt.show()
-    display(lr_labels(analysis["coupled_table"]))
-    show_verdicts(analysis["verdicts"])

@@ -14,22 +14,27 @@ Wide ResNet-50 (:func:`wide_resnet50_configs`) joins the grid at the ``paper`` p
 """
 from __future__ import annotations
 
-import dataclasses
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ..analysis import (effect_by, pair_configs, pairs, sparse_vs_dense_table, unit_test,
-                        with_interval)
+from .. import data, presets, train
+from ..analysis import (PAIR_UNIT, ChapterAnalysis, CellTests, Counts, UnitTest,
+                        bn_gain_verdict, bn_gains, cell_tests, cell_verdict, effect_by, label,
+                        not_run, pair_configs, pairs, pq_table, significance_shares, unit_test,
+                        variant_flags, with_interval)
 from ..analysis import margin_table as analysis_margin_table
-from ..results import LAYER_PREFIX
-from ..verdict import Verdict, format_p, p_cell, show_verdicts
-from . import activations as activation_chapter
-from . import batchnorm as bn_chapter
-from . import sc_sdc_and_egf as egf_chapter
-from .. import data
+from ..config import RunConfig
+from ..correlations import egf_margins, margin_of, margin_verdict
 from ..flops import train_flops
+from ..flow import MEASURES
+from ..models import maskable_weights
+from ..pruning import density_at, progress
+from ..results import LAYER_PREFIX
+from ..scsdc import layer_table
+from ..verdict import Verdict, adjust, format_p, p_cell, show_verdicts
 
 NAME = "pruning_and_cnns"
 TITLE = "From MLPs to CNNs, from random masks to magnitude pruning"
@@ -72,13 +77,20 @@ momentum at 0.1, 100 epochs, 10 % density (random fixed mask, or global one-shot
 pruning after 30 % of the epochs) against the dense net."""
 WRN_REASON = ("Wide ResNet-50-2 runs at the paper preset only: it needs CIFAR-10 (data_dir) "
               "and a GPU")
-UNIT_CNN = ("dense_width", "seed")
-UNIT_CNN_NAME = "dense width x seed"
-"""The unit of the CNN tests: one SGD optimizer, so the matched comparisons of one width and
-seed (widths are fixed factors; pairs of one seed share its data order)."""
-UNIT_PRUNE = ("optimizer", "dense_width", "seed")
-UNIT_PRUNE_NAME = "optimizer x dense width x seed"
+UNIT_CNN = ("seed",)
+UNIT_CNN_NAME = "seeds"
+"""The unit of the CNN BatchNorm test: one optimizer (SGD), so the seed (the comparisons of one
+seed share its initial weights, masks and data order; widths and variants are fixed factors)."""
+MATCH = ("optimizer", "dense_width", "seed")
+"""What a pruning comparison matches: the same optimizer, dense width and seed."""
+UNIT_PRUNE = ("optimizer", "seed")
+UNIT_PRUNE_NAME = "optimizer x seed units"
+"""The unit of the pruning comparisons: widths are fixed factors, averaged within it."""
 ALPHA = 0.05
+TESTS = ("EGF tracks magnitude-pruned MLPs", "EGF tracks sparse CNNs",
+         "BatchNorm matters more for sparse CNNs", "Swish with SGD favours sparse CNNs",
+         "PReLU with SGD favours sparse CNNs", "Wide ResNet-50")
+"""The sub-tests, in the order of :attr:`Analysis.verdicts` (activations: those run)."""
 
 
 def settings(preset) -> dict:
@@ -133,8 +145,6 @@ def pruning_configs(preset, device="cpu", data_dir=None) -> list:
 
 def cnn_configs(preset, device="cpu", data_dir=None) -> list:
     """The CNN grid (module doc): SC-SDC pairs of CNNs per variant and activation cell."""
-    from ..analysis import variant_flags
-
     s = settings(preset)
     optimizer, lr = s["cnn_optimizer"]
     cells = [("relu", v) for v in s["cnn_variants"]]
@@ -152,8 +162,6 @@ def wide_resnet50_configs(preset, device="cpu", data_dir=None) -> list:
     """Wide ResNet-50-2 runs of :data:`WRN` at the ``paper`` preset (its seeds); [] elsewhere."""
     if preset.name != "paper":
         return []
-    from ..config import RunConfig
-
     epochs = WRN["epochs"]
     at = max(1, round(SETTINGS["oneshot_at"] * epochs))
     out = []
@@ -175,10 +183,8 @@ def grid(preset, device: str = "cpu", data_dir=None) -> list:
 
 def wide_resnet50_cost(preset, tflops: float = 13.0) -> dict:
     """What the Wide ResNet-50 cell would cost: ``runs``, ``tflop`` (training FLOPs of all its
-    runs, counted by :func:`gflib.cost.train_flops`) and ``gpu_hours`` at ``tflops`` TFLOP/s
+    runs, counted by :func:`gflib.flops.train_flops`) and ``gpu_hours`` at ``tflops`` TFLOP/s
     sustained (default: the stacked MLP throughput measured on one H100)."""
-    from .. import presets
-
     configs = wide_resnet50_configs(presets.get("paper"))
     total = sum(train_flops(c, n_train=data.check(c.dataset).n_train) for c in configs)
     return {"runs": len(configs), "tflop": total / 1e12,
@@ -194,7 +200,7 @@ def wide_resnet50_note(preset) -> str:
     return (f"{WRN_REASON}. Its {cost['runs']} runs ({', '.join(WRN['methods'])} x 3 seeds, "
             f"{WRN['epochs']} epochs of CIFAR-10) would train {cost['tflop']:,.0f} TFLOP: about "
             f"{cost['gpu_hours']:.1f} GPU-hours at {cost['tflops']:.0f} TFLOP/s (training "
-            f"arithmetic only, counted by `gflib.cost.train_flops`).")
+            f"arithmetic only, counted by `gflib.flops.train_flops`).")
 
 
 def method_of(row) -> str:
@@ -246,10 +252,9 @@ def layer_densities(pruning: pd.DataFrame, order) -> pd.DataFrame:
 
 def against(pruning: pd.DataFrame, method: str, reference: str,
             metric: str = "test_acc") -> pd.DataFrame:
-    """Matched comparisons of ``method`` with ``reference`` (same optimizer, dense width and
-    seed): one row each with ``diff`` = ``metric`` of ``method`` - of ``reference`` (NaN where
-    either diverged)."""
-    keys = list(UNIT_PRUNE)
+    """Matched comparisons of ``method`` with ``reference`` (:data:`MATCH`): one row each with
+    ``diff`` = ``metric`` of ``method`` - of ``reference`` (NaN where either diverged)."""
+    keys = list(MATCH)
     cols = keys + [metric, "diverged"]
     a = pruning.loc[pruning["method"] == method, cols]
     b = pruning.loc[pruning["method"] == reference, cols]
@@ -261,21 +266,23 @@ def against(pruning: pd.DataFrame, method: str, reference: str,
 
 def comparisons(pruning: pd.DataFrame, methods) -> pd.DataFrame:
     """Each pruning method against the random mask and against the dense net, in test accuracy
-    points: effect (mean of matched differences), 95 % bootstrap interval, one-sided Wilcoxon p
-    (H1: the method is ahead) and n matched comparisons."""
+    points, at the unit :data:`UNIT_PRUNE`: effect (mean of the unit means of the matched
+    differences), 95 % bootstrap interval, one-sided Wilcoxon p (H1: the method is ahead), n
+    units and the smallest p the design can reach."""
     rows = []
     for method in methods:
         for reference in ("random", "dense"):
-            res = unit_test(against(pruning, method, reference), "diff", UNIT_PRUNE)
+            t = unit_test(against(pruning, method, reference), "diff", UNIT_PRUNE)
             rows.append({"method": method, "against": reference,
-                         "effect": 100 * res["effect"], "ci_low": 100 * res["ci_low"],
-                         "ci_high": 100 * res["ci_high"], "p": res["pvalue"], "n": res["n"]})
+                         "effect": 100 * t.effect, "ci_low": 100 * t.ci_low,
+                         "ci_high": 100 * t.ci_high, "p": t.pvalue, "n": t.n,
+                         "min_p": t.min_p})
     return pd.DataFrame(rows)
 
 
 def pruned_margins(pruning: pd.DataFrame) -> pd.DataFrame:
-    """Chapter 1's EGF margin (:func:`gflib.chapters.sc_sdc_and_egf.margins`) for three sets of
-    sparse nets: magnitude-pruned, random masks, and both; with the dense nets."""
+    """Chapter 1's EGF margin (:func:`gflib.correlations.egf_margins`) for three sets of sparse
+    nets: magnitude-pruned, random masks, and both; with the dense nets."""
     rows = []
     dense = pruning[pruning["method"] == "dense"]
     for label, methods in (("pruned", PRUNED), ("random mask", ("random",)),
@@ -283,7 +290,7 @@ def pruned_margins(pruning: pd.DataFrame) -> pd.DataFrame:
         sparse = pruning[pruning["method"].isin(methods)]
         if sparse.empty:
             continue
-        m = egf_chapter.margins(pd.concat([sparse, dense]))
+        m = egf_margins(pd.concat([sparse, dense]))[0]
         rows.append(m.assign(sparse_nets=label))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
@@ -293,8 +300,6 @@ def after_pruning(pruning: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     last pruning epoch of the grid (the latest ``prune_end`` or one-shot ``prune_start``), the
     same window for every run: the flow of the pruned nets once their masks are final. Runs with
     no scheduled epoch in the window keep NaN."""
-    from ..flow import MEASURES
-
     pruned = pruning[pruning["prune"] != "none"]
     if pruned.empty:
         return pruning.iloc[:0]
@@ -309,146 +314,154 @@ def after_pruning(pruning: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _margin_verdict(m: pd.DataFrame, scale: str, what: str, paper: str) -> Verdict:
-    v = egf_chapter.verdict(m, scale)
-    sentence = v.sentence.replace("for sparse nets", f"for {what}", 1)
-    return dataclasses.replace(v, claim=6, sentence=sentence, paper=paper,
-                               unit=v.unit.replace("resampled within depth", "resampled"))
-
-
 def cnn_bn(cnn_paired: pd.DataFrame) -> dict:
-    """BatchNorm's extra gain for sparse CNNs (:func:`gflib.chapters.batchnorm.bn_gains`, ReLU
-    cells): ``gains`` (per matched comparison), ``gain`` (unit test at :data:`UNIT_CNN`),
-    ``by_width``, ``pvalues`` (sparse > dense per variant) and ``shares`` of significant cells
-    without and with BN."""
-    relu = cnn_paired[cnn_paired["activation"] == "relu"]
-    gains = bn_chapter.bn_gains(relu)
-    pvalues = sparse_vs_dense_table(relu, "optimizer", "variant")
+    """BatchNorm's extra gain for sparse CNNs (:func:`gflib.analysis.bn_gains`, ReLU cells):
+    ``gains`` (per matched comparison), ``gain`` (:class:`gflib.analysis.UnitTest` at
+    :data:`UNIT_CNN`), ``by_width``, ``cells`` (sparse > dense per variant) and ``shares`` of
+    significant cells (by q) without and with BN."""
+    relu = cnn_paired[cnn_paired["activation"] == "relu"] if len(cnn_paired) else cnn_paired
+    gains = bn_gains(relu) if len(relu) else pd.DataFrame()
+    cells = cell_tests(relu, "optimizer", "variant") if len(relu) else None
     return {"gains": gains, "gain": unit_test(gains, "excess", UNIT_CNN),
-            "by_width": effect_by(gains, "excess", ["seed"], "dense_width"),
-            "pvalues": pvalues, "shares": bn_chapter.significance_shares(pvalues)}
-
-
-def cnn_bn_verdict(bn: dict, scale: str) -> Verdict:
-    """Claim 3 re-tested on CNNs with the BatchNorm chapter's rule
-    (:func:`gflib.chapters.batchnorm.gain_verdict`) at the unit :data:`UNIT_CNN`."""
-    return bn_chapter.gain_verdict(
-        bn["gain"], bn["shares"], scale, claim=6, nets="CNNs", unit=UNIT_CNN_NAME,
-        paper="the BatchNorm finding extends to CNNs (the talk; no numbers given)")
-
-
-def activation_verdicts(cnn_paired: pd.DataFrame, scale: str, s: dict) -> list:
-    """Claim 5 re-tested on CNNs with SGD: each of :data:`SETTINGS`' activations favours sparse
-    CNNs (:func:`gflib.chapters.activations.cell_verdict`, same rule)."""
-    optimizer = s["cnn_optimizer"][0]
-    out = []
-    for activation in s["cnn_activations"]:
-        v = activation_chapter.cell_verdict(cnn_paired, optimizer, activation, scale)
-        out.append(dataclasses.replace(v, claim=6, sentence="CNNs: " + v.sentence,
-                                       paper=v.paper.replace("(Fashion-MNIST)",
-                                                             "(MLPs on Fashion-MNIST)")))
-    return out
+            "by_width": effect_by(gains, "excess", ["seed"], "dense_width") if len(gains)
+            else pd.DataFrame(),
+            "cells": cells,
+            "shares": significance_shares(cells.q) if cells is not None
+            else pd.Series({"without BN": np.nan, "with BN": np.nan})}
 
 
 def wrn_verdict(wrn: pd.DataFrame, scale: str) -> Verdict:
     """Wide ResNet-50: "not run" where the grid has none; else magnitude pruning against the
-    random mask at equal density, accuracy points over seeds (no test: three seeds)."""
+    random mask at equal density, accuracy points over seeds (no test with three seeds)."""
     if wrn.empty:
-        return Verdict(claim=6, scale=scale, status="not run", effect=math.nan,
-                       effect_unit="accuracy points", interval=(math.nan, math.nan), p=math.nan,
-                       n=0, unit="seed", sentence=f"not run here. {WRN_REASON}")
+        return not_run(6, TESTS[5], scale, "direct", "seeds", f"not run here. {WRN_REASON}")
     ok = wrn[~wrn["diverged"]]
     pruned = ok[ok["prune"] != "none"].groupby("seed")["test_acc"].mean()
     random = ok[(ok["prune"] == "none") & (ok["kind"] == "sparse")].groupby("seed")["test_acc"]
-    diff = (pruned - random.mean()).dropna()
-    effect = 100 * float(diff.mean()) if len(diff) else math.nan
-    return Verdict(claim=6, scale=scale, status="not distinguishable" if len(diff) < 5
-                   else "partly", effect=effect,
+    t = unit_test((pruned - random.mean()).dropna().rename("d").reset_index(), "d", ["seed"])
+    return Verdict(claim=6, test=TESTS[5], scale=scale, form="direct", effect=100 * t.effect,
                    effect_unit="accuracy points, magnitude-pruned - random mask (WRN-50)",
-                   interval=(math.nan, math.nan), p=math.nan, n=len(diff), unit="seed",
-                   sentence=f"Wide ResNet-50: magnitude pruning is {effect:+.1f} points from the "
-                            f"random mask at {WRN['density']:.0%} density ({len(diff)} seeds, "
-                            "too few for a test)",
+                   interval=(100 * t.ci_low, 100 * t.ci_high), p=t.pvalue, n=t.n,
+                   unit="seeds", min_p=t.min_p, needs=t.needs,
+                   sentence=f"Wide ResNet-50: magnitude pruning is {100 * t.effect:+.1f} points "
+                            f"from the random mask at {WRN['density']:.0%} density",
                    paper="the results extend to Wide ResNet-50 (no numbers given)")
 
 
-SUBCLAIMS = ("pruning: EGF tracks magnitude-pruned nets better than ||g||",
-             "CNNs: EGF tracks sparse CNNs better than ||g||",
-             "CNNs: BatchNorm matters more for sparse CNNs",
-             "CNNs: Swish with SGD favours sparse CNNs", "CNNs: PReLU with SGD favours sparse CNNs",
-             "Wide ResNet-50")
-"""The sub-claims, in the order of ``analyse(...)["verdicts"]`` (activations: those run)."""
+def verdicts(a, s: dict) -> list:
+    """The claim's verdicts (:data:`TESTS`): the EGF margin of magnitude-pruned MLPs (the
+    headline) and of sparse CNNs, BatchNorm's extra gain for sparse CNNs, the activations with
+    SGD on CNNs, Wide ResNet-50."""
+    no_number = "the findings extend to {what} (no numbers given)"
+    pruned = a.margins[a.margins["sparse_nets"] == "pruned"] if len(a.margins) else a.margins
+    out = [margin_verdict(pruned, "test_acc", 6, a.scale, TESTS[0], "paper",
+                          "magnitude-pruned MLPs", unit="runs, resampled",
+                          paper=no_number.format(what="magnitude pruning")),
+           margin_verdict(a.cnn_margins, "test_acc", 6, a.scale, TESTS[1], "paper",
+                          "sparse CNNs", unit="runs, resampled",
+                          paper=no_number.format(what="CNNs")),
+           bn_gain_verdict(a.cnn_bn["gain"], a.cnn_bn["shares"], 6, a.scale, TESTS[2],
+                           UNIT_CNN_NAME, nets="CNNs",
+                           paper="the BatchNorm finding extends to CNNs (no numbers given)")]
+    optimizer = s["cnn_optimizer"][0]
+    for activation in s["cnn_activations"]:
+        test = f"{label(activation)} with SGD favours sparse CNNs"
+        if not len(a.cnn_paired):  # a grid (or part of one) without CNN pairs
+            out.append(not_run(6, test, a.scale, "paper", PAIR_UNIT,
+                               "not run: the grid has no CNN pairs"))
+            continue
+        out.append(cell_verdict(a.cnn_paired, optimizer, activation, "optimizer", "activation",
+                                6, a.scale, test, nets="CNNs",
+                                paper="the MLP finding extends to CNNs (no numbers given)"))
+    out.append(wrn_verdict(a.wrn, a.scale))
+    return adjust(out)
 
 
-def analyse(results, preset) -> dict:
-    """Everything the chapter shows from one :class:`gflib.results.Results` (live or stored).
+@dataclass
+class Analysis(ChapterAnalysis):
+    """Everything the chapter shows from one :class:`gflib.results.Results`.
 
-    Keys: ``pruning`` (MLP runs with ``method``), ``methods`` (:func:`method_table`),
-    ``by_width`` (median test accuracy % per dense width x method), ``layers``
-    (:func:`layer_densities`), ``comparisons`` (:func:`comparisons`), ``margins``
-    (:func:`pruned_margins`), ``late_margins`` (the same on the flow after the last pruning
-    epoch, ``after_epoch``: :func:`after_pruning`); ``cnn`` (CNN runs), ``cnn_paired``, ``cnn_bn`` (:func:`cnn_bn`),
-    ``cnn_pvalues`` (sparse > dense per variant and activation), ``cnn_margins``; ``wrn``;
-    ``verdicts`` (see :data:`SUBCLAIMS`); ``n_runs``, ``n_diverged``.
-    """
+    ``pruning`` (MLP runs with ``method``), ``methods`` (:func:`method_table`), ``by_width``
+    (median test accuracy % per dense width x method), ``layers`` (:func:`layer_densities`),
+    ``comparisons`` (:func:`comparisons`), ``margins`` (:func:`pruned_margins`),
+    ``late_margins`` (the same on the flow after the last pruning epoch ``after_epoch``:
+    :func:`after_pruning`); ``cnn`` (CNN runs), ``cnn_paired``, ``cnn_bn`` (:func:`cnn_bn`),
+    ``cnn_cells`` (sparse > dense per variant and activation cell), ``cnn_margins``; ``wrn``."""
+
+    pruning: pd.DataFrame
+    methods: pd.DataFrame
+    by_width: pd.DataFrame
+    layers: pd.DataFrame
+    comparisons: pd.DataFrame
+    margins: pd.DataFrame
+    late_margins: pd.DataFrame
+    after_epoch: int | None
+    cnn: pd.DataFrame
+    cnn_paired: pd.DataFrame
+    cnn_bn: dict
+    cnn_cells: CellTests | None
+    cnn_margins: pd.DataFrame
+    wrn: pd.DataFrame
+
+
+def analyse(results, preset) -> Analysis:
+    """The chapter's :class:`Analysis` of ``results`` (live or stored) at ``preset``."""
     s = settings(preset)
-    p = parts(results.runs)
+    runs = results.runs
+    counts = Counts.of(runs)
+    p = parts(runs)
     pruning, cnn = p["pruning"], p["cnn"]
     order = [m for m in METHODS if m in set(pruning.get("method", []))]
     ok = pruning[~pruning["diverged"]] if len(pruning) else pruning
     by_width = (100 * ok.pivot_table(index="dense_width", columns="method", values="test_acc",
-                                     aggfunc="median")).reindex(columns=order)
-    margins = pruned_margins(pruning)
+                                     aggfunc="median")).reindex(columns=order) if len(ok) \
+        else pd.DataFrame()
+    margins = pruned_margins(pruning) if len(pruning) else pd.DataFrame()
     late = after_pruning(pruning, results.curves) if len(pruning) else pruning
-    late_margins = pruned_margins(late) if len(late) else pd.DataFrame()
-    cnn_paired = pairs(cnn)
-    cnn_paired["cell"] = cnn_paired["variant"].where(cnn_paired["activation"] == "relu",
-                                                     cnn_paired["activation"] + "_"
-                                                     + cnn_paired["variant"])
-    bn = cnn_bn(cnn_paired)
-    cnn_margins = egf_chapter.margins(cnn)
-    pruned = margins[margins["sparse_nets"] == "pruned"] if len(margins) else margins
-    verdicts = [
-        _margin_verdict(pruned, preset.name, "magnitude-pruned MLPs",
-                        "the findings extend to magnitude pruning (no numbers given)"),
-        _margin_verdict(cnn_margins, preset.name, "sparse CNNs",
-                        "the findings extend to CNNs (no numbers given)"),
-        cnn_bn_verdict(bn, preset.name),
-        *activation_verdicts(cnn_paired, preset.name, s),
-        wrn_verdict(p["wrn"], preset.name),
-    ]
-    return {
-        "pruning": pruning, "methods": method_table(pruning, order), "by_width": by_width,
-        "layers": layer_densities(pruning, order),
-        "comparisons": comparisons(pruning, [m for m in order if m in PRUNED]),
-        "margins": margins, "late_margins": late_margins,
-        "after_epoch": late.attrs.get("after_epoch"), "cnn": cnn, "cnn_paired": cnn_paired, "cnn_bn": bn,
-        "cnn_pvalues": sparse_vs_dense_table(cnn_paired, "optimizer", "cell"),
-        "cnn_margins": cnn_margins, "wrn": p["wrn"], "verdicts": verdicts,
-        "n_runs": len(results.runs), "n_diverged": int(results.runs["diverged"].sum()),
-    }
+    cnn_paired = pairs(cnn) if len(cnn) else pd.DataFrame()
+    if len(cnn_paired):
+        cnn_paired["cell"] = cnn_paired["variant"].where(cnn_paired["activation"] == "relu",
+                                                         cnn_paired["activation"] + "_"
+                                                         + cnn_paired["variant"])
+    a = Analysis(
+        preset.name, counts, [], pruning,
+        method_table(pruning, order) if len(pruning) else pd.DataFrame(), by_width,
+        layer_densities(pruning, order) if len(pruning) else pd.DataFrame(),
+        comparisons(pruning, [m for m in order if m in PRUNED]) if len(pruning)
+        else pd.DataFrame(), margins,
+        pruned_margins(late) if len(late) else pd.DataFrame(),
+        late.attrs.get("after_epoch") if len(late) else None, cnn, cnn_paired,
+        cnn_bn(cnn_paired),
+        cell_tests(cnn_paired, "optimizer", "cell") if len(cnn_paired) else None,
+        egf_margins(cnn)[0] if len(cnn) else pd.DataFrame(), p["wrn"])
+    a.verdicts = verdicts(a, s)
+    if counts.all_diverged:
+        a.verdicts = [not_run(6, t, a.scale, "paper", "runs", "not run: every run diverged")
+                      for t in TESTS]
+    return a
 
 
-def report(analysis: dict, label: str) -> None:
+def report(a: Analysis, label_: str) -> None:
     """Show one stored summary: the pruning table, the comparisons, the EGF margins, the CNN
     tests and the verdicts."""
     from IPython.display import Markdown, display
 
-    for caption, table in (
-            ("Per method: median test accuracy, average EGF, density, dead units, runs:",
-             method_view(analysis["methods"])),
-            ("Each pruning method against the random mask and the dense net (matched):",
-             comparison_view(analysis["comparisons"])),
-            ("EGF margin over the gradient norm (|tau| with the target):",
-             margin_table(analysis["margins"])),
-            ("CNNs, sparse > dense: one-sided Wilcoxon p per cell:",
-             analysis["cnn_pvalues"].round(3))):
+    tables = [("Per method: median test accuracy, average EGF, density, dead units, runs:",
+               method_view(a.methods)),
+              (f"Each pruning method against the random mask and the dense net, over "
+               f"{UNIT_PRUNE_NAME}:", comparison_view(a.comparisons)),
+              ("EGF margin over the gradient norm (|tau| with the target):",
+               margin_table(a.margins))]
+    if a.cnn_cells is not None:
+        tables.append((f"CNNs, sparse > dense, p (q), {a.cnn_cells.n_text()} width x seed pairs "
+                       "per cell:", pq_table(a.cnn_cells)))
+    for caption, table in tables:
         display(Markdown(caption), table)
-    show_verdicts(analysis["verdicts"])
-    display(Markdown(f"**What the `{label}` numbers say:** {reading(analysis)}"))
+    show_verdicts(a.verdicts)
+    display(Markdown(f"**What the `{label_}` numbers say:** {reading(a)}"))
 
 
-def margin_of(margins: pd.DataFrame, sparse_nets: str, target: str = "test_acc",
+def pruned_margin_of(margins: pd.DataFrame, sparse_nets: str, target: str = "test_acc",
               kind: str = "sparse") -> dict:
     """One margin of :func:`pruned_margins` (against the weights baseline): ``margin``,
     ``ci_low``, ``ci_high`` and ``n``, NaN where the table lacks it."""
@@ -497,13 +510,14 @@ def method_view(methods: pd.DataFrame) -> pd.DataFrame:
 def comparison_view(comparisons: pd.DataFrame) -> pd.DataFrame:
     """:func:`comparisons` for reading: one row per (method, against), the effect in accuracy
     points to 0.1 with its 95 % interval (:func:`gflib.analysis.with_interval`), the p-value as
-    text, n as an integer."""
+    text, n units as an integer and the smallest p those units can give."""
     c = comparisons
     if c.empty:
         return c
     out = pd.DataFrame({"effect, points (95 % CI)": with_interval(c, "effect", digits=1),
                         "p (ahead)": [p_cell(p) for p in c["p"]],
-                        "n": c["n"].astype(int)})
+                        "n": c["n"].astype(int),
+                        "smallest p": [p_cell(p) for p in c["min_p"]]})
     return out.set_axis(pd.MultiIndex.from_frame(c[["method", "against"]]), axis=0)
 
 
@@ -525,10 +539,6 @@ def cnn_pair_table(preset, data_dir=None) -> pd.DataFrame:
     net's weights and active weights, the dense net's weights, the density, and the mean number
     of active inputs of a sparse output unit (a channel's kernel entries over all its input
     channels) beside a dense unit's fan-in."""
-    from .. import train
-    from ..models import maskable_weights
-    from ..scsdc import layer_table
-
     s = settings(preset)
     config = preset.config(model="cnn", width=cnn_width(preset, s),
                            match_width=min(cnn_dense_widths(preset, s)), data_dir=data_dir)
@@ -579,9 +589,6 @@ def _short(weight_name: str) -> str:
 def density_schedules(preset) -> pd.DataFrame:
     """Density of a tensor whose final density is the narrowest pair's hidden-layer density,
     before each epoch (1-based) of each pruning schedule at ``preset``; index epoch."""
-    from ..config import RunConfig
-    from ..pruning import density_at, progress
-
     s = settings(preset)
     final = (min(preset.dense_widths) / preset.sparse_width) ** 2
     out = {}
@@ -619,61 +626,28 @@ def schedule_marks(schedules: pd.DataFrame) -> dict:
     return out
 
 
-def cnn_wins(pvalues: pd.DataFrame) -> dict:
-    """The CNN cells' sparse > dense p-values (``analyse(...)["cnn_pvalues"]``, optimizer x
-    cell) in numbers: ``wins`` (cells below :data:`ALPHA`), ``cells`` (cells with a p-value),
-    ``best`` (the cell of the lowest p; ``"none"`` without one) and that ``p``."""
-    flat = pvalues.stack().dropna() if len(pvalues) else pd.Series(dtype=float)
+def cnn_wins(cells: CellTests | None) -> dict:
+    """The CNN cells' sparse > dense tests (:attr:`Analysis.cnn_cells`, optimizer x cell) in
+    numbers: ``wins`` (cells with q below :data:`ALPHA`), ``cells`` (cells with a p-value),
+    ``best`` (the cell of the lowest p; ``"none"`` without one), that ``p`` and its ``q``."""
+    flat = cells.p.stack().dropna() if cells is not None and len(cells.p) \
+        else pd.Series(dtype=float)
     if flat.empty:
-        return {"wins": 0, "cells": 0, "best": "none", "p": math.nan}
+        return {"wins": 0, "cells": 0, "best": "none", "p": math.nan, "q": math.nan}
     best = flat.idxmin()
-    return {"wins": int((flat < ALPHA).sum()), "cells": int(len(flat)),
-            "best": str(best[-1]), "p": float(flat.min())}
+    return {"wins": cells.significant("q", ALPHA), "cells": int(len(flat)),
+            "best": str(best[-1]), "p": float(flat.min()), "q": float(cells.q.loc[best])}
 
 
-def reading(a: dict) -> str:
-    """What the numbers of :func:`analyse`'s ``a`` say, in plain sentences (Markdown), with
-    where they agree with the paper's claim and where not."""
-    out = []
-    comp = a["comparisons"]
-    if len(comp):
-        vs_random = comp[comp["against"] == "random"]
-        vs_dense = comp[comp["against"] == "dense"]
-        out.append(
-            f"Across the pruning methods, magnitude-pruned nets end "
-            f"{vs_random['effect'].min():+.1f} to {vs_random['effect'].max():+.1f} accuracy "
-            f"points from the random mask of the same density (one-sided p for \"ahead\" from "
-            f"{p_cell(vs_random['p'].min())} to {p_cell(vs_random['p'].max())}) and "
-            f"{vs_dense['effect'].min():+.1f} to {vs_dense['effect'].max():+.1f} points from the "
-            f"dense net of the same capacity.")
-    margins = a["margins"]
-    if len(margins):
-        m = margins[(margins["sparse_nets"] == "pruned") & (margins["kind"] == "sparse")
-                    & (margins["baseline"] == "weights")].set_index("target")
-        late = a["late_margins"]
-        lm = late[(late["sparse_nets"] == "pruned") & (late["kind"] == "sparse")
-                  & (late["baseline"] == "weights")].set_index("target") if len(late) else m
-        if "test_acc" in m.index:
-            acc, late_acc = m.loc["test_acc"], lm.loc["test_acc"] if "test_acc" in lm.index \
-                else m.loc["test_acc"]
-            better = acc["margin"] > 0
-            out.append(
-                f"For the pruned nets the best EGF measure tracks test accuracy "
-                f"{'better' if better else 'worse'} than the best gradient norm (margin "
-                f"{acc['margin']:+.3f}, 95 % CI {acc['ci_low']:+.3f} to {acc['ci_high']:+.3f}; "
-                f"on the flow after the last pruning epoch {late_acc['margin']:+.3f}). "
-                + ("This agrees with the paper's claim that EGF's advantage carries over to "
-                   "pruning." if acc["ci_low"] > 0 else
-                   "This does not support the paper's claim that EGF's advantage carries over "
-                   "to pruning at this scale. EGF leaves out the gradients of masked weights, "
-                   "which the plain norm keeps; after magnitude pruning those are the weights "
-                   "the net just lost, so the plain norm may carry information about the "
-                   "damage that EGF by design ignores." if acc["ci_high"] < 0 else
-                   "The interval covers 0: EGF and the gradient norm are not told apart here."))
-    cnn = a["cnn_paired"]
-    nr, bn = cnn[cnn["cell"] == "NR"], cnn[cnn["cell"] == "BN"]
+def plain_cnn(a: Analysis) -> str:
+    """How far the plain and the BatchNorm CNN train (median test accuracy, sparse and dense)
+    and, where the plain CNN stays near chance, why: a sentence or two for the CNN figure's
+    caption and for :func:`reading`; ``""`` without NR and BN cells."""
+    cnn = a.cnn_paired
+    nr = cnn[cnn["cell"] == "NR"] if len(cnn) else cnn
+    bn = cnn[cnn["cell"] == "BN"] if len(cnn) else cnn
     if len(nr) and len(bn):
-        chance = 100 / data.check(str(a["cnn"]["dataset"].iloc[0])).classes
+        chance = 100 / data.check(str(a.cnn["dataset"].iloc[0])).classes
         s_nr, d_nr = (100 * nr[f"test_acc_{k}"].median() for k in ("sparse", "dense"))
         s_bn, d_bn = (100 * bn[f"test_acc_{k}"].median() for k in ("sparse", "dense"))
         plain = (f"The plain CNN (no BatchNorm, no skips) reaches a median of {s_nr:.0f} % "
@@ -691,13 +665,68 @@ def reading(a: dict) -> str:
             plain += (" The sparse plain CNN falls far behind its dense partner and BatchNorm "
                       "closes the gap: the MLP chapter's picture, in which BatchNorm matters "
                       "more for sparse nets.")
-        out.append(plain)
-    g = a["cnn_bn"]["gain"]
-    if g["n"]:
+        return plain
+    return ""
+
+
+def _span(p: pd.Series) -> str:
+    """``"from 0.031 to 0.25"`` (or ``"0.062"`` where all are equal) for a page's p-values."""
+    low, high = p_cell(p.min()), p_cell(p.max())
+    return low if low == high else f"from {low} to {high}"
+
+
+def reading(a: Analysis) -> str:
+    """What the numbers of :func:`analyse`'s ``a`` say, in plain sentences (Markdown), with
+    where they agree with the paper's claim and where not."""
+    out = []
+    comp = a.comparisons
+    if len(comp):
+        vs_random = comp[comp["against"] == "random"]
+        vs_dense = comp[comp["against"] == "dense"]
         out.append(
-            f"On CNNs BatchNorm adds {100 * g['effect']:+.1f} points more to sparse nets than "
-            f"to dense ones ({format_p(g['pvalue'])}, n = {g['n']} {UNIT_CNN_NAME} units); the "
-            "MLP chapter's form of the claim also asks that sparse beat dense in most "
-            "BatchNorm cells, which it does in "
-            f"{a['cnn_bn']['shares']['with BN']:.0%} of them here.")
+            f"Across the pruning methods, magnitude-pruned nets end "
+            f"{vs_random['effect'].min():+.1f} to {vs_random['effect'].max():+.1f} accuracy "
+            f"points from the random mask of the same density (one-sided p for \"ahead\" "
+            f"{_span(vs_random['p'])}, over "
+            f"{int(vs_random['n'].max())} {UNIT_PRUNE_NAME}, where the smallest p is "
+            f"{p_cell(vs_random['min_p'].min())}) and "
+            f"{vs_dense['effect'].min():+.1f} to {vs_dense['effect'].max():+.1f} points from the "
+            f"dense net of the same capacity.")
+    margins = a.margins
+    if len(margins):
+        m = margins[(margins["sparse_nets"] == "pruned") & (margins["kind"] == "sparse")
+                    & (margins["baseline"] == "weights")].set_index("target")
+        late = a.late_margins
+        lm = late[(late["sparse_nets"] == "pruned") & (late["kind"] == "sparse")
+                  & (late["baseline"] == "weights")].set_index("target") if len(late) else m
+        if "test_acc" in m.index:
+            acc, late_acc = m.loc["test_acc"], lm.loc["test_acc"] if "test_acc" in lm.index \
+                else m.loc["test_acc"]
+            how = ("better than" if acc["ci_low"] > 0 else "worse than"
+                   if acc["ci_high"] < 0 else "neither clearly better nor worse than")
+            out.append(
+                f"For the pruned nets the best EGF measure tracks test accuracy {how} the best "
+                f"gradient norm (margin "
+                f"{acc['margin']:+.3f}, 95 % CI {acc['ci_low']:+.3f} to {acc['ci_high']:+.3f}; "
+                f"on the flow after the last pruning epoch {late_acc['margin']:+.3f}). "
+                + ("This agrees with the paper's claim that EGF's advantage carries over to "
+                   "pruning." if acc["ci_low"] > 0 else
+                   "This does not support the paper's claim that EGF's advantage carries over "
+                   "to pruning at this scale. EGF leaves out the gradients of masked weights, "
+                   "which the plain norm keeps; after magnitude pruning those are the weights "
+                   "the net just lost, so the plain norm may carry information about the "
+                   "damage that EGF by design ignores." if acc["ci_high"] < 0 else
+                   "The interval covers 0: EGF and the gradient norm are not told apart here."))
+    plain = plain_cnn(a)
+    if plain:
+        out.append(plain)
+    g = a.cnn_bn["gain"]
+    if g.n:
+        out.append(
+            f"On CNNs BatchNorm adds {abs(100 * g.effect):.1f} points "
+            f"{'more' if g.effect >= 0 else 'less'} to sparse nets than to dense ones "
+            f"({format_p(g.pvalue)}, n = {g.n} {UNIT_CNN_NAME}, where the smallest p is "
+            f"{p_cell(g.min_p)}); the MLP chapter's form of the claim also asks that sparse "
+            "beat dense in most BatchNorm cells, and here it does (by q) in "
+            f"{a.cnn_bn['shares']['with BN']:.0%} of them.")
     return " ".join(out)
