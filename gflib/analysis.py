@@ -26,7 +26,7 @@ from . import activations, data, optimizers, stats
 from .config import RunConfig
 from .flow import MEASURES
 from .results import CONFIG_COLUMNS
-from .verdict import LEVEL, Verdict, format_p, q_values
+from .verdict import LEVEL, Verdict, format_p, p_cell, q_values
 
 VARIANT_PARTS = ("DA", "L2", "SC", "BN", "WD")
 METRICS = ("test_loss", "test_acc", "train_loss", "train_acc") + tuple(f"mean_{m}" for m in MEASURES)
@@ -359,7 +359,7 @@ def cell_verdict(paired: pd.DataFrame, row: str, col: str, rows: str, cols: str,
     who = f"with {label(row)}, sparse {label(col)} {nets}"
     effect = 100 * res["median_diff"]
     sentence = (f"{who} {'beat' if effect > 0 else 'trail' if effect < 0 else 'tie with'} "
-                f"their dense partners by a median {effect:+.1f} points" if res["n"]
+                f"their dense partners by a median {signed(effect, 1)} points" if res["n"]
                 else f"{who} were not run at this scale")
     return Verdict(claim=claim, test=test, scale=scale, form=form, effect=effect,
                    effect_unit="accuracy points, sparse - dense (median)",
@@ -514,22 +514,25 @@ def steadier_with_bn(spread: pd.DataFrame, value: str, keys) -> pd.DataFrame:
 # ------------------------------------------------------------------------- tables for a page
 
 
+def signed(x: float, digits: int = 2) -> str:
+    """``x`` with its sign and ``digits`` decimals; a value that rounds to 0 reads ``+0.00``,
+    never ``-0.00``; "n/a" for NaN."""
+    return "n/a" if pd.isna(x) else f"{round(x, digits) + 0.0:+.{digits}f}"
+
+
 def with_interval(table: pd.DataFrame, value: str = "tau", low: str = "ci_low",
                   high: str = "ci_high", digits: int = 2) -> pd.Series:
     """Each row's ``value`` with its interval as one string for a table a person reads,
     e.g. ``"-0.42 (-0.55 to -0.30)"``: the estimate first, signs shown, ``digits`` decimals (a
     value that rounds to 0 is ``+0.00``); ``""`` where the estimate is NaN, the estimate alone
     where the interval is."""
-    def signed(x):
-        return f"{round(x, digits) + 0.0:+.{digits}f}"
-
     def text(row):
         v, lo, hi = row[value], row[low], row[high]
         if pd.isna(v):
             return ""
         if pd.isna(lo) or pd.isna(hi):
-            return signed(v)
-        return f"{signed(v)} ({signed(lo)} to {signed(hi)})"
+            return signed(v, digits)
+        return f"{signed(v, digits)} ({signed(lo, digits)} to {signed(hi, digits)})"
     return table.apply(text, axis=1).astype(str) if len(table) else pd.Series([], dtype=str)
 
 
@@ -555,13 +558,14 @@ def blank_missing(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return table.map(lambda v: "" if pd.isna(v) else f"{v:.{digits}f}")
 
 
-def pq_table(cells: CellTests, digits: int = 3) -> pd.DataFrame:
-    """A :class:`CellTests` for a page: each cell ``p (q)`` as text, q the Benjamini-Hochberg
+def pq_table(cells: CellTests) -> pd.DataFrame:
+    """A :class:`CellTests` for a page: each cell ``p (q)`` as text in :func:`p_cell`'s form
+    (two significant digits: ``0.00024 (0.00037)``, ``1.0 (1.0)``), q the Benjamini-Hochberg
     value over the table; blank where the grid has no pair."""
     def text(p, q):
         if pd.isna(p):
             return ""
-        return f"{p:.{digits}f} ({q:.{digits}f})"
+        return f"{p_cell(p)} ({p_cell(q)})"
     return pd.DataFrame([[text(cells.p.iat[i, j], cells.q.iat[i, j])
                           for j in range(cells.p.shape[1])] for i in range(cells.p.shape[0])],
                         index=cells.p.index, columns=cells.p.columns)

@@ -392,7 +392,7 @@ def test_bn_analysis_by_hand(monkeypatch):
     assert cells.p.loc["sgd", "NR"] == pytest.approx(1.0)
     assert cells.q.loc["sgd", "NR"] == pytest.approx(1.0)
     shown = analysis.pq_table(cells)
-    assert shown.loc["sgd", "NR"] == "1.000 (1.000)" and shown.loc["adam", "NR"] == "0.000 (0.000)"
+    assert shown.loc["sgd", "NR"] == "1.0 (1.0)" and shown.loc["adam", "NR"] == "0.00024 (0.00033)"
     for who in ("ours (p)", "ours (q)"):
         assert a.shares.loc["without BN", who] == 0.5 and a.shares.loc["with BN", who] == 1.0
     assert list(a.paper.index) == ["adam", "sgd"] and a.paper.notna().all().all()
@@ -567,6 +567,11 @@ def test_a_summary_of_the_first_format_stays_readable():
     assert sorted(results.curves["epoch"].unique()) == list(range(11))
     assert (results.curves.groupby("key").size() == 11).all()
     assert runs["diverged_reason"].eq("").all() and runs["final_density"].isna().all()
+
+
+def test_signed_never_shows_a_negative_zero_or_nan():
+    assert analysis.signed(-0.04, 1) == "+0.0" and analysis.signed(-0.06, 1) == "-0.1"
+    assert analysis.signed(0.5) == "+0.50" and analysis.signed(float("nan")) == "n/a"
 
 
 def test_with_interval_puts_the_estimate_first_with_its_interval():

@@ -15,7 +15,7 @@ from ..analysis import (ChapterAnalysis, CellTests, Counts, UnitTest, agreement,
                         bn_gain_verdict, bn_gains, cell_tests, disagreements, effect_by,
                         flow_across_widths, flow_stability, not_run, pair_grid, pairs, pq_table,
                         significance_shares, steadier_with_bn, unit_test, unit_verdict,
-                        variant_flags)
+                        variant_flags, signed)
 from ..reference import BN_VARIANTS, STUDY_OPTIMIZERS, UNSTATED, batchnorm_pvalues
 from ..verdict import adjust, show_verdicts
 
@@ -106,7 +106,7 @@ def verdicts(a: Analysis) -> list:
             t, 3, test, a.scale, "paper" if t is a.steady_widths else "direct", UNIT_NAME,
             "log10 units of flow steadiness BN adds, sparse - dense",
             sentence=(f"BatchNorm steadies the average flow of sparse nets {view} by "
-                      f"{t.effect:+.3f} log10 units more than that of dense nets")
+                      f"{signed(t.effect, 3)} log10 units more than that of dense nets")
             if t.n else f"no flow to compare {view}",
             paper=PAPER_FLAT))
     return adjust([gain, *steady])

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .. import data, optimizers as registry, plots, stats
 from ..analysis import (ChapterAnalysis, Counts, label, matched_decay, not_run, pair_grid,
-                        unit_test, unit_verdict, variant_flags, variant_name)
+                        unit_test, unit_verdict, variant_flags, variant_name, signed)
 from ..config import RunConfig, config_key
 from ..reference import STUDY_OPTIMIZERS
 from ..store import ResultStore
@@ -396,8 +396,9 @@ def verdicts(a: Analysis) -> list:
             s, f"{TESTS[2]} at lr {lr:g}", a.scale, "direct",
             "Kendall tau of flow with accuracy, others minus EWMA", 1,
             sentence=(f"within each optimizer x seed, average EGF and test accuracy have mean "
-                      f"Kendall tau {ewma:+.2f} for the EWMA optimizers "
-                      f"({registry.labels(['adam', 'rmsprop', 'adamw'])}) and {other:+.2f} for "
+                      f"Kendall tau {signed(ewma, 2)} for the EWMA optimizers "
+                      f"({registry.labels(['adam', 'rmsprop', 'adamw'])}) and "
+                      f"{signed(other, 2)} for "
                       f"the others"), paper=PAPER["sensitivity"]))
     return adjust(out)
 
@@ -466,7 +467,7 @@ def harm_table(a: Analysis) -> pd.DataFrame:
             rows.append({"lr": f"{lr:g}", "optimizer": label(optimizer),
                          "family": g["family"].iloc[0],
                          "cost of L2 / DA (points)": round(100 * g["harm"].mean(), 1) + 0.0,
-                         "per seed": ", ".join(f"{100 * v:+.1f}" for v in g["harm"])})
+                         "per seed": ", ".join(f"{signed(100 * v, 1)}" for v in g["harm"])})
     return pd.DataFrame(rows).set_index(["lr", "optimizer"]) if rows else pd.DataFrame()
 
 
@@ -475,10 +476,13 @@ def lr_labels(table: pd.DataFrame) -> pd.DataFrame:
     return table.rename(index="{:g}".format, level="lr")
 
 
-def significant(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """``table``'s numbers rounded to ``digits`` significant digits (NaN stays NaN)."""
-    return table.apply(lambda col: col.map(
+def significant(table: pd.DataFrame, digits: int = 3, missing: str | None = None
+                ) -> pd.DataFrame:
+    """``table``'s numbers rounded to ``digits`` significant digits; NaN stays NaN, or reads
+    ``missing`` (for a reader: a quantity the row does not have, such as SGD's sqrt(v))."""
+    rounded = table.apply(lambda col: col.map(
         lambda x: float(f"{x:.{digits}g}") if np.isfinite(x) else x))
+    return rounded if missing is None else rounded.astype(object).where(rounded.notna(), missing)
 
 
 def paper_reading() -> pd.DataFrame:

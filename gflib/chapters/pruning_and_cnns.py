@@ -24,7 +24,7 @@ from .. import data, presets, train
 from ..analysis import (PAIR_UNIT, ChapterAnalysis, CellTests, Counts, UnitTest,
                         bn_gain_verdict, bn_gains, cell_tests, cell_verdict, effect_by, label,
                         not_run, pair_configs, pairs, pq_table, significance_shares, unit_test,
-                        variant_flags, with_interval)
+                        variant_flags, with_interval, signed)
 from ..analysis import margin_table as analysis_margin_table
 from ..config import RunConfig
 from ..correlations import egf_margins, margin_of, margin_verdict
@@ -343,7 +343,8 @@ def wrn_verdict(wrn: pd.DataFrame, scale: str) -> Verdict:
                    effect_unit="accuracy points, magnitude-pruned - random mask (WRN-50)",
                    interval=(100 * t.ci_low, 100 * t.ci_high), p=t.pvalue, n=t.n,
                    unit="seeds", min_p=t.min_p, needs=t.needs,
-                   sentence=f"Wide ResNet-50: magnitude pruning is {100 * t.effect:+.1f} points "
+                   sentence=f"Wide ResNet-50: magnitude pruning is "
+                            f"{signed(100 * t.effect, 1)} points "
                             f"from the random mask at {WRN['density']:.0%} density",
                    paper="the results extend to Wide ResNet-50 (no numbers given)")
 
@@ -462,19 +463,12 @@ def report(a: Analysis, label_: str) -> None:
 
 
 def pruned_margin_of(margins: pd.DataFrame, sparse_nets: str, target: str = "test_acc",
-              kind: str = "sparse") -> dict:
-    """One margin of :func:`pruned_margins` (against the weights baseline): ``margin``,
-    ``ci_low``, ``ci_high`` and ``n``, NaN where the table lacks it."""
-    nan = {"margin": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": 0}
-    if margins.empty:
-        return nan
-    m = margins[(margins["sparse_nets"] == sparse_nets) & (margins["kind"] == kind)
-                & (margins["baseline"] == "weights") & (margins["target"] == target)]
-    if m.empty:
-        return nan
-    row = m.iloc[0]
-    return {"margin": float(row["margin"]), "ci_low": float(row["ci_low"]),
-            "ci_high": float(row["ci_high"]), "n": int(row["n"])}
+                     kind: str = "sparse") -> dict:
+    """One margin of :func:`pruned_margins` for ``sparse_nets``, as
+    :func:`gflib.correlations.margin_of` gives it (``margin``, ``ci_low``, ``ci_high``, ``n``;
+    NaN and n 0 where the table lacks it)."""
+    nets = margins[margins["sparse_nets"] == sparse_nets] if len(margins) else margins
+    return margin_of(nets, target, kind)
 
 
 def margin_table(margins: pd.DataFrame, kinds=("sparse",)) -> pd.DataFrame:
@@ -685,12 +679,14 @@ def reading(a: Analysis) -> str:
         vs_dense = comp[comp["against"] == "dense"]
         out.append(
             f"Across the pruning methods, magnitude-pruned nets end "
-            f"{vs_random['effect'].min():+.1f} to {vs_random['effect'].max():+.1f} accuracy "
+            f"{signed(vs_random['effect'].min(), 1)} to "
+            f"{signed(vs_random['effect'].max(), 1)} accuracy "
             f"points from the random mask of the same density (one-sided p for \"ahead\" "
             f"{_span(vs_random['p'])}, over "
             f"{int(vs_random['n'].max())} {UNIT_PRUNE_NAME}, where the smallest p is "
             f"{p_cell(vs_random['min_p'].min())}) and "
-            f"{vs_dense['effect'].min():+.1f} to {vs_dense['effect'].max():+.1f} points from the "
+            f"{signed(vs_dense['effect'].min(), 1)} to "
+            f"{signed(vs_dense['effect'].max(), 1)} points from the "
             f"dense net of the same capacity.")
     margins = a.margins
     if len(margins):
@@ -707,8 +703,9 @@ def reading(a: Analysis) -> str:
             out.append(
                 f"For the pruned nets the best EGF measure tracks test accuracy {how} the best "
                 f"gradient norm (margin "
-                f"{acc['margin']:+.3f}, 95 % CI {acc['ci_low']:+.3f} to {acc['ci_high']:+.3f}; "
-                f"on the flow after the last pruning epoch {late_acc['margin']:+.3f}). "
+                f"{signed(acc['margin'], 3)}, 95 % CI {signed(acc['ci_low'], 3)} to "
+                f"{signed(acc['ci_high'], 3)}; "
+                f"on the flow after the last pruning epoch {signed(late_acc['margin'], 3)}). "
                 + ("This agrees with the paper's claim that EGF's advantage carries over to "
                    "pruning." if acc["ci_low"] > 0 else
                    "This does not support the paper's claim that EGF's advantage carries over "

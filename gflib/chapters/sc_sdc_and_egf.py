@@ -13,7 +13,7 @@ import pandas as pd
 
 from .. import data, plots
 from ..analysis import (ChapterAnalysis, Counts, blank_missing, cell_tests,
-                        margin_table, not_run, pair_grid, pairs, pq_table)
+                        margin_table, not_run, pair_grid, pairs, pq_table, signed)
 from ..correlations import (beside_paper, correlation_summary, correlations, egf_margins,
                             margin_verdict)
 from ..reference import STUDY_OPTIMIZERS, egf_correlations, paper_margin
@@ -111,9 +111,9 @@ def egf_verdicts(margins: pd.DataFrame, dataset: str, scale: str) -> list:
     for target in ("test_acc", "test_loss"):
         paper = paper_margin(dataset, "sparse", target)
         where = data.check(dataset).label
-        words = (f"its margin on {where}: {paper:+.3f}" if math.isfinite(paper) else
+        words = (f"its margin on {where}: {signed(paper, 3)}" if math.isfinite(paper) else
                  f"no {where} results (its Fashion-MNIST margin: "
-                 f"{paper_margin('fashion_mnist', 'sparse', target):+.3f})")
+                 f"{signed(paper_margin('fashion_mnist', 'sparse', target), 3)})")
         out.append(margin_verdict(
             margins, target, 2, scale, f"EGF against the gradient norm, "
             f"{'test accuracy' if target == 'test_acc' else 'test loss'}", "paper",
