@@ -1,6 +1,7 @@
 """The book as a whole: chapters collected by nbval, run through papermill, built by jupyter-book."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -167,10 +168,30 @@ def test_book_builds_with_the_smoke_preset(tmp_path):
         assert (html / f"{page}.html").is_file(), page
     chapter = (html / "book" / "sc_sdc_and_egf.html").read_text()
     assert "<img" in chapter and "Verdict" in chapter
+    for page in chapters.names():
+        # The answer is a table (a Markdown table glued inline would read as a run of pipes).
+        text = (html / "book" / f"{page}.html").read_text()
+        answer = text.split('id="the-answer"', 1)[1].split("</h2>", 1)[1].split("<h2", 1)[0]
+        assert "<table" in answer and "| ---" not in answer and "|---" not in answer, page
     # Offline: nothing is fetched from the network; MathJax is served from the book's _static.
     assert remote_assets(html) == []
     assert 'src="../_static/mathjax/tex-chtml.js"' in (html / "book" / "reproduce.html").read_text()
     assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    # Take-aways: each chapter's executed notebook downloads as .ipynb and launches on Binder from
+    # the repository that _config.yml names; every reference links to its paper.
+    repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    for page in toc_files():
+        text = (html / f"{page}.html").read_text()
+        if "kernelspec:" in (ROOT / f"{page}.md").read_text():
+            assert (html / "_sources" / f"{page}.ipynb").is_file(), page
+            assert f"_sources/{page}.ipynb" in text, page
+            assert "mybinder.org/v2/gh/" + repo.split("github.com/")[1] in text, page
+        assert f'href="{repo}"' in text, page
+    bib = (ROOT / "book" / "references.bib").read_text()
+    assert bib.count("\n@") + 1 == bib.count("url ")
+    references = (html / "book" / "references.html").read_text()
+    printed = re.findall(r"arXiv:(\d{4}\.\d{5})", references)
+    assert printed and all(f'href="https://arxiv.org/abs/{i}"' in references for i in printed)
     # A reader's page: every figure described, nothing cut off or scrolling sideways at 1280 px.
     assert images_without_alt(html) == []
     if shutil.which("chromium") or shutil.which("chromium-browser"):
