@@ -277,18 +277,6 @@ def flow_over_training(curves: pd.DataFrame, by: str, label_of=str, quantiles=(0
     return _legible(fig)
 
 
-def abs_interval(tau, low, high):
-    """The |tau| point and interval from a signed tau and its interval: the interval mirrored
-    when it lies below 0; when it straddles 0 the |tau| interval runs from 0 to the larger of
-    ``-low`` and ``high`` (|tau| can be 0 there, and no smaller). Arrays in, three arrays out."""
-    tau, low, high = (np.asarray(v, dtype=float) for v in (tau, low, high))
-    below = high < 0
-    straddles = (low <= 0) & (high >= 0)
-    abs_low = np.where(below, -high, np.where(straddles, 0.0, low))
-    abs_high = np.where(below, -low, np.where(straddles, np.maximum(-low, high), high))
-    return np.abs(tau), abs_low, abs_high
-
-
 TARGET_LABELS = {"test_loss": "test loss", "test_acc": "test accuracy"}
 OURS_STYLE = dict(marker="o", color="tab:blue", linestyle="none", markersize=6)
 PAPER_STYLE = dict(marker="D", markerfacecolor="white", markeredgecolor="tab:orange",

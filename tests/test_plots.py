@@ -178,15 +178,6 @@ def test_flow_over_training_draws_one_median_line_and_band_per_group_not_per_run
     assert np.isclose(band.min(), q25.min())
 
 
-def test_abs_interval_mirrors_negative_intervals_and_starts_at_zero_when_straddling():
-    point, low, high = plots.abs_interval([0.3, -0.4, 0.05, -0.1], [0.1, -0.6, -0.2, -0.3],
-                                          [0.5, -0.2, 0.3, 0.15])
-    assert np.allclose(point, [0.3, 0.4, 0.05, 0.1])
-    assert np.allclose(low, [0.1, 0.2, 0.0, 0.0])
-    assert np.allclose(high, [0.5, 0.6, 0.3, 0.3])
-    assert (low <= point).all() and (point <= high).all()
-
-
 def marked(ax, marker):
     """The line of ``ax`` drawn with ``marker`` (None if there is none)."""
     found = [line for line in ax.lines if line.get_marker() == marker]
@@ -209,8 +200,7 @@ def depth_mean_frame(measures=("gf_l1", "gf_l2", "egf_l1", "egf_l2")):
 
 def test_tau_forest_one_row_per_measure_ours_with_interval_and_the_papers_marker():
     """Changed on purpose: the forest shows the paper's form, the mean |tau| over depths with
-    a bootstrap interval of that mean (gflib.correlations.egf_margins), drawn as given; it no
-    longer mirrors a signed tau's interval (plots.abs_interval)."""
+    a bootstrap interval of that mean (gflib.correlations.egf_margins), drawn as given."""
     from gflib.reference import egf_correlations
 
     paper = egf_correlations("fashion_mnist")
