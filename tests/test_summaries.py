@@ -128,3 +128,17 @@ def test_committed_verdicts_are_what_the_analysis_gives_now():
                 f"{path} is stale: run python -m gflib.publish --verdicts")
             checked += 1
     assert checked >= 5
+
+
+def test_a_plan_reads_the_stored_verdicts_of_its_chapter_only():
+    """What each chapter's answer table puts in its stored columns: every summary of that
+    chapter, by name, with its verdicts file's verdicts."""
+    from gflib import chapters, summaries
+
+    for chapter in chapters.names():
+        by_name = chapters.plan(chapter, "smoke", data=DATA).stored_verdicts()
+        assert list(by_name) == summaries.names(chapter, DATA) != []
+        for name, verdicts in by_name.items():
+            stored = json.loads(summaries.verdicts_path(chapter, name, DATA).read_text())
+            assert [v.to_dict() for v in verdicts] == stored["verdicts"]
+            assert {v.claim for v in verdicts} <= set(chapters.get(chapter).CLAIMS)

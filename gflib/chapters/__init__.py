@@ -177,6 +177,12 @@ class Plan:
         """:func:`show_stored` of this chapter in :attr:`data`."""
         return show_stored(self.chapter, self.data)
 
+    def stored_verdicts(self) -> dict:
+        """``{summary name: verdicts}`` of every summary stored for this chapter in
+        :attr:`data` (:func:`stored_verdicts`), the stored columns of :func:`answer`."""
+        return {name: stored_verdicts(self.chapter, name, self.data)
+                for name in summaries.names(self.chapter.NAME, self.data)}
+
 
 def plan(chapter, preset: str | None = None, device: str = "cpu", store: str | None = None,
          data_dir: str | None = None, data: str | os.PathLike = DATA, **overrides) -> Plan:
