@@ -1,6 +1,8 @@
 """The figures the chapters share. Each function returns a matplotlib Figure."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 import textwrap
 
 import matplotlib.pyplot as plt
@@ -44,6 +46,39 @@ def book_style(formats=("svg",)) -> tuple:
         return ()
     shell.run_line_magic("config", f"InlineBackend.figure_formats = {list(formats)!r}")
     return tuple(formats)
+
+
+_GLUE_PREFIX: ContextVar = ContextVar("glue_prefix", default=None)
+
+
+@contextmanager
+def glued(prefix: str):
+    """Inside, :func:`show` glues figures for myst-nb instead of displaying them: figure
+    ``key`` as ``{prefix}_{key}`` and its caption (Markdown) as ``{prefix}_{key}_caption``, so
+    that the page numbers and captions it with a ``{glue:figure}`` directive whose caption is
+    ``{glue:md}`{prefix}_{key}_caption```."""
+    token = _GLUE_PREFIX.set(prefix)
+    try:
+        yield
+    finally:
+        _GLUE_PREFIX.reset(token)
+
+
+def show(fig, key: str, caption: str) -> None:
+    """Show a report's figure with its ``caption`` (Markdown: what the figure finds) in a
+    notebook, then close it: displayed with the caption in italics below it, or glued under
+    ``key`` inside :func:`glued`."""
+    from IPython.display import Markdown, display
+
+    prefix = _GLUE_PREFIX.get()
+    if prefix is None:
+        display(fig, Markdown(f"*{caption}*"))
+    else:
+        from myst_nb import glue
+
+        glue(f"{prefix}_{key}", fig, display=False)
+        glue(f"{prefix}_{key}_caption", Markdown(caption), display=False)
+    plt.close(fig)
 
 
 LOG_SUBS = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)

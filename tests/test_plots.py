@@ -316,3 +316,25 @@ def test_a_log_axis_shorter_than_a_decade_gets_plain_labels_that_do_not_collide(
     assert shown == ["0.15", "0.2"]
     assert not any(t.get_text() for t in short.yaxis.get_minorticklabels())
     assert all("10^" in t.get_text() for t in long.get_yticklabels())  # decades: unchanged
+
+
+def test_show_displays_a_figure_with_its_caption_or_glues_both(monkeypatch):
+    import IPython.display
+    import myst_nb
+
+    shown, glued = [], {}
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: shown.extend(a))
+    monkeypatch.setattr(myst_nb, "glue", lambda name, obj, display=True: glued.update(
+        {name: (obj, display)}))
+    fig = plt.figure()
+    plots.show(fig, "gain", "BatchNorm helps by **+3.0** points.")
+    assert shown[0] is fig and shown[1].data == "*BatchNorm helps by **+3.0** points.*"
+    assert not glued and not plt.fignum_exists(fig.number)
+    fig2 = plt.figure()
+    with plots.glued("stored_fmnist"):
+        plots.show(fig2, "gain", "caption")
+    plots.show(plt.figure(), "after", "shown again")
+    assert list(glued) == ["stored_fmnist_gain", "stored_fmnist_gain_caption"]
+    assert glued["stored_fmnist_gain"] == (fig2, False)
+    assert glued["stored_fmnist_gain_caption"][0].data == "caption"
+    assert len(shown) == 4  # outside the block figures are displayed again

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -142,3 +143,27 @@ def test_a_plan_reads_the_stored_verdicts_of_its_chapter_only():
             stored = json.loads(summaries.verdicts_path(chapter, name, DATA).read_text())
             assert [v.to_dict() for v in verdicts] == stored["verdicts"]
             assert {v.claim for v in verdicts} <= set(chapters.get(chapter).CLAIMS)
+
+
+@pytest.mark.parametrize("name", ["batchnorm", "activations", "optimizers", "sc_sdc_and_egf"])
+def test_the_stored_figures_a_page_captions_are_the_ones_its_summary_glues(monkeypatch, name):
+    """Each ``{glue:figure} stored_fmnist_<key>`` of a chapter's page names a figure that
+    :func:`gflib.chapters.show_stored` glues for the committed fmnist summary, with a caption
+    that states numbers (no NaN) and names the summary; nothing else is glued."""
+    import IPython.display
+    import myst_nb
+
+    glued = {}
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: None)
+    monkeypatch.setattr(myst_nb, "glue", lambda key, obj, display=True: glued.update({key: obj}))
+    from gflib import chapters
+
+    chapters.show_stored(name, DATA, captioned=["fmnist"])
+    page = (ROOT / "book" / f"{name}.md").read_text()
+    keys = re.findall(r"```\{glue:figure\} (stored_fmnist_\w+)", page)
+    assert keys and sorted(keys) == sorted(k for k in glued if not k.endswith("_caption"))
+    for key in keys:
+        caption = glued[f"{key}_caption"].data
+        assert f"{{glue:md}}`{key}_caption`" in page
+        assert caption.startswith("`fmnist`") and re.search(r"\d", caption)
+        assert "nan" not in caption.lower()

@@ -173,9 +173,9 @@ class Plan:
         """:func:`stored` of this chapter in :attr:`data`."""
         return stored(self.chapter, self.data)
 
-    def show_stored(self) -> list:
+    def show_stored(self, captioned=()) -> list:
         """:func:`show_stored` of this chapter in :attr:`data`."""
-        return show_stored(self.chapter, self.data)
+        return show_stored(self.chapter, self.data, captioned)
 
     def stored_verdicts(self) -> dict:
         """``{summary name: verdicts}`` of every summary stored for this chapter in
@@ -292,12 +292,13 @@ def stored(chapter, root: str | os.PathLike = DATA) -> list:
     return [(n, *summaries.load(name, n, root)) for n in summaries.names(name, root)]
 
 
-def show_stored(chapter, root: str | os.PathLike = DATA) -> list:
+def show_stored(chapter, root: str | os.PathLike = DATA, captioned=()) -> list:
     """Analyse and show every stored summary of ``chapter`` under ``root`` (its ``report``);
-    returns ``[(name, analysis)]``. Says so when there is none."""
-    from IPython.display import Markdown, display
-
-    from IPython.display import HTML
+    returns ``[(name, analysis)]``. Says so when there is none. The figures of a summary named
+    in ``captioned`` are glued (:func:`gflib.plots.glued`, as ``stored_<name>_<key>`` and
+    ``stored_<name>_<key>_caption``) for the page's numbered ``{glue:figure}`` s; the others are
+    shown in place, their captions below them."""
+    from IPython.display import HTML, Markdown, display
 
     module = get(chapter)
     out = []
@@ -305,7 +306,11 @@ def show_stored(chapter, root: str | os.PathLike = DATA) -> list:
         analysis = module.analyse(results, presets.get(meta["preset"]))
         display(HTML(f'<span id="{anchor(name)}"></span>'),
                 Markdown(f"### `{name}`\n\n**Provenance:** " + summaries.provenance_line(meta)))
-        module.report(analysis, name)
+        if name in captioned:
+            with plots.glued(f"stored_{name}"):
+                module.report(analysis, name)
+        else:
+            module.report(analysis, name)
         out.append((name, analysis))
     if not out:
         display(Markdown(f"No stored summary yet. Make one with `python -m gflib.publish "

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy import stats as ss
@@ -267,14 +266,27 @@ def never_negative_check(negflow: pd.DataFrame) -> bool:
     return bool((mono == 0).all().all())
 
 
+def pvalues_caption(a: Analysis, label_: str) -> str:
+    """What :func:`report`'s heat maps find: the cells where sparse beats dense, ours by q and
+    by p, the paper's by p, and where the two tables agree (Markdown)."""
+    return (f"`{label_}`: sparse nets beat their dense partners (q < 0.05, outlined) in "
+            f"{a.cells.significant('q')} of our {a.cells.cells()} optimizer x activation cells "
+            f"({a.cells.significant('p')} by raw p) and in "
+            f"{int((a.paper < LEVEL).to_numpy().sum())} of the paper's (p, another dataset); the "
+            f"two tables agree on significance at p < {LEVEL:g} in {a.agree()} of "
+            f"{a.compared()} cells. Each of our cells rests on {a.cells.n_text()} width x seed "
+            "pairs.")
+
+
 def report(a: Analysis, label_: str) -> None:
     """Show one stored summary: its p-value table beside the paper's, the activations that
-    favour sparse nets, the negative-flow table and the verdicts."""
+    favour sparse nets, the negative-flow table and the verdicts. The heat maps go through
+    :func:`gflib.plots.show` as ``pvalues``."""
     from IPython.display import Markdown, display
 
-    fig = plots.pvalue_heatmaps({f"ours ({label_}): q": a.cells.q, f"{UNSTATED}: p": a.paper})
-    display(fig)
-    plt.close(fig)
+    plots.show(plots.pvalue_heatmaps({f"ours ({label_}): q": a.cells.q,
+                                      f"{UNSTATED}: p": a.paper}),
+               "pvalues", pvalues_caption(a, label_))
     display(Markdown(f"Sparse > dense, p (q), {a.cells.n_text()} width x seed pairs per cell:"),
             pq_table(a.cells),
             Markdown("Activations whose sparse nets beat their dense partners:"), a.favoured,

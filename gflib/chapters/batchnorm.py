@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from .. import optimizers, plots
@@ -17,7 +16,7 @@ from ..analysis import (ChapterAnalysis, CellTests, Counts, UnitTest, agreement,
                         significance_shares, steadier_with_bn, unit_test, unit_verdict,
                         variant_flags, signed)
 from ..reference import BN_VARIANTS, STUDY_OPTIMIZERS, UNSTATED, batchnorm_pvalues
-from ..verdict import adjust, show_verdicts
+from ..verdict import adjust, format_p, show_verdicts
 
 NAME = "batchnorm"
 TITLE = "BatchNorm matters more for sparse networks"
@@ -150,22 +149,45 @@ def analyse(results, preset) -> Analysis:
     return a
 
 
+def pvalues_caption(a: Analysis, label: str) -> str:
+    """What :func:`report`'s heat maps find: the shares of cells where sparse beats dense,
+    ours by q and by p, the paper's by p, with BatchNorm and without (Markdown)."""
+    pct = {(when, who): "n/a" if pd.isna(x) else f"{100 * x:.0f} %"
+           for (when, who), x in a.shares.stack(future_stack=True).items()}
+    return (f"`{label}`: sparse nets beat their dense partners (q < 0.05, outlined) in "
+            f"{pct['with BN', 'ours (q)']} of our cells with BatchNorm and "
+            f"{pct['without BN', 'ours (q)']} without (by raw p: {pct['with BN', 'ours (p)']} "
+            f"and {pct['without BN', 'ours (p)']}); in the paper's table (below; its dataset "
+            f"not stated) {pct['with BN', 'paper (p)']} and {pct['without BN', 'paper (p)']}.")
+
+
+def gain_caption(a: Analysis, label: str) -> str:
+    """What :func:`report`'s BN-gain figure finds: the extra gain over all widths, its
+    interval, p and n (Markdown)."""
+    g = a.gain
+    return (f"`{label}`: over all widths, BatchNorm raises sparse nets' test accuracy by "
+            f"{signed(100 * g.effect, 1)} points more than dense nets' (95 % CI "
+            f"{signed(100 * g.ci_low, 1)} to {signed(100 * g.ci_high, 1)}, {format_p(g.pvalue)},"
+            f" n = {g.n} optimizer x seed units); each point is that difference at one dense "
+            "width, above the dashed line BatchNorm helps the sparse net more.")
+
+
 def report(a: Analysis, label: str) -> None:
-    """Show one stored summary: its p-value heat map above the paper's, the shares of
-    significant cells, the BN gain by width and its verdicts."""
+    """Show one stored summary: its q-value heat map above the paper's, the shares of
+    significant cells, the BN gain by width and its verdicts. Figures go through
+    :func:`gflib.plots.show` as ``pvalues`` and ``gain``."""
     from IPython.display import Markdown, display
 
-    fig = plots.pvalue_heatmaps({f"ours ({label}): p": a.cells.p, f"{UNSTATED}: p": a.paper})
-    display(fig)
-    plt.close(fig)
+    plots.show(plots.pvalue_heatmaps({f"ours ({label}): q": a.cells.q,
+                                      f"{UNSTATED}: p": a.paper}),
+               "pvalues", pvalues_caption(a, label))
     display(Markdown(f"Sparse > dense, p (q), {a.cells.n_text()} width x seed pairs per cell:"),
             pq_table(a.cells),
             Markdown("Share of cells where sparse beats dense, ours by p and by q, the paper's "
                      "by p (another dataset):"), a.shares.round(2),
             Markdown(f"Where the tables disagree (on p): {disagreements(a.agreement)}."))
     if len(a.gain_by_width):
-        fig = plots.effect_by_width(a.gain_by_width, scale=100,
-                                    ylabel="extra BN gain, sparse - dense (points)")
-        display(fig)
-        plt.close(fig)
+        plots.show(plots.effect_by_width(a.gain_by_width, scale=100,
+                                         ylabel="extra BN gain, sparse - dense (points)"),
+                   "gain", gain_caption(a, label))
     show_verdicts(a.verdicts)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -510,20 +509,46 @@ def tests_table(a: Analysis) -> pd.DataFrame:
     return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["lr", "test"]))
 
 
+def cells_caption(a: Analysis, lr: float, label_: str) -> str:
+    """What :func:`report`'s heat maps at ``lr`` find: the EWMA optimizers' accuracy against
+    the others' on the L2 variants, and Adam's flow on its L2 cells against its other cells
+    (Markdown; the facts of :func:`collapse_facts`)."""
+    f = a.facts[lr]
+    return (f"`{label_}`, sparse nets at lr {lr:g}: on L2_BN and DA_L2_SC_BN, Adam and RMSProp "
+            f"reach {100 * f['acc']:.1f} % test accuracy against {100 * f['others']:.1f} % for "
+            f"Adagrad, SGD and momentum; the average EGF$_2$ of Adam's two L2 cells is at least "
+            f"{f['egf']:.2g}, that of its other variants at most {f['egf_rest']:.2g} (the paper: "
+            "Adam's L2 cells collapse and have its highest flow).")
+
+
+def flow_caption(a: Analysis, label_: str) -> str:
+    """What :func:`report`'s flow-against-accuracy figure finds: per learning rate, the mean
+    per-unit Kendall tau of flow with accuracy for the EWMA optimizers and the others
+    (Markdown)."""
+    parts = []
+    for lr in a.lrs:
+        tau = a.taus[lr].groupby("family")["tau"].mean() if len(a.taus[lr]) else pd.Series()
+        parts.append(f"at lr {lr:g} {signed(tau.get('EWMA', np.nan))} for the EWMA optimizers "
+                     f"against {signed(tau.get('other', np.nan))} for the others")
+    return (f"`{label_}`: flow against accuracy, sparse nets, one point per optimizer x variant "
+            "cell. Mean Kendall tau between a run's flow and its accuracy within each optimizer x "
+            f"seed unit: {'; '.join(parts)} (the lower the EWMA tau against the others', the more "
+            "EWMA accuracy falls as flow rises).")
+
+
 def report(a: Analysis, label_: str) -> None:
     """Show one stored summary: accuracy and flow per optimizer x variant for sparse nets at each
-    learning rate, flow against accuracy, the collapse's units, the tests and the verdicts."""
+    learning rate, flow against accuracy, the collapse's units, the tests and the verdicts.
+    Figures go through :func:`gflib.plots.show` as ``cells_0``, ``cells_1``, ... (one per
+    learning rate) and ``flow``."""
     from IPython.display import Markdown, display
 
-    for lr in a.lrs:
+    for i, lr in enumerate(a.lrs):
         t = a.tables[(lr, "sparse")]
-        fig = plots.optimizer_cells(t["acc"], t["egf"], t["diverged"], t["runs"],
-                                    f"{label_}, sparse nets, lr {lr:g}")
-        display(fig)
-        plt.close(fig)
-    fig = plots.flow_vs_accuracy(a.cells, kind="sparse")
-    display(fig)
-    plt.close(fig)
+        plots.show(plots.optimizer_cells(t["acc"], t["egf"], t["diverged"], t["runs"],
+                                         f"{label_}, sparse nets, lr {lr:g}"),
+                   f"cells_{i}", cells_caption(a, lr, label_))
+    plots.show(plots.flow_vs_accuracy(a.cells, kind="sparse"), "flow", flow_caption(a, label_))
     display(Markdown("What L2 and augmentation cost each optimizer (sparse nets):"),
             harm_table(a), Markdown("The tests:"), tests_table(a))
     show_verdicts(a.verdicts)

@@ -8,14 +8,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from .. import data, plots
 from ..analysis import (ChapterAnalysis, Counts, blank_missing, cell_tests,
                         margin_table, not_run, pair_grid, pairs, pq_table, signed)
 from ..correlations import (beside_paper, correlation_summary, correlations, egf_margins,
-                            margin_verdict)
+                            margin_of, margin_verdict)
 from ..reference import STUDY_OPTIMIZERS, egf_correlations, paper_margin
 from ..scsdc import active_counts, layer_densities, regime
 from ..verdict import Verdict, adjust, show_verdicts
@@ -184,17 +183,31 @@ def analyse(results, preset) -> Analysis:
          for lr, g in paired.groupby("lr")})
 
 
+def forest_caption(a: Analysis, label: str) -> str:
+    """What :func:`report`'s forest plot finds: the measure that ranks sparse nets best by test
+    accuracy and the best EGF measure's margin over the best gradient norm (Markdown)."""
+    m = margin_of(a.margins, "test_acc")
+    ranks = a.best.get("sparse/test_acc", [])
+    best = f"`{ranks[0]}`" if ranks else "no measure"
+    return (f"`{label}`: how well each flow measure ranks runs by test loss and accuracy, as mean "
+            "|tau| over depths (dots with 95 % bootstrap intervals: ours; open diamonds: the "
+            f"paper's Fashion-MNIST values). For sparse nets {best} ranks runs best by accuracy; "
+            f"the best EGF measure minus the best gradient norm is {signed(m['margin'], 3)} (95 % "
+            f"CI {signed(m['ci_low'], 3)} to {signed(m['ci_high'], 3)}; the paper's: "
+            f"{signed(paper_margin('fashion_mnist'), 3)}).")
+
+
 def report(a: Analysis, label: str) -> None:
     """Show one stored summary: its mean |tau| in the paper's form beside the paper's (figure
-    and table), its EGF margins, its sparse > dense tests and its verdicts."""
+    and table), its EGF margins, its sparse > dense tests and its verdicts. The forest plot goes
+    through :func:`gflib.plots.show` as ``forest``."""
     from IPython.display import Markdown, display
 
     if a.depth_mean.empty:
         show_verdicts(a.verdicts)
         return
-    fig = plots.tau_forest(a.depth_mean, a.paper, title=f"{label}: mean |tau| over depths")
-    display(fig)
-    plt.close(fig)
+    plots.show(plots.tau_forest(a.depth_mean, a.paper, title=f"{label}: mean |tau| over depths"),
+               "forest", forest_caption(a, label))
     display(Markdown("Mean |tau| over depths, ours beside the paper's:"),
             blank_missing(a.beside),
             Markdown("EGF margins (best EGF minus best gradient norm, mean |tau|):"),
