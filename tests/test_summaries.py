@@ -10,6 +10,7 @@ import json
 import math
 import re
 import sys
+import types
 from pathlib import Path
 
 import pandas as pd
@@ -167,3 +168,40 @@ def test_the_stored_figures_a_page_captions_are_the_ones_its_summary_glues(monke
         assert f"{{glue:md}}`{key}_caption`" in page
         assert caption.startswith("`fmnist`") and re.search(r"\d", caption)
         assert "nan" not in caption.lower()
+
+
+def test_each_chapter_gives_the_papers_number_of_every_test_and_its_answer_in_words():
+    """The answer table's "paper" column and the sentence under it come from the chapter
+    module: a number for each test of the stored fmnist verdicts, and words that name the scale,
+    its counts and the status of the paper's form of the claim."""
+    from gflib import chapters, presets, summaries
+
+    for name in chapters.names():
+        module = chapters.get(name)
+        verdicts = chapters.stored_verdicts(name, "fmnist", DATA)
+        numbers = module.paper_numbers(verdicts)
+        assert {v.test for v in verdicts} <= set(numbers), name
+        results, meta = summaries.load(name, "fmnist", DATA)
+        a = module.analyse(results, presets.get(meta["preset"]))
+        words = chapters.Plan.answer_words(types.SimpleNamespace(chapter=module), a)
+        assert words.startswith(f"At `{a.scale}` ({a.counts.text()})"), name
+        assert a.verdicts[0].status in words, name
+
+
+def test_a_chapter_without_its_own_answer_words_gets_the_first_verdicts():
+    from gflib import chapters
+    from gflib.analysis import Counts
+
+    first = types.SimpleNamespace(sentence="sparse nets gain more", status="reproduced",
+                                  reason="its interval excludes 0")
+    second = types.SimpleNamespace(sentence="second", status="not run", reason="none")
+    a = types.SimpleNamespace(scale="book", counts=Counts(runs=20, diverged=1, at_chance=0),
+                              verdicts=[first, second])
+    own = types.SimpleNamespace()
+    assert chapters.Plan.answer_words(types.SimpleNamespace(chapter=own), a) == (
+        "At `book` (20 runs: 1 diverged (left out of every statistic), 0 at chance (left out "
+        "of the flow statistics)): sparse nets gain more; reproduced, because its interval "
+        "excludes 0.")
+    own.answer_words = lambda analysis: f"own words at {analysis.scale}"
+    assert chapters.Plan.answer_words(types.SimpleNamespace(chapter=own), a) == \
+        "own words at book"

@@ -5,7 +5,9 @@ A chapter is a module with ``NAME`` (its notebook is ``book/<NAME>.md``), ``TITL
 as a :class:`gflib.verdict.Claim`, which the results page shows as a row of its own),
 ``settings(preset) -> dict``, ``grid(preset, device, data_dir) -> list[RunConfig]``,
 ``analyse(results, preset)`` (tables, figure data and its verdicts) and
-``report(analysis, label)`` (shows one stored summary). Every module of this package is one
+``report(analysis, label)`` (shows one stored summary); optionally ``paper_numbers(verdicts)``
+(``{test: the paper's number as text}`` for the answer table) and ``answer_words(analysis)``
+(the answer in a sentence, :func:`answer_words` by default). Every module of this package is one
 (found by :func:`names`); a chapter kept elsewhere joins with :func:`register`. publish, cost,
 execute, the results page, the tests and the notebooks read this registry.
 
@@ -176,6 +178,19 @@ class Plan:
     def show_stored(self, captioned=()) -> list:
         """:func:`show_stored` of this chapter in :attr:`data`."""
         return show_stored(self.chapter, self.data, captioned)
+
+    def answer(self, analysis) -> str:
+        """The table the chapter opens with (:func:`answer`): ``analysis`` 's verdicts beside
+        the paper's numbers (the module's ``paper_numbers(verdicts)``, where it has one) and the
+        stored summaries' verdicts."""
+        numbers = getattr(self.chapter, "paper_numbers", None)
+        return answer(analysis.verdicts, self.stored_verdicts(),
+                      numbers(analysis.verdicts) if numbers else None)
+
+    def answer_words(self, analysis) -> str:
+        """The sentence under the answer table: the module's ``answer_words(analysis)``, else
+        :func:`answer_words`."""
+        return getattr(self.chapter, "answer_words", answer_words)(analysis)
 
     def stored_verdicts(self) -> dict:
         """``{summary name: verdicts}`` of every summary stored for this chapter in
@@ -352,6 +367,14 @@ def answer(live: list, stored: dict, paper: dict | None = None) -> str:
                     + " |")
         units.append(f"{v.test}: {v.effect_unit}")
     return "\n".join(rows) + "\n\nEffects: " + "; ".join(units) + "."
+
+
+def answer_words(a) -> str:
+    """The answer in words for a chapter without its own ``answer_words``: the scale, its
+    counts, and the first (the paper's form of the claim) verdict with its status and reason."""
+    head = a.verdicts[0]
+    return (f"At `{a.scale}` ({a.counts.text()}): {head.sentence}; {head.status}, because "
+            f"{head.reason}.")
 
 
 def anchor(summary: str) -> str:

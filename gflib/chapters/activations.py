@@ -266,6 +266,19 @@ def never_negative_check(negflow: pd.DataFrame) -> bool:
     return bool((mono == 0).all().all())
 
 
+def paper_numbers(verdicts) -> dict:
+    """The paper's number for each of :data:`TESTS`, as the answer table shows it."""
+    return {TESTS[0]: "p = 0.027 (dataset not stated)",
+            TESTS[1]: "p = 0.005 (dataset not stated)",
+            TESTS[2]: "said, no number given"}
+
+
+def answer_words(a: Analysis) -> str:
+    """The answer in a sentence per test: its finding and its status."""
+    return f"At `{a.scale}` ({a.counts.text()}): " + " ".join(
+        f"{v.sentence[:1].upper() + v.sentence[1:]}: {v.status}." for v in a.verdicts)
+
+
 def pvalues_caption(a: Analysis, label_: str) -> str:
     """What :func:`report`'s heat maps find: the cells where sparse beats dense, ours by q and
     by p, the paper's by p, and where the two tables agree (Markdown)."""

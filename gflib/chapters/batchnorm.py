@@ -149,6 +149,21 @@ def analyse(results, preset) -> Analysis:
     return a
 
 
+def paper_numbers(verdicts) -> dict:
+    """The paper's number for each of :data:`TESTS`, as the answer table shows it."""
+    return {TESTS[0]: "65 % of BN cells against 20 % (dataset not stated)",
+            TESTS[1]: "flat across widths (the talk's plot)",
+            TESTS[2]: "not in the paper (our second view)"}
+
+
+def answer_words(a: Analysis) -> str:
+    """The answer in a sentence: the BN-gain verdict with its reason, and the flow-across-widths
+    status."""
+    gain, flat = a.verdicts[0], a.verdicts[1]
+    return (f"At `{a.scale}` ({a.counts.text()}): {gain.sentence}; {gain.status}, because "
+            f"{gain.reason}. Flow across widths: {flat.status}.")
+
+
 def pvalues_caption(a: Analysis, label: str) -> str:
     """What :func:`report`'s heat maps find: the shares of cells where sparse beats dense,
     ours by q and by p, the paper's by p, with BatchNorm and without (Markdown)."""

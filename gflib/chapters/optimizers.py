@@ -509,6 +509,20 @@ def tests_table(a: Analysis) -> pd.DataFrame:
     return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["lr", "test"]))
 
 
+def paper_numbers(verdicts) -> dict:
+    """The paper's number for each verdict's test, as the answer table shows it."""
+    return {v.test: ("Adam 1-5 %, others 22-37 % (CIFAR-100)" if "collapse" in v.test
+                     else "AdamW 15-28 %, lower flow" if "AdamW" in v.test
+                     else "said, no test given") for v in verdicts}
+
+
+def answer_words(a: Analysis) -> str:
+    """The answer in a sentence per collapse test: its status and reason."""
+    return f"At `{a.scale}` ({a.counts.text()}): " + " ".join(
+        f"{v.test}: {v.status}, because {v.reason}." for v in a.verdicts
+        if v.test.startswith("collapse"))
+
+
 def cells_caption(a: Analysis, lr: float, label_: str) -> str:
     """What :func:`report`'s heat maps at ``lr`` find: the EWMA optimizers' accuracy against
     the others' on the L2 variants, and Adam's flow on its L2 cells against its other cells

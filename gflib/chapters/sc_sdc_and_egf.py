@@ -183,6 +183,43 @@ def analyse(results, preset) -> Analysis:
          for lr, g in paired.groupby("lr")})
 
 
+def paper_numbers(verdicts) -> dict:
+    """The paper's number for each verdict's test, as the answer table shows it: its
+    Fashion-MNIST margin for claim 2's tests, SC-SDC's construction for claim 1's check."""
+    numbers = {v.test: f"{v.paper_effect:+.3f} (Fashion-MNIST)" for v in verdicts
+               if math.isfinite(v.paper_effect)}
+    numbers.setdefault("equal active weights per layer", "equal by design; ~31 inputs")
+    for v in verdicts:
+        if v.claim == 2 and v.test not in numbers:
+            target = "test_acc" if "accuracy" in v.test else "test_loss"
+            numbers[v.test] = f"{paper_margin('fashion_mnist', 'sparse', target):+.3f} " \
+                              "(Fashion-MNIST)"
+    return numbers
+
+
+def answer_words(a: Analysis) -> str:
+    """The answer in words: whether SC-SDC's construction holds, each EGF-margin test with its
+    interval, status and reason, and where EGF_1 (the paper's best measure) ranks."""
+    check = a.verdicts[0]
+    words = (f"At `{a.scale}` ({a.counts.text()}), SC-SDC's construction "
+             f"{'holds' if check.status == 'reproduced' else 'fails'} for {check.n} pairs. "
+             + " ".join(f"For {v.test.split(', ')[-1]}, the best EGF measure's mean |tau| minus "
+                        f"the best gradient norm's is {v.effect_text().split(' ')[0]} (95 % CI "
+                        f"{v.interval_text() or 'n/a'}): {v.status}, because {v.reason}."
+                        for v in a.verdicts if v.claim == 2))
+    return words + (f" {egf1_rank(a)}." if egf1_rank(a) else "")
+
+
+def egf1_rank(a: Analysis) -> str:
+    """Where EGF_1, the paper's best measure on Fashion-MNIST, ranks among the measures by how
+    well it orders sparse nets by test accuracy (a clause; "" where it was not ranked)."""
+    ranks = a.best.get("sparse/test_acc", [])
+    if "egf_l1" not in ranks:
+        return ""
+    return (f"EGF$_1$, the paper's best measure, ranks {ranks.index('egf_l1') + 1} of "
+            f"{len(ranks)} by test accuracy here")
+
+
 def forest_caption(a: Analysis, label: str) -> str:
     """What :func:`report`'s forest plot finds: the measure that ranks sparse nets best by test
     accuracy and the best EGF measure's margin over the best gradient norm (Markdown)."""
