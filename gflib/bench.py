@@ -334,8 +334,8 @@ def format_table(figures: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m gflib.bench",
+def main(argv=None, prog: str = "python -m gflib.bench") -> dict:
+    parser = argparse.ArgumentParser(prog=prog,
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     parser.add_argument("--quick", action="store_true", help="a short run (seconds)")

@@ -239,8 +239,8 @@ def paper_grid_hours(gpus=(1, 8, 64), figures=H100, grids=PAPER_GRIDS,
     return pd.DataFrame(rows)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m gflib.cost",
+def main(argv=None, prog: str = "python -m gflib.cost") -> dict:
+    parser = argparse.ArgumentParser(prog=prog,
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("chapters", nargs="+", choices=chapters.names())
     parser.add_argument("--preset", default="paper")

@@ -118,8 +118,8 @@ def _epilog(book=BOOK) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m gflib.execute", description=__doc__,
+def main(argv=None, prog: str = "python -m gflib.execute"):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      epilog=_epilog(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("chapter", help="a chapter's name or its book/*.md file")

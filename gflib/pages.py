@@ -159,8 +159,8 @@ def check(html_dir: Path, min_scale: float = MIN_SCALE, layout: bool = True,
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gflib.pages", description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m gflib.pages") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("html_dir", type=Path, help="the built book, e.g. _build/html")
     parser.add_argument("--min-scale", type=float, default=MIN_SCALE,
                         help=f"smallest display scale of a figure (default {MIN_SCALE})")

@@ -123,9 +123,9 @@ def estimator_from(cost_json, chapter: str):
     return cost.estimator(figures["chapters"][chapter]["shapes"])
 
 
-def main(argv=None):
+def main(argv=None, prog: str = "python -m gflib.publish"):
     epilog = "presets:\n" + "\n".join(f"  {p.name:<8}{p.note}" for p in presets.PRESETS.values())
-    parser = argparse.ArgumentParser(prog="python -m gflib.publish", description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      epilog=epilog,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("chapter", nargs="?", choices=chapters.names(),

@@ -1,0 +1,132 @@
+"""Gradient-flow measures: the baseline norms ``||g||_p`` and Effective Gradient Flow ``EGF_p``.
+
+On a batch ``(x, y)`` with cross-entropy (no regulariser), with ``g_l = dC/dW_l`` the gradient with
+respect to the effective (masked) weight of tensor ``l`` and ``m_l`` its mask:
+
+- ``gf_p  = || concat_l g_l ||_p``: every entry counts, masked ones too (the baseline's fault);
+- ``egf_p = (1/L) sum_l || g_l * m_l ||_p`` over the L measured tensors (the talk's formula);
+  ``per_weight=True`` divides each layer's norm by its active count first (the announcement's
+  "normalized by the number of active weights").
+
+Measuring changes nothing: it differentiates a functional copy of the model (``torch.func``), so
+``.grad``, BatchNorm running statistics, train/eval mode and RNG states are untouched.
+CHOICE: BatchNorm normalises with the batch's statistics (train-mode forward) while measuring.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from .ensemble import Single, weight_gradients
+from .masks import masks_of
+
+MEASURES = ("gf_l1", "gf_l2", "egf_l1", "egf_l2", "gfall_l1", "gfall_l2")
+"""What a run records: the gradient norms ``gf_l1``, ``gf_l2``, the EGFs ``egf_l1``, ``egf_l2``,
+and ``gfall_p``, the baseline over every trainable parameter's gradient (weights, biases, BatchNorm and activation parameters: the study's "all
+gradients"), where ``gf_p`` covers the weight tensors only."""
+SCOPES = ("weights", "all")
+
+
+def gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, scope: str = "weights") -> dict:
+    """``{name: dC/dW}`` for the measured tensors, cross-entropy averaged over the batch.
+
+    ``scope="weights"``: weight tensors of Linear/Conv layers; ``"all"``: every trainable
+    parameter (biases, BatchNorm and activation parameters too). The model's state is left
+    exactly as it was (:func:`gflib.ensemble.weight_gradients` on the model as one run).
+    """
+    ens = Single(model)
+    grads = weight_gradients(ens, x, y, _names(ens, scope))
+    return {n: g[0] for n, g in grads.items()}
+
+
+def _names(ens, scope):
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; allowed: {', '.join(SCOPES)}")
+    if scope == "weights":
+        return list(ens.weight_names)
+    return [n for n, p in ens.net.named_parameters() if p.requires_grad]
+
+
+def run_norms(grads: Mapping, keeps: Mapping | None = None, per_weight: bool = False,
+              every: Mapping | None = None) -> list:
+    """The measures of K runs at once: ``grads`` ``{name: [K, ...] gradient}`` of the measured
+    tensors, ``keeps`` ``{name: [K, ...] bool mask}`` (missing = dense), ``every`` the
+    gradients of all trainable tensors (adds ``gfall_l1``, ``gfall_l2``). Returns K dicts of
+    floats."""
+    keeps = keeps or {}
+    l1_all, sq_all, egf1, egf2 = 0.0, 0.0, [], []
+    for name, g in grads.items():
+        g = g.detach().double().flatten(1)
+        l1_all = l1_all + g.abs().sum(1)
+        sq_all = sq_all + g.pow(2).sum(1)
+        keep = keeps.get(name)
+        if keep is None:
+            active = torch.full((g.shape[0],), g.shape[1], dtype=g.dtype, device=g.device)
+        else:
+            keep = keep.to(g.device).flatten(1)
+            g = g * keep.to(g.dtype)
+            active = keep.sum(1).to(g.dtype)
+        scale = 1 / active.clamp(min=1) if per_weight else 1.0
+        egf1.append(g.abs().sum(1) * scale)
+        egf2.append(g.pow(2).sum(1).sqrt() * scale)
+    values = {"gf_l1": l1_all, "gf_l2": sq_all.sqrt(), "egf_l1": torch.stack(egf1).mean(0),
+              "egf_l2": torch.stack(egf2).mean(0)}
+    if every is not None:
+        flat = [g.detach().double().flatten(1) for g in every.values()]
+        values["gfall_l1"] = sum(g.abs().sum(1) for g in flat)
+        values["gfall_l2"] = sum(g.pow(2).sum(1) for g in flat).sqrt()
+    table = {k: v.cpu().tolist() for k, v in values.items()}
+    return [{k: v[r] for k, v in table.items()} for r in range(len(table["gf_l1"]))]
+
+
+def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, masks: Mapping | None = None,
+            scope: str = "weights", per_weight: bool = False) -> dict:
+    """The :data:`MEASURES` of ``model`` on the batch ``(x, y)`` (see module doc); ``scope``
+    says what the four norms cover (``"all"``: every trainable parameter).
+
+    ``masks`` defaults to the ones applied with :func:`gflib.masks.apply_masks`.
+    """
+    if masks is None:
+        masks = masks_of(model)
+    return _measure(Single(model), x, y, scope, per_weight,
+                    {n: m.unsqueeze(0) for n, m in masks.items()})[0]
+
+
+def measure_runs(ens, x: torch.Tensor, y: torch.Tensor, scope: str = "weights",
+                 per_weight: bool = False) -> list:
+    """The :data:`MEASURES` of every run of an ensemble (:mod:`gflib.ensemble`) on one shared
+    batch, each run with its own masks: a list of K dicts, from one backward pass for all runs."""
+    keeps = {n: ens.keep(n) for n in ens.weight_names if any(n in m for m in ens.masks)}
+    return _measure(ens, x, y, scope, per_weight, keeps)
+
+
+def _measure(ens, x, y, scope, per_weight, keeps):
+    names, every = _names(ens, scope), _names(ens, "all")
+    grads = weight_gradients(ens, x, y, every)
+    return run_norms({n: grads[n] for n in names}, keeps, per_weight, grads)
+
+
+def schedule(epochs: int, points: int = 11) -> list:
+    """The epochs at which flow is measured: ``round(linspace(0, epochs, points))``, deduplicated;
+    0 is before training, ``epochs`` after the last."""
+    return sorted({int(round(e)) for e in np.linspace(0, epochs, points)})
+
+
+def layer_norms(grads: Mapping, masks: Mapping | None = None):
+    """Per-tensor view of the measures: a DataFrame with one row per measured tensor and columns
+    ``layer, weights, active, l1_all, l1_active, l2_all, l2_active`` (norms of ``g_l`` over all
+    entries and over the active ones)."""
+    masks = masks or {}
+    rows = []
+    for name, g in grads.items():
+        g = g.detach().double()
+        m = masks.get(name)
+        ga = g if m is None else g * m.to(g.device, g.dtype)
+        rows.append({"layer": name, "weights": g.numel(),
+                     "active": g.numel() if m is None else int(m.sum()),
+                     "l1_all": g.abs().sum().item(), "l1_active": ga.abs().sum().item(),
+                     "l2_all": g.norm().item(), "l2_active": ga.norm().item()})
+    return pd.DataFrame(rows)

@@ -1,0 +1,96 @@
+"""A folder of run results, one JSON file per run, named by its config's key
+(:func:`gflib.config.config_key`).
+
+Writes are atomic (:mod:`gflib.atomic`), so a run stopped mid-write leaves no file that reads as
+a result; a file that does not parse, or whose stored config does not hash to its name, is
+treated as absent (and redone by a sweep).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from .atomic import TEMPORARY, write_json
+from .config import RunResult, config_key
+
+FORMAT = 2
+"""The layout of a stored file (``{"format", "key", "result"}``)."""
+
+STALE_S = 600.0
+"""Age (seconds) past which a temporary file in the store is taken as a dead writer's."""
+
+
+class ResultStore:
+    """``<root>/<key>.json`` per run."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def check_writable(self) -> None:
+        """Create the folder if needed and prove a file can be written there, or raise
+        ValueError naming the folder: called before a sweep trains anything."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".probe-")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write("{}")
+                    f.flush()
+                    os.fsync(f.fileno())
+            finally:
+                os.unlink(tmp)
+        except OSError as exc:
+            raise ValueError(f"results store {self.root} cannot be written: {exc}; give a "
+                             "writable results_dir") from exc
+
+    def remove_stale_temporaries(self, older_than_s: float = STALE_S) -> int:
+        """Remove the temporary files (``.tmp-*``, ``.probe-*``, here and in ``.failures``) last
+        written more than ``older_than_s`` seconds ago: a write takes milliseconds, so they were
+        left by a writer killed mid-write. Returns how many were removed."""
+        cutoff, removed = time.time() - older_than_s, 0
+        for folder in (self.root, self.root / ".failures"):
+            for path in [*folder.glob(f"{TEMPORARY}*"), *folder.glob(".probe-*")]:
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        removed += 1
+        return removed
+
+    def path(self, config) -> Path:
+        return self.root / f"{config_key(config)}.json"
+
+    def get(self, config) -> RunResult | None:
+        """The stored result of ``config``, or None when absent, partial or corrupt."""
+        return self._read(self.path(config))
+
+    def put(self, result: RunResult) -> Path:
+        """Write ``result`` atomically under its config's key."""
+        target = self.root / f"{config_key(result.config)}.json"
+        payload = {"format": FORMAT, "key": target.stem, "result": result.to_dict()}
+        return write_json(target, payload, sync=True, allow_nan=True)
+
+    def keys(self) -> list:
+        """Keys of the readable results in the store."""
+        return [p.stem for p in sorted(self.root.glob("*.json"))
+                if not p.name.startswith(".") and self._read(p) is not None]
+
+    def results(self) -> list:
+        """Every readable result in the store."""
+        out = (self._read(p) for p in sorted(self.root.glob("*.json")) if not p.name.startswith("."))
+        return [r for r in out if r is not None]
+
+    @staticmethod
+    def _read(path: Path) -> RunResult | None:
+        try:
+            payload = json.loads(path.read_text())
+            if payload.get("format") != FORMAT or payload.get("key") != path.stem:
+                return None
+            result = RunResult.from_dict(payload["result"])
+            key = config_key(result.config)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # another shape
+            return None
+        return result if key == path.stem else None

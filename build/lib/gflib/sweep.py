@@ -1,0 +1,324 @@
+"""Run a grid of configs through a results store and return its :class:`gflib.results.Results`.
+
+Work is sent to an executor as groups (:func:`train_group`: one stacked group of runs, or one
+run); a worker trains its group and returns the results; this process alone writes the store, as
+each group finishes, so a stopped sweep resumes with nothing lost and a worker never needs the
+store's folder. Long groups checkpoint their state per epoch (``<store>/.checkpoints``) where the
+worker can reach the store's folder, so a killed group resumes where it stopped.
+
+Beyond one machine: any ``concurrent.futures.Executor`` will do; :func:`executor_for` builds one
+from a Dask scheduler's address (``dask.distributed``), whose scheduler re-runs the tasks of a
+worker that died. A group that raises is split in halves and retried (:data:`SPLIT_ON`), down to
+single runs; the runs that still fail are recorded in ``<store>/.failures`` and the sweep goes on,
+then raises :class:`SweepError` with a :class:`Summary`.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import traceback
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, wait
+from pathlib import Path
+
+from . import train
+from .atomic import write_json
+from .config import RunConfig, config_key
+from .progress import bar as progress_bar, from_env as progress_from_env
+from .results import Results
+from .stacked import CPU_MAX_WIDTH, groups, stack_key
+from .store import ResultStore
+
+SPLIT_ON = (RuntimeError, MemoryError)
+"""Errors after which a group of several runs is split in halves and retried: torch's
+out-of-memory and CUDA errors are RuntimeErrors, a host out of memory raises MemoryError, and
+Dask's ``KilledWorker`` (a task that took down its worker more than ``allowed-failures`` times) is
+added when Dask is installed. Any other error (a ValueError, a TypeError: a bug that a smaller
+group would meet again; a broken process pool, which takes no more work) is recorded for each run
+of its group without a retry."""
+
+FAILURES = ".failures"
+"""The store's subfolder of failed runs: ``<key>.json`` each (config, error, group size); a run
+that later succeeds has its file removed."""
+
+
+class InlineExecutor(Executor):
+    """Runs each submitted call at once in this process (the default executor). A sweep submits
+    to it one group at a time, so each group is stored before the next one trains."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the caller through the future
+            future.set_exception(exc)
+        return future
+
+
+@dataclasses.dataclass
+class Failure:
+    """A run that failed: its config, the group size it last ran in, and the error."""
+
+    config: RunConfig
+    group_size: int
+    error: str
+    traceback: str = ""
+
+
+@dataclasses.dataclass
+class Summary:
+    """What a sweep did: ``runs`` (distinct configs), ``stored`` (found in the store),
+    ``trained`` (stored by this sweep), ``splits`` (groups split after an error), ``failures``
+    (runs that failed even alone, or with an error that splitting cannot help) and ``results``
+    (the tables of every run that has a result, in the order of the configs)."""
+
+    runs: int
+    stored: int
+    trained: int = 0
+    splits: int = 0
+    failures: list = dataclasses.field(default_factory=list)
+    results: Results | None = None
+
+    def line(self) -> str:
+        """The summary in one sentence."""
+        return (f"{self.runs} runs: {self.stored} already stored, {self.trained} trained, "
+                f"{len(self.failures)} failed, {self.splits} groups split after an error")
+
+
+class SweepError(RuntimeError):
+    """Some runs failed after every retry; ``summary`` says which and why. Every other run is
+    stored."""
+
+    def __init__(self, summary: Summary, store: Path):
+        self.summary = summary
+        first = summary.failures[0]
+        super().__init__(f"{len(summary.failures)} of {summary.runs} runs failed (recorded in "
+                         f"{store / FAILURES}); first: {first.error}; {summary.line()}")
+
+
+def _split_on() -> tuple:
+    try:
+        from distributed import KilledWorker
+    except ImportError:
+        return SPLIT_ON
+    return SPLIT_ON + (KilledWorker,)
+
+
+def group_key(configs) -> str:
+    """A name for a group of runs: a hash of its runs' store keys."""
+    blob = ",".join(config_key(c) for c in configs)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _writable_folder(folder: str) -> bool:
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+def train_group(configs, checkpoint_dir: str | None = None) -> list:
+    """The unit of work: train ``configs`` as one group (:func:`gflib.train.train`) and return
+    their results; writes nothing but the group's checkpoint in ``checkpoint_dir``, when this
+    process can write there (a worker on another machine may not), else trains without one."""
+    ckpt = None
+    if checkpoint_dir and _writable_folder(checkpoint_dir):
+        ckpt = Path(checkpoint_dir) / f"{group_key(configs)}.pt"
+    return train.train(configs, checkpoint=ckpt)
+
+
+def balanced_groups(configs, seconds, target_s: float, max_size: int,
+                    cpu_max_width: int | None = CPU_MAX_WIDTH) -> list:
+    """``configs`` in groups that can each train as one stack (:func:`gflib.stacked.stack_key`)
+    and each hold about ``target_s`` estimated seconds: runs of one stack key join a group, in
+    first-seen order, while it has fewer than ``max_size`` runs and ``seconds(group)`` (estimated
+    seconds of a list of configs trained as one group, e.g. from :func:`gflib.cost.estimator`)
+    stays at most ``target_s``; a group always takes its first run, however long."""
+    if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
+        raise ValueError(f"max_size must be an integer >= 1, got {max_size!r}")
+    if not isinstance(target_s, (int, float)) or not target_s > 0:
+        raise ValueError(f"target_s must be a number of seconds > 0, got {target_s!r}")
+    open_groups, out = {}, []
+    for c in configs:
+        key = stack_key(c, cpu_max_width)
+        group = open_groups.get(key) if key is not None else None
+        if group is not None and len(group) < max_size and seconds(group + [c]) <= target_s:
+            group.append(c)
+            continue
+        group = [c]
+        out.append(group)
+        if key is not None:
+            open_groups[key] = group
+    return out
+
+
+def _check(configs, stack, seconds, target_s) -> list:
+    configs = list(configs)
+    if not configs:
+        raise ValueError("no configs to run: the grid is empty (check the chapter's settings "
+                         "and overrides)")
+    for c in configs:
+        if not isinstance(c, RunConfig):
+            raise ValueError(f"expected RunConfig, got {type(c).__name__}")
+    if stack is not None and (isinstance(stack, bool) or not isinstance(stack, int) or stack < 1):
+        raise ValueError(f"stack must be None or an integer >= 1, got {stack!r}")
+    if (seconds is None) != (target_s is None):
+        raise ValueError(f"give both seconds and target_s to balance groups, or neither; got "
+                         f"seconds={seconds!r}, target_s={target_s!r}")
+    for c in dict.fromkeys(c.replace(seed=0) for c in configs):
+        train.check_buildable(c)
+    return configs
+
+
+def _record_failure(store: ResultStore, failure: Failure) -> None:
+    payload = {"config": failure.config.to_dict(), "group_size": failure.group_size,
+               "error": failure.error, "traceback": failure.traceback}
+    write_json(store.root / FAILURES / f"{config_key(failure.config)}.json", payload, indent=1)
+
+
+def failures(store_dir) -> list:
+    """The failures recorded in ``store_dir`` (dicts: ``config``, ``group_size``, ``error``,
+    ``traceback``), for runs that have no result yet."""
+    out = []
+    for path in sorted((Path(store_dir) / FAILURES).glob("*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            out.append(json.loads(path.read_text()))
+    return out
+
+
+def run(configs, store_dir, executor: Executor | None = None, progress: bool = True,
+        desc: str = "runs", stack: int | None = None, checkpoint: bool = True,
+        seconds=None, target_s: float | None = None, on_group=None) -> Results:
+    """Run every config not yet in ``store_dir`` and return the results of all of them.
+
+    Before anything trains: every config is checked (:func:`gflib.train.check_buildable`), an
+    empty grid is refused and the store is proven writable. ``executor``: any
+    ``concurrent.futures.Executor`` (a ProcessPoolExecutor, :func:`executor_for`'s Dask
+    executor); the default runs in this process. ``stack``: at most this many runs train together
+    as one stacked model (:mod:`gflib.stacked`; same results up to float summation order),
+    grouped by :func:`gflib.stacked.stack_key`; None or 1 runs them one by one. ``seconds`` and
+    ``target_s``: size the groups by estimated seconds instead (:func:`balanced_groups`).
+    ``checkpoint``: let long groups checkpoint into the store's folder. Rows are in the order of
+    ``configs``. A group that raises does not stop the others (see the module doc): when runs
+    still fail at the end, every other run is stored and :class:`SweepError` is raised, chained
+    to the first error. ``on_group(done, total, trained)``: called after each stored group with
+    the runs that have a result, all runs, and the runs this sweep trained (e.g. a
+    :class:`gflib.progress.ProgressLog`); default: :func:`gflib.progress.from_env`'s log when
+    ``$GFLIB_PROGRESS_LOG`` is set, else none.
+    """
+    summary, first_error = run_summary(configs, store_dir, executor, progress, desc, stack,
+                                       checkpoint, seconds, target_s, on_group)
+    if summary.failures:
+        raise SweepError(summary, Path(store_dir)) from first_error
+    return summary.results
+
+
+def run_summary(configs, store_dir, executor: Executor | None = None, progress: bool = True,
+                desc: str = "runs", stack: int | None = None, checkpoint: bool = True,
+                seconds=None, target_s: float | None = None, on_group=None) -> tuple:
+    """:func:`run` without raising for failed runs: ``(Summary, first error or None)``."""
+    configs = _check(configs, stack, seconds, target_s)
+    store = ResultStore(store_dir)
+    store.check_writable()
+    store.remove_stale_temporaries()
+    results = {c: r for c in dict.fromkeys(configs) if (r := store.get(c)) is not None}
+    todo = [c for c in dict.fromkeys(configs) if c not in results]
+    summary = Summary(runs=len(results) + len(todo), stored=len(results))
+    bar = progress_bar(summary.runs, len(results), desc) if progress else None
+    on_group = on_group if on_group is not None else progress_from_env(desc)
+    if seconds is not None:
+        batches = balanced_groups(todo, seconds, target_s, stack or 1)
+    else:
+        batches = groups(todo, stack) if stack and stack > 1 else [[c] for c in todo]
+    executor = executor or InlineExecutor()
+    ckpt_dir = str(store.root / ".checkpoints") if checkpoint else None
+    window = 1 if isinstance(executor, InlineExecutor) else float("inf")
+    first_error, queue, pending = None, list(reversed(batches)), {}
+    while queue or pending:
+        while len(pending) < window and queue:
+            group = queue.pop()
+            pending[executor.submit(train_group, group, ckpt_dir)] = group
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for fut in done:
+            group, error = pending.pop(fut), fut.exception()
+            if error is None:
+                _store_group(store, group, fut.result(), results, summary)
+                if bar is not None:
+                    bar.update(len(group))
+                if on_group is not None:
+                    on_group(len(results), summary.runs, summary.trained)
+            elif not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit: stop now
+                raise error
+            elif _splits(group, error):
+                summary.splits += 1
+                queue += [group[len(group) // 2:], group[:len(group) // 2]]
+            else:
+                first_error = first_error or error
+                _record_failures(store, group, error, summary)
+    if bar is not None:
+        bar.close()
+    summary.results = Results.from_results([results[c] for c in configs if c in results])
+    return summary, first_error
+
+
+def _store_group(store: ResultStore, group, group_results, results: dict, summary: Summary):
+    for c, r in zip(group, group_results):
+        store.put(r)
+        (store.root / FAILURES / f"{config_key(c)}.json").unlink(missing_ok=True)
+        results[c] = r
+    summary.trained += len(group)
+
+
+def _splits(group, error: Exception) -> bool:
+    """Whether ``group`` is split in halves and retried after ``error`` (:data:`SPLIT_ON`)."""
+    return (len(group) > 1 and isinstance(error, _split_on())
+            and not isinstance(error, BrokenExecutor))
+
+
+def _record_failures(store: ResultStore, group, error: Exception, summary: Summary):
+    text = "".join(traceback.format_exception(error))
+    for c in group:
+        failure = Failure(c, len(group), f"{type(error).__name__}: {error}", text)
+        _record_failure(store, failure)
+        summary.failures.append(failure)
+
+
+_LOCAL = re.compile(r"local:(\d+)")
+
+
+@contextlib.contextmanager
+def executor_for(scheduler: str | None, threads_per_worker: int = 1):
+    """A context manager giving the executor for ``scheduler``, for :func:`run`'s ``executor``:
+
+    - ``None``: yields None (this process trains);
+    - ``"tcp://host:8786"`` (any ``protocol://`` address of a running ``dask scheduler``): a
+      ``dask.distributed.Client`` connected to it;
+    - ``"local:N"``: a ``dask.distributed.LocalCluster`` of N worker processes on this machine,
+      ``threads_per_worker`` torch threads each.
+
+    Prints the Dask dashboard's address. The executor submits each group once per call
+    (``pure=False``); Dask re-runs a task whose worker died on another worker."""
+    if scheduler is None:
+        yield None
+        return
+    local = _LOCAL.fullmatch(str(scheduler))
+    if not (local and int(local.group(1)) >= 1) and "://" not in str(scheduler):
+        raise ValueError(f"scheduler {scheduler!r}: give a Dask scheduler address such as "
+                         "'tcp://host:8786', or 'local:N' (N >= 1 worker processes here), or None")
+    from distributed import Client, LocalCluster
+
+    with contextlib.ExitStack() as stack:
+        if local:
+            threads = str(threads_per_worker)
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=int(local.group(1)), threads_per_worker=1, processes=True,
+                env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}))
+            client = stack.enter_context(Client(cluster))
+        else:
+            client = stack.enter_context(Client(scheduler))
+        print(f"Dask scheduler {client.scheduler.address}, dashboard {client.dashboard_link}")
+        yield client.get_executor(pure=False)
