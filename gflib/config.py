@@ -21,6 +21,8 @@ import numbers
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from . import activations, data, models, optimizers
 from .hooks import LR_SCHEDULES
 from .masks import SCOPES as PRUNE_SCOPES
@@ -54,9 +56,12 @@ def _field(default, cost: str | None = None, compare: bool = True):
 class RunConfig:
     """Everything that defines one run; equal configs give equal results on CPU.
 
-    Numbers are normalised on construction (``lr=1`` is ``lr=1.0``, a numpy integer is an int)
-    and every field is checked: a bad value raises ValueError naming the field, the value and
-    what is allowed, before anything trains.
+    Numbers are normalised on construction (``lr=1`` is ``lr=1.0``, a numpy integer is an int, a
+    numpy float of less than double precision is the shortest decimal it prints as:
+    ``np.float32(0.1)`` is ``0.1``, not ``0.10000000149``) and every field is checked: a bad
+    value raises ValueError naming the field, the value and what is allowed, before anything
+    trains. A field the model does not read for this config (``skip`` of a depth-1 MLP, ``depth``
+    of the CNN: :attr:`gflib.models.ModelSpec.ignores`) must keep its default.
 
     ``width``: the MLP's hidden width (the CNN's channel multiplier x 100). Sparsity: ``density``
     masks every Linear/Conv weight tensor uniformly at random to ``round(density * numel)``
@@ -108,7 +113,7 @@ class RunConfig:
         for name in _FLOAT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, numbers.Real) and not isinstance(value, bool):
-                object.__setattr__(self, name, float(value))
+                object.__setattr__(self, name, _as_float(value))
         if isinstance(self.data_dir, os.PathLike):
             object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
         self.validate()
@@ -156,6 +161,11 @@ class RunConfig:
             if self.density != 1.0:
                 raise ValueError("give either density or match_width, not both")
             check_widths(self.width, self.match_width)
+            if self.match_width == self.width:
+                raise ValueError(f"match_width {self.match_width} equals width {self.width}: "
+                                 "that SC-SDC member keeps every weight (a dense net stored as "
+                                 "sparse); give match_width < width, or no match_width for the "
+                                 "dense run")
         if self.init != "dense" and not self.sparse:
             raise ValueError("init='sparsity_aware' needs a sparse model (density < 1 or "
                              "match_width)")
@@ -172,6 +182,12 @@ class RunConfig:
                                  f"prune_end={self.prune_end}")
         elif (self.prune_start, self.prune_end) != (0, 0):
             raise ValueError("prune_start/prune_end need prune='oneshot' or 'gradual'")
+        for label, why in models.check(self.model).ignores(self).items():
+            if getattr(self, label) != _DEFAULTS[label]:
+                raise ValueError(f"{label}={getattr(self, label)!r} changes nothing for model "
+                                 f"{self.model!r} ({why}): leave {label} at its default "
+                                 f"{_DEFAULTS[label]!r}, or the same network is stored under a "
+                                 "new key")
         return self
 
     def to_dict(self) -> dict:
@@ -203,6 +219,18 @@ def _check_int(label, value, low, none_ok=False):
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
+
+
+def _as_float(value: numbers.Real) -> float:
+    """``value`` as a Python float: a numpy float of less than double precision by the shortest
+    decimal that prints it in its own precision (what was typed: ``np.float32(0.1)`` -> 0.1),
+    any other real number exactly as ``float`` converts it."""
+    if isinstance(value, np.floating) and np.finfo(value.dtype).bits < 64:
+        return float(np.format_float_positional(value, unique=True, trim="-"))
+    return float(value)
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 
 
 def non_default_fields(config: RunConfig) -> dict:

@@ -116,7 +116,7 @@ def _numbers(r):
     dict(),
     dict(density=0.5, batchnorm=True, augment=True, l2=1e-3, optimizer="rmsprop",
          activation="srelu", depth=2, skip=True),
-    dict(model="cnn", width=25, epochs=1, flow_points=2, train_subset=64, test_subset=32),
+    dict(model="cnn", depth=2, width=25, epochs=1, flow_points=2, train_subset=64, test_subset=32),
 ])
 def test_same_config_gives_identical_numbers(extra):
     cfg = RunConfig(**{**TINY, **extra})
@@ -215,3 +215,39 @@ def test_checkpoint_resumes_a_killed_group_exactly(tmp_path):
     assert not ckpt.exists()
     for a, b in zip(whole, resumed):
         assert _numbers(a) == _numbers(b)
+
+
+def test_lower_precision_numpy_floats_mean_what_they_print():
+    """Before: ``lr=np.float32(0.1)`` became 0.10000000149011612, another value than the 0.1
+    a researcher typed and another store key."""
+    from gflib.config import config_key
+
+    for lr in (np.float32(0.1), np.float16(0.1), np.float64(0.1), 0.1):
+        a = RunConfig(lr=lr, density=np.float32(0.3))
+        assert a == RunConfig(lr=0.1, density=0.3) and type(a.lr) is float
+        assert config_key(a) == config_key(RunConfig(lr=0.1, density=0.3))
+    assert RunConfig(lr=np.float32(1 / 3)).lr == 0.33333334  # what np.float32(1/3) prints
+    assert RunConfig(lr=np.float64(1 / 3)).lr == 1 / 3  # double precision: exactly
+
+
+@pytest.mark.parametrize("fields, field", [
+    (dict(depth=1, skip=True), "skip"), (dict(model="cnn", depth=4), "depth"),
+    (dict(model="wrn50", width=100), "width"), (dict(model="wrn50", batchnorm=True), "batchnorm"),
+])
+def test_fields_a_model_does_not_read_are_refused(fields, field):
+    """Before: ``skip`` of a depth-1 MLP and ``depth`` of the CNN changed nothing but the store
+    key: the same network trained and stored twice under two keys."""
+    with pytest.raises(ValueError, match=f"{field}=.* changes nothing for model "
+                                         f"'{fields.get('model', 'mlp')}'"):
+        RunConfig(**fields)
+    RunConfig(depth=2, skip=True)
+    RunConfig(model="cnn", skip=True, batchnorm=True)
+
+
+def test_an_scsdc_member_as_wide_as_its_partner_is_refused():
+    """Before: ``match_width == width`` kept every weight and was stored as a sparse run."""
+    with pytest.raises(ValueError, match="match_width 16 equals width 16"):
+        RunConfig(width=16, match_width=16)
+    with pytest.raises(ValueError, match="match_width 16 equals width 16"):
+        RunConfig(width=16, match_width=16, prune="oneshot")
+    assert RunConfig(width=16, match_width=15).kind == "sparse"
