@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from . import activations, data, models, optimizers
 from .hooks import LR_SCHEDULES
@@ -32,6 +33,10 @@ from .trace import OBSERVERS
 
 RESULTS_VERSION = 3
 """Bump when a change alters what a stored number means; results of other versions are redone."""
+
+MAX_SEED = 2**64 - 3
+"""The largest seed: a run draws under ``seed``, ``seed + 1`` (masks) and ``seed + 2`` (data
+order), each a torch seed below ``2**64``."""
 
 _INT_FIELDS = ("depth", "width", "epochs", "batch_size", "seed", "flow_points", "match_width",
                "train_subset", "test_subset", "prune_start", "prune_end")
@@ -130,7 +135,7 @@ class RunConfig:
                 raise ValueError(f"{label} must be True or False, got {value!r}")
         for label in ("depth", "width", "epochs", "batch_size", "flow_points"):
             _check_int(label, getattr(self, label), low=1)
-        _check_int("seed", self.seed, low=0)
+        _check_int("seed", self.seed, low=0, high=MAX_SEED)
         for label in ("prune_start", "prune_end"):
             _check_int(label, getattr(self, label), low=0)
         for label in ("match_width", "train_subset", "test_subset"):
@@ -151,6 +156,11 @@ class RunConfig:
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a torch device string such as 'cpu' or 'cuda', "
                              f"got {self.device!r}")
+        try:
+            torch.device(self.device)
+        except RuntimeError as exc:
+            raise ValueError(f"device {self.device!r} is not a torch device (such as 'cpu', "
+                             f"'cuda' or 'cuda:1'): {exc}") from None
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise ValueError(f"data_dir must be None or a path, got {self.data_dir!r}")
         if self.match_width is not None:
@@ -188,6 +198,8 @@ class RunConfig:
                                  f"{self.model!r} ({why}): leave {label} at its default "
                                  f"{_DEFAULTS[label]!r}, or the same network is stored under a "
                                  "new key")
+        if self.batchnorm:
+            _check_batchnorm_batches(self)
         return self
 
     def to_dict(self) -> dict:
@@ -214,11 +226,13 @@ class RunConfig:
                             prune="none", prune_scope="layer", prune_start=0, prune_end=0)
 
 
-def _check_int(label, value, low, none_ok=False):
+def _check_int(label, value, low, none_ok=False, high=None):
     if none_ok and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
+    if (isinstance(value, bool) or not isinstance(value, int) or value < low
+            or (high is not None and value > high)):
+        bound = "" if high is None else f" and <= {high}"
+        raise ValueError(f"{label} must be an integer >= {low}{bound}, got {value!r}")
 
 
 def _as_float(value: numbers.Real) -> float:
@@ -228,6 +242,19 @@ def _as_float(value: numbers.Real) -> float:
     if isinstance(value, np.floating) and np.finfo(value.dtype).bits < 64:
         return float(np.format_float_positional(value, unique=True, trim="-"))
     return float(value)
+
+
+def _check_batchnorm_batches(config: RunConfig) -> None:
+    """BatchNorm normalises over a training batch: refuse a config whose batches (the last one
+    of an epoch included) could hold a single example."""
+    spec = data.check(config.dataset)
+    n = spec.n_train if config.train_subset is None else min(config.train_subset, spec.n_train)
+    if config.batch_size == 1 or n % config.batch_size == 1:
+        subset = "" if config.train_subset is None else f", train_subset={config.train_subset}"
+        raise ValueError(f"batchnorm needs at least 2 examples in every training batch; "
+                         f"batch_size={config.batch_size} over {n} training examples "
+                         f"({config.dataset}{subset}) leaves a batch of 1: choose a batch_size "
+                         ">= 2 that does not leave one example over")
 
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}

@@ -2,6 +2,7 @@
 resuming without retraining, process pools, and a sweep killed with SIGKILL then resumed."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -346,3 +347,34 @@ def test_sweep_killed_midway_resumes_to_exactly_all_runs(tmp_path, calls):
     assert len(_result_files(root)) == 8 and len(st.results()) == 8
     assert len(tab) == 8 and tab["seed"].tolist() == list(range(8))
     assert not tab["diverged"].any()
+
+
+# ------------------------------------------------------- faults found by a probe (issue 29)
+
+
+@pytest.mark.parametrize("executor", [None, "threads"])
+def test_a_device_this_machine_lacks_is_refused_before_training(tmp_path, calls, monkeypatch,
+                                                                executor):
+    """Before: ``device="cuda"`` on a machine without CUDA failed inside torch once per group, so
+    every group was tried, then a SweepError; ``cuda:5`` with one GPU the same."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gflib import train
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    configs = [RunConfig(**TINY, seed=s, device="cuda") for s in range(3)]
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(ThreadPoolExecutor(2)) if executor else None
+        with pytest.raises(ValueError, match="'cuda': torch sees no CUDA GPU"):
+            sweep.run(configs, tmp_path, executor=pool, progress=False)
+    with pytest.raises(ValueError, match="no CUDA GPU"):  # a worker elsewhere checks its own
+        train.run(configs[0])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"'cuda:5': torch sees 1 CUDA GPU\(s\) here"):
+        sweep.run([RunConfig(**TINY, device="cuda:5")], tmp_path, progress=False)
+    with pytest.raises(ValueError, match="'cdua' is not a torch device"):
+        RunConfig(device="cdua")
+    assert calls == [] and os.listdir(tmp_path) == []
+

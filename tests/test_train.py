@@ -217,6 +217,45 @@ def test_checkpoint_resumes_a_killed_group_exactly(tmp_path):
         assert _numbers(a) == _numbers(b)
 
 
+@pytest.mark.parametrize("fields", [dict(batch_size=1), dict(train_subset=257),
+                                    dict(train_subset=1), dict(batch_size=2, train_subset=9)])
+def test_batchnorm_with_a_batch_of_one_is_refused_before_training(fields):
+    """Before: accepted, then BatchNorm raised 'Expected more than 1 value per channel' inside
+    the first epoch (train_subset 257 at batch size 128: the epoch's last batch is 1 example)."""
+    with pytest.raises(ValueError, match="batchnorm needs at least 2 examples .* a batch of 1"):
+        RunConfig(**{**TINY, **fields}, batchnorm=True)
+    RunConfig(**{**TINY, **fields})  # without BatchNorm a batch of one trains
+    RunConfig(**{**TINY, "train_subset": 258}, batchnorm=True)
+
+
+def test_seeds_past_what_torch_takes_are_refused_and_the_largest_trains():
+    """Before: seed 2**64 (or 2**64 - 1, whose data order is drawn under seed + 2) was accepted
+    and failed in torch's manual_seed: 'Overflow when unpacking long long'."""
+    from gflib.config import MAX_SEED
+
+    assert MAX_SEED == 2**64 - 3
+    for seed in (2**64, 2**64 - 1, MAX_SEED + 1):
+        with pytest.raises(ValueError, match=f"seed must be an integer >= 0 and <= {MAX_SEED}"):
+            RunConfig(seed=seed)
+    r = train.run(RunConfig(**{**TINY, "epochs": 1}, seed=MAX_SEED, density=0.5))
+    assert not r.diverged
+
+
+def test_a_model_that_cannot_take_the_data_is_refused_before_training(tmp_path):
+    """Before: Wide ResNet-50 (3 input channels) on 1-channel digits passed every check and
+    failed in its first forward pass, in the sweep."""
+    from gflib import sweep
+
+    with pytest.raises(ValueError, match=r"'wrn50' cannot take the inputs of dataset 'digits', "
+                                         r"shape \(1, 8, 8\) \(C, H, W\): .*channel"):
+        train.check_buildable(RunConfig(model="wrn50", **{**TINY, "depth": 2, "width": 64}))
+    with pytest.raises(ValueError, match="cannot take"):
+        sweep.run([RunConfig(**TINY), RunConfig(model="wrn50", **{**TINY, "depth": 2, "width": 64})], tmp_path,
+                  progress=False)
+    assert list(tmp_path.iterdir()) == []
+    train.check_buildable(RunConfig(model="cnn", batchnorm=True, skip=True, **{**TINY, "depth": 2}))
+
+
 def test_lower_precision_numpy_floats_mean_what_they_print():
     """Before: ``lr=np.float32(0.1)`` became 0.10000000149011612, another value than the 0.1
     a researcher typed and another store key."""
