@@ -195,7 +195,7 @@ def failures(store_dir) -> list:
     ``traceback``), for runs that have no result yet."""
     out = []
     for path in sorted((Path(store_dir) / FAILURES).glob("*.json")):
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, RecursionError):
             out.append(json.loads(path.read_text()))
     return out
 
@@ -207,7 +207,9 @@ def run(configs, store_dir, executor: Executor | None = None, progress: bool = T
 
     Before anything trains: every config is checked (:func:`gflib.train.check_buildable`; its
     device, where the executor trains here: :data:`LOCAL_EXECUTORS`), an empty grid is refused
-    and the store is proven writable. ``executor``: any ``concurrent.futures.Executor`` (a
+    and, when anything is missing, the store is proven writable and the runs' places in it free
+    (:meth:`gflib.store.ResultStore.check_can_store`); a complete store is only read (it may be
+    on read-only media). ``executor``: any ``concurrent.futures.Executor`` (a
     ProcessPoolExecutor, :func:`executor_for`'s Dask executor); the default runs in this
     process. ``stack``: at most this many runs train together
     as one stacked model (:mod:`gflib.stacked`; same results up to float summation order),
@@ -234,10 +236,12 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
     """:func:`run` without raising for failed runs: ``(Summary, first error or None)``."""
     configs = _check(configs, stack, seconds, target_s, executor)
     store = ResultStore(store_dir)
-    store.check_writable()
-    store.remove_stale_temporaries()
     results = {c: r for c in dict.fromkeys(configs) if (r := store.get(c)) is not None}
     todo = [c for c in dict.fromkeys(configs) if c not in results]
+    if todo:
+        store.check_writable()
+        store.check_can_store(todo)
+        store.remove_stale_temporaries()
     summary = Summary(runs=len(results) + len(todo), stored=len(results))
     bar = progress_bar(summary.runs, len(results), desc) if progress else None
     on_group = on_group if on_group is not None else progress_from_env(desc)

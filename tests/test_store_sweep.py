@@ -146,7 +146,7 @@ def test_failed_write_leaves_old_result_and_no_temp_file(tmp_path, monkeypatch):
     def boom(fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr(gstore.os, "fsync", boom)
+    monkeypatch.setattr(os, "fsync", boom)
     changed = dataclasses.replace(r, wall_s=99.0)
     with pytest.raises(OSError, match="disk full"):
         st.put(changed)
@@ -377,4 +377,84 @@ def test_a_device_this_machine_lacks_is_refused_before_training(tmp_path, calls,
     with pytest.raises(ValueError, match="'cdua' is not a torch device"):
         RunConfig(device="cdua")
     assert calls == [] and os.listdir(tmp_path) == []
+
+
+def test_a_folder_under_a_results_name_is_refused_before_training(tmp_path, calls):
+    """Before: the run trained, then ``os.replace`` onto the folder raised IsADirectoryError and
+    the sweep crashed with the result lost."""
+    configs = [RunConfig(**TINY, seed=s) for s in range(2)]
+    st = ResultStore(tmp_path)
+    sweep.run(configs[:1], tmp_path, progress=False)
+    st.path(configs[1]).mkdir()
+    calls.clear()
+    with pytest.raises(ValueError, match=f"{st.path(configs[1])}.*is a folder; move it away"):
+        sweep.run(configs, tmp_path, progress=False)
+    assert calls == []
+    assert [r.config for r in st.results()] == [configs[0].to_dict()]
+    assert sweep.run(configs[:1], tmp_path, progress=False).runs["seed"].tolist() == [0]
+
+
+def test_json_nested_past_what_python_reads_is_a_corrupt_result(tmp_path, calls):
+    """Before: RecursionError from ``json.loads`` crashed ``get``, ``keys``, ``results``,
+    ``sweep.failures`` and with them the sweep; now the file is corrupt: absent, and retrained
+    over."""
+    c = RunConfig(**TINY)
+    st = ResultStore(tmp_path)
+    deep = "[" * 200_000 + "]" * 200_000
+    st.path(c).write_text(deep)
+    (tmp_path / sweep.FAILURES).mkdir()
+    (tmp_path / sweep.FAILURES / f"{config_key(c)}.json").write_text(deep)
+    assert st.get(c) is None and st.keys() == [] and st.results() == []
+    assert sweep.failures(tmp_path) == []
+    assert sweep.run([c], tmp_path, progress=False).runs["seed"].tolist() == [0]
+    assert calls == [c] and st.get(c) is not None
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(folder)``: from now on every write under ``folder`` fails as on read-only
+    media (EROFS), for root too (whom permission bits do not stop)."""
+    import errno
+
+    def block(folder):
+        folder = os.path.realpath(folder)
+        os.chmod(folder, 0o555)
+
+        def under(path):
+            return os.path.realpath(os.fsdecode(path)).startswith(folder)
+
+        def guard(name, writes=lambda *a, **k: True):
+            real = getattr(os, name)
+
+            def fake(path, *args, **kwargs):
+                if under(path) and writes(*args, **kwargs):
+                    raise OSError(errno.EROFS, "Read-only file system", os.fsdecode(path))
+                return real(path, *args, **kwargs)
+            monkeypatch.setattr(os, name, fake)
+
+        guard("open", lambda flags, *a, **k: flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        for name in ("mkdir", "unlink", "rmdir", "replace", "rename", "chmod", "utime"):
+            guard(name)
+        blocked.append(folder)
+
+    blocked = []
+    yield block
+    monkeypatch.undo()
+    for folder in blocked:
+        os.chmod(folder, 0o755)
+
+
+def test_a_complete_store_on_read_only_media_is_read(tmp_path, calls, read_only):
+    """Before: ``sweep.run`` proved the store writable first, so a finished store on read-only
+    media (a DVD, a read-only mount of someone else's results) raised 'cannot be written'; now a
+    complete store is only read, and one with runs missing is still refused before training."""
+    configs = [RunConfig(**TINY, seed=s) for s in range(2)]
+    first = sweep.run(configs, tmp_path / "s", progress=False).runs
+    calls.clear()
+    read_only(tmp_path / "s")
+    again = sweep.run(configs, tmp_path / "s", progress=False).runs
+    assert again.equals(first) and calls == []
+    with pytest.raises(ValueError, match="cannot be written"):
+        sweep.run(configs + [RunConfig(**TINY, seed=2)], tmp_path / "s", progress=False)
+    assert calls == []
 
