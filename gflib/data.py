@@ -9,7 +9,9 @@ Datasets:
 - ``digits``: scikit-learn's bundled 8x8 digits (1797 images, 10 classes), the offline default.
   CHOICE: a fixed stratified split, 80 % train / 20 % test, ``random_state=0``.
 - ``fashion_mnist``: the 28x28 originals, looked for in ``data_dir``, then in the folder of
-  Debian's ``dataset-fashion-mnist`` package, then downloaded by torchvision when allowed.
+  Debian's ``dataset-fashion-mnist`` package, then downloaded by torchvision when allowed; a
+  ``data_dir`` that is not a folder is an error (without ``download``), not a reason to use
+  the system copy.
 - ``cifar10`` / ``cifar100``: torchvision's loaders over ``data_dir`` (download when allowed).
 """
 from __future__ import annotations
@@ -209,6 +211,11 @@ def _fashion_mnist(data_dir, download):
     tried = []
     candidates = []
     if data_dir is not None:
+        if not download and not Path(data_dir).is_dir():
+            raise ValueError(f"Fashion-MNIST: data_dir {str(data_dir)!r} is not a folder (it does "
+                             "not exist); give the folder holding the four IDX files, or no "
+                             "data_dir to use the system copy "
+                             f"({DEBIAN_FASHION_MNIST})")
         candidates.append(Path(data_dir))
     candidates.append(DEBIAN_FASHION_MNIST)
     for folder in candidates:

@@ -211,6 +211,19 @@ def test_fashion_mnist_missing_names_every_place_and_remedy(no_system_fmnist):
         data.load("fashion_mnist", download=True)
 
 
+def test_a_data_dir_that_does_not_exist_is_refused_not_replaced(no_system_fmnist,
+                                                                   monkeypatch):
+    """Before: a mistyped ``data_dir`` silently loaded the system copy instead, so a run said to
+    be on the user's files trained on others."""
+    debian = no_system_fmnist / "debian"
+    _write_fmnist(debian, gz=True)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", debian)
+    missing = no_system_fmnist / "my-fmnist"
+    with pytest.raises(ValueError, match=f"data_dir '{missing}' is not a folder"):
+        data.load("fashion_mnist", data_dir=missing)
+    _check_fmnist(data.load("fashion_mnist"))  # no data_dir: the system copy
+
+
 def _fmnist_file(folder, name, gz):
     return folder / (f"{name}.gz" if gz else name)
 
