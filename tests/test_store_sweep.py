@@ -458,3 +458,35 @@ def test_a_complete_store_on_read_only_media_is_read(tmp_path, calls, read_only)
         sweep.run(configs + [RunConfig(**TINY, seed=2)], tmp_path / "s", progress=False)
     assert calls == []
 
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_results_csvs_and_checkpoints_follow_the_umask(tmp_path, umask):
+    """Files a sweep, a summary and a checkpoint write are as readable as ``open`` would make
+    them (``0o666 & ~umask``: 0644 under umask 022). Before commit 9e3d08c results were
+    written through ``mkstemp`` as 0600, unreadable to the other users of a shared machine."""
+    import stat
+
+    from gflib import summaries, train
+    from gflib.hooks import Hook
+
+    old = os.umask(umask)
+    try:
+        c = RunConfig(**{**TINY, "epochs": 2})
+        results = sweep.run([c], tmp_path / "store", progress=False)
+        csv = summaries.write(results, {"chapter": "x"}, "x", "tiny", tmp_path / "data")
+        seen = []
+
+        class Keep(Hook):
+            def after_epoch(self, loop, epoch):
+                ckpt = tmp_path / "g.pt"
+                if ckpt.exists():
+                    seen.append(stat.S_IMODE(ckpt.stat().st_mode))
+
+        train.train([c], checkpoint=tmp_path / "g.pt", checkpoint_every_s=0, observer=Keep())
+    finally:
+        os.umask(old)
+    want = 0o666 & ~umask
+    files = [ResultStore(tmp_path / "store").path(c), csv, csv.with_suffix(".json"),
+             csv.with_name("tiny-curves.csv")]
+    assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: want for f in files}
+    assert seen == [want]

@@ -217,6 +217,30 @@ def test_checkpoint_resumes_a_killed_group_exactly(tmp_path):
         assert _numbers(a) == _numbers(b)
 
 
+def test_two_trainings_sharing_a_checkpoint_both_finish(tmp_path, monkeypatch):
+    """Two groups checkpointing into one file at once (two sweeps on one store, a group re-run
+    by Dask beside the first try): here the second trains whole while the first is between
+    writing its checkpoint and renaming it into place. Before (a fixed ``<name>.tmp``), the
+    second's rename took the first's file away and the first crashed with FileNotFoundError;
+    each write now has a temporary name of its own (:func:`gflib.atomic.replacing`)."""
+    cfgs = [RunConfig(**TINY, seed=s) for s in (0, 1)]
+    whole = train.train(cfgs)
+    ckpt = tmp_path / "group.pt"
+    real, inner = torch.save, []
+
+    def save_then_let_another_train(obj, f, *args, **kwargs):
+        real(obj, f, *args, **kwargs)
+        if not inner:
+            inner.append(None)
+            inner[0] = train.train(cfgs, checkpoint=ckpt, checkpoint_every_s=0)
+
+    monkeypatch.setattr(torch, "save", save_then_let_another_train)
+    outer = train.train(cfgs, checkpoint=ckpt, checkpoint_every_s=0)
+    assert inner and not ckpt.exists() and list(tmp_path.iterdir()) == []
+    for a, b, c in zip(whole, inner[0], outer):
+        assert _numbers(a) == _numbers(b) == _numbers(c)
+
+
 @pytest.mark.parametrize("fields", [dict(batch_size=1), dict(train_subset=257),
                                     dict(train_subset=1), dict(batch_size=2, train_subset=9)])
 def test_batchnorm_with_a_batch_of_one_is_refused_before_training(fields):
