@@ -59,7 +59,10 @@ def _field(default, cost: str | None = None, compare: bool = True):
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines one run; equal configs give equal results on CPU.
+    """Everything that defines one run; equal configs give equal results on one CPU at one torch
+    thread count (``torch.get_num_threads()``): between thread counts float sums split
+    differently, and BatchNorm runs drift apart as they train (measured on digits, 1 against 2
+    threads: up to 1.4e-3 in loss after 20 epochs; README, "Same config, same numbers").
 
     Numbers are normalised on construction (``lr=1`` is ``lr=1.0``, a numpy integer is an int, a
     numpy float of less than double precision is the shortest decimal it prints as:
@@ -76,7 +79,8 @@ class RunConfig:
     keeps the largest weights (at ``density`` or the SC-SDC densities of ``match_width``);
     ``"gradual"`` ramps sparsity from 0 at ``prune_start`` to the target at ``prune_end`` on Zhu &
     Gupta's cubic schedule (epoch granularity); ``prune_scope`` ranks per layer or globally.
-    ``train_subset``/``test_subset``: a fixed random subset of the data (None = all).
+    ``train_subset``/``test_subset``: a fixed random subset of the data (None = all); with
+    ``batchnorm`` no training batch may hold one example. ``seed``: 0 to :data:`MAX_SEED`.
     ``trace``: what else to record (:data:`gflib.trace.OBSERVERS`), kept in :attr:`RunResult.trace`.
     """
 
