@@ -172,8 +172,9 @@ MODELS = {
         if config.depth == 1 else {}),
     "cnn": ModelSpec(_cnn, "CNN", width=True, ignores=lambda config: {
         "depth": f"the CNN has its {len(CNN.CHANNELS)} convolution blocks at any depth"}),
-    "wrn50": ModelSpec(_wrn50, "Wide ResNet-50-2", width=False, ignores=lambda config: dict.fromkeys(
-        ("depth", "width", "activation", "batchnorm", "skip"), _WRN_WHOLE)),
+    "wrn50": ModelSpec(_wrn50, "Wide ResNet-50-2", width=False,
+                       ignores=lambda config: dict.fromkeys(
+                           ("depth", "width", "activation", "batchnorm", "skip"), _WRN_WHOLE)),
 }
 """Name -> :class:`ModelSpec`: ``width`` is the MLP's hidden width and the CNN's channel
 multiplier x 100; Wide ResNet-50 has none."""

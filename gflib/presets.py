@@ -27,8 +27,9 @@ DEFAULT = "book"
 class Preset:
     """One scale: data, widths, seeds, epochs. Widths: the sparse hidden width and the dense
     widths ``round(r * sparse_width)`` (at least 1) for ``r`` in ``dense_ratios`` (the paper:
-    3076 and .1, ..., .9), every one below the sparse width. ``trim``: chapters run a reduced grid (their own ``TRIMMED`` settings), for
-    the smoke tests. Chapter-specific settings live with each chapter (:mod:`gflib.chapters`)."""
+    3076 and .1, ..., .9), every one below the sparse width. ``trim``: chapters run a reduced
+    grid (their own ``TRIMMED`` settings), for the smoke tests. Chapter-specific settings live
+    with each chapter (:mod:`gflib.chapters`)."""
 
     name: str
     dataset: str
