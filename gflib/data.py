@@ -19,7 +19,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
-import os
 import shutil
 import struct
 import zlib
@@ -29,6 +28,8 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+from .atomic import replacing
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = (
@@ -267,8 +268,8 @@ def _into_cache(sources: dict, gz: bool) -> Path:
     or (``gz``) gunzipped.
 
     The entry is keyed on each source's resolved path, size (bytes) and mtime (ns), so a replaced
-    or repaired source gets a new entry. Each file is written under a temporary name, checked, then
-    moved into place; once all four are there, older entries for the same source folder are removed.
+    or repaired source gets a new entry. Each file is written under a temporary name of its own
+    (:func:`gflib.atomic.replacing`), checked, then moved into place; once all four are there, older entries for the same source folder are removed.
     """
     folder = next(iter(sources.values())).parent.resolve()
     stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in sources.values()]
@@ -281,17 +282,12 @@ def _into_cache(sources: dict, gz: bool) -> Path:
         target = dest / name
         if target.is_file():
             continue
-        tmp = dest / f"{name}.{os.getpid()}.part"
-        try:
+        with replacing(target) as tmp:
             if gz:
                 _gunzip(src, tmp)
             else:
                 shutil.copyfile(src, tmp)
             _check_idx(tmp, src)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        tmp.replace(target)
     _check_idx_files(dest, sources)
     for old in root.parent.glob(f"{prefix}*"):
         if old != root:

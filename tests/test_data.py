@@ -20,6 +20,7 @@ import torch
 from torchvision.datasets import CIFAR10, CIFAR100
 
 from gflib import data
+from gflib.atomic import TEMPORARY
 
 # ---------------------------------------------------------------------------------------- digits
 
@@ -186,7 +187,7 @@ def test_fashion_mnist_files_directly_in_folder(no_system_fmnist, gz):
     _check_fmnist(data.load("fashion_mnist", data_dir=str(root)))
     cached = list((no_system_fmnist / "cache").rglob("train-images-idx3-ubyte"))
     assert len(cached) == 1
-    assert not list((no_system_fmnist / "cache").rglob("*.part"))
+    assert not list((no_system_fmnist / "cache").rglob(f"{TEMPORARY}*"))
     _check_fmnist(data.load("fashion_mnist", data_dir=root))  # again, from the cache
 
 
@@ -260,7 +261,7 @@ def test_fashion_mnist_repaired_file_is_read_anew(no_system_fmnist, gz):
     _write_fmnist(root, gz=gz)
     _check_fmnist(data.load("fashion_mnist", data_dir=root))
     assert len(list((no_system_fmnist / "cache" / "fashion_mnist").iterdir())) == 1
-    assert not list((no_system_fmnist / "cache").rglob("*.part"))
+    assert not list((no_system_fmnist / "cache").rglob(f"{TEMPORARY}*"))
 
 
 def _cut_gzip(blob):
@@ -300,7 +301,7 @@ def test_fashion_mnist_bad_file_named(no_system_fmnist, name, gz, make, says):
         data.load("fashion_mnist", data_dir=root)
     assert str(bad) in str(err.value)
     assert not list((no_system_fmnist / "cache").rglob(name))
-    assert not list((no_system_fmnist / "cache").rglob("*.part"))
+    assert not list((no_system_fmnist / "cache").rglob(f"{TEMPORARY}*"))
 
 
 def test_fashion_mnist_bad_file_in_torchvision_layout_named(no_system_fmnist):
