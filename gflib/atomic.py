@@ -41,6 +41,27 @@ def replacing(path: str | os.PathLike):
         raise
 
 
+def check_writable(folder: str | os.PathLike, what: str, remedy: str) -> Path:
+    """Create ``folder`` if needed and prove a file can be written there (written, flushed to
+    the disk and removed), or raise ValueError naming ``what`` (e.g. "results store"), the folder,
+    the reason and ``remedy``: what a command calls before it trains anything. Returns the
+    folder."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".probe-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write("{}")
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            os.unlink(tmp)
+    except OSError as exc:
+        raise ValueError(f"{what} {folder} cannot be written: {exc}; {remedy}") from exc
+    return folder
+
+
 def write_text(path: str | os.PathLike, text: str, sync: bool = False) -> Path:
     """Write ``text`` to ``path`` atomically (``sync``: flushed to the disk before the rename, for
     results that must survive a power cut). Returns ``path``."""

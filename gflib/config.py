@@ -21,6 +21,9 @@ import numbers
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
+import torch
+
 from . import activations, data, models, optimizers
 from .hooks import LR_SCHEDULES
 from .masks import SCOPES as PRUNE_SCOPES
@@ -30,6 +33,10 @@ from .trace import OBSERVERS
 
 RESULTS_VERSION = 3
 """Bump when a change alters what a stored number means; results of other versions are redone."""
+
+MAX_SEED = 2**64 - 3
+"""The largest seed: a run draws under ``seed``, ``seed + 1`` (masks) and ``seed + 2`` (data
+order), each a torch seed below ``2**64``."""
 
 _INT_FIELDS = ("depth", "width", "epochs", "batch_size", "seed", "flow_points", "match_width",
                "train_subset", "test_subset", "prune_start", "prune_end")
@@ -52,11 +59,17 @@ def _field(default, cost: str | None = None, compare: bool = True):
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines one run; equal configs give equal results on CPU.
+    """Everything that defines one run; equal configs give equal results on one CPU at one torch
+    thread count (``torch.get_num_threads()``): between thread counts float sums split
+    differently, and BatchNorm runs drift apart as they train (measured on digits, 1 against 2
+    threads: up to 1.4e-3 in loss after 20 epochs; README, "Same config, same numbers").
 
-    Numbers are normalised on construction (``lr=1`` is ``lr=1.0``, a numpy integer is an int)
-    and every field is checked: a bad value raises ValueError naming the field, the value and
-    what is allowed, before anything trains.
+    Numbers are normalised on construction (``lr=1`` is ``lr=1.0``, a numpy integer is an int, a
+    numpy float of less than double precision is the shortest decimal it prints as:
+    ``np.float32(0.1)`` is ``0.1``, not ``0.10000000149``) and every field is checked: a bad
+    value raises ValueError naming the field, the value and what is allowed, before anything
+    trains. A field the model does not read for this config (``skip`` of a depth-1 MLP, ``depth``
+    of the CNN: :attr:`gflib.models.ModelSpec.ignores`) must keep its default.
 
     ``width``: the MLP's hidden width (the CNN's channel multiplier x 100). Sparsity: ``density``
     masks every Linear/Conv weight tensor uniformly at random to ``round(density * numel)``
@@ -66,7 +79,8 @@ class RunConfig:
     keeps the largest weights (at ``density`` or the SC-SDC densities of ``match_width``);
     ``"gradual"`` ramps sparsity from 0 at ``prune_start`` to the target at ``prune_end`` on Zhu &
     Gupta's cubic schedule (epoch granularity); ``prune_scope`` ranks per layer or globally.
-    ``train_subset``/``test_subset``: a fixed random subset of the data (None = all).
+    ``train_subset``/``test_subset``: a fixed random subset of the data (None = all); with
+    ``batchnorm`` no training batch may hold one example. ``seed``: 0 to :data:`MAX_SEED`.
     ``trace``: what else to record (:data:`gflib.trace.OBSERVERS`), kept in :attr:`RunResult.trace`.
     """
 
@@ -108,7 +122,7 @@ class RunConfig:
         for name in _FLOAT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, numbers.Real) and not isinstance(value, bool):
-                object.__setattr__(self, name, float(value))
+                object.__setattr__(self, name, _as_float(value))
         if isinstance(self.data_dir, os.PathLike):
             object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
         self.validate()
@@ -125,7 +139,7 @@ class RunConfig:
                 raise ValueError(f"{label} must be True or False, got {value!r}")
         for label in ("depth", "width", "epochs", "batch_size", "flow_points"):
             _check_int(label, getattr(self, label), low=1)
-        _check_int("seed", self.seed, low=0)
+        _check_int("seed", self.seed, low=0, high=MAX_SEED)
         for label in ("prune_start", "prune_end"):
             _check_int(label, getattr(self, label), low=0)
         for label in ("match_width", "train_subset", "test_subset"):
@@ -146,6 +160,11 @@ class RunConfig:
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a torch device string such as 'cpu' or 'cuda', "
                              f"got {self.device!r}")
+        try:
+            torch.device(self.device)
+        except RuntimeError as exc:
+            raise ValueError(f"device {self.device!r} is not a torch device (such as 'cpu', "
+                             f"'cuda' or 'cuda:1'): {exc}") from None
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise ValueError(f"data_dir must be None or a path, got {self.data_dir!r}")
         if self.match_width is not None:
@@ -156,6 +175,11 @@ class RunConfig:
             if self.density != 1.0:
                 raise ValueError("give either density or match_width, not both")
             check_widths(self.width, self.match_width)
+            if self.match_width == self.width:
+                raise ValueError(f"match_width {self.match_width} equals width {self.width}: "
+                                 "that SC-SDC member keeps every weight (a dense net stored as "
+                                 "sparse); give match_width < width, or no match_width for the "
+                                 "dense run")
         if self.init != "dense" and not self.sparse:
             raise ValueError("init='sparsity_aware' needs a sparse model (density < 1 or "
                              "match_width)")
@@ -172,6 +196,14 @@ class RunConfig:
                                  f"prune_end={self.prune_end}")
         elif (self.prune_start, self.prune_end) != (0, 0):
             raise ValueError("prune_start/prune_end need prune='oneshot' or 'gradual'")
+        for label, why in models.check(self.model).ignores(self).items():
+            if getattr(self, label) != _DEFAULTS[label]:
+                raise ValueError(f"{label}={getattr(self, label)!r} changes nothing for model "
+                                 f"{self.model!r} ({why}): leave {label} at its default "
+                                 f"{_DEFAULTS[label]!r}, or the same network is stored under a "
+                                 "new key")
+        if self.batchnorm:
+            _check_batchnorm_batches(self)
         return self
 
     def to_dict(self) -> dict:
@@ -198,11 +230,38 @@ class RunConfig:
                             prune="none", prune_scope="layer", prune_start=0, prune_end=0)
 
 
-def _check_int(label, value, low, none_ok=False):
+def _check_int(label, value, low, none_ok=False, high=None):
     if none_ok and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
+    if (isinstance(value, bool) or not isinstance(value, int) or value < low
+            or (high is not None and value > high)):
+        bound = "" if high is None else f" and <= {high}"
+        raise ValueError(f"{label} must be an integer >= {low}{bound}, got {value!r}")
+
+
+def _as_float(value: numbers.Real) -> float:
+    """``value`` as a Python float: a numpy float of less than double precision by the shortest
+    decimal that prints it in its own precision (what was typed: ``np.float32(0.1)`` -> 0.1),
+    any other real number exactly as ``float`` converts it."""
+    if isinstance(value, np.floating) and np.finfo(value.dtype).bits < 64:
+        return float(np.format_float_positional(value, unique=True, trim="-"))
+    return float(value)
+
+
+def _check_batchnorm_batches(config: RunConfig) -> None:
+    """BatchNorm normalises over a training batch: refuse a config whose batches (the last one
+    of an epoch included) could hold a single example."""
+    spec = data.check(config.dataset)
+    n = spec.n_train if config.train_subset is None else min(config.train_subset, spec.n_train)
+    if config.batch_size == 1 or n % config.batch_size == 1:
+        subset = "" if config.train_subset is None else f", train_subset={config.train_subset}"
+        raise ValueError(f"batchnorm needs at least 2 examples in every training batch; "
+                         f"batch_size={config.batch_size} over {n} training examples "
+                         f"({config.dataset}{subset}) leaves a batch of 1: choose a batch_size "
+                         ">= 2 that does not leave one example over")
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 
 
 def non_default_fields(config: RunConfig) -> dict:

@@ -9,7 +9,9 @@ Datasets:
 - ``digits``: scikit-learn's bundled 8x8 digits (1797 images, 10 classes), the offline default.
   CHOICE: a fixed stratified split, 80 % train / 20 % test, ``random_state=0``.
 - ``fashion_mnist``: the 28x28 originals, looked for in ``data_dir``, then in the folder of
-  Debian's ``dataset-fashion-mnist`` package, then downloaded by torchvision when allowed.
+  Debian's ``dataset-fashion-mnist`` package, then downloaded by torchvision when allowed; a
+  ``data_dir`` that is not a folder is an error (without ``download``), not a reason to use
+  the system copy.
 - ``cifar10`` / ``cifar100``: torchvision's loaders over ``data_dir`` (download when allowed).
 """
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
-import os
 import shutil
 import struct
 import zlib
@@ -27,6 +28,8 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+from .atomic import replacing
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = (
@@ -209,6 +212,11 @@ def _fashion_mnist(data_dir, download):
     tried = []
     candidates = []
     if data_dir is not None:
+        if not download and not Path(data_dir).is_dir():
+            raise ValueError(f"Fashion-MNIST: data_dir {str(data_dir)!r} is not a folder (it does "
+                             "not exist); give the folder holding the four IDX files, or no "
+                             "data_dir to use the system copy "
+                             f"({DEBIAN_FASHION_MNIST})")
         candidates.append(Path(data_dir))
     candidates.append(DEBIAN_FASHION_MNIST)
     for folder in candidates:
@@ -260,8 +268,8 @@ def _into_cache(sources: dict, gz: bool) -> Path:
     or (``gz``) gunzipped.
 
     The entry is keyed on each source's resolved path, size (bytes) and mtime (ns), so a replaced
-    or repaired source gets a new entry. Each file is written under a temporary name, checked, then
-    moved into place; once all four are there, older entries for the same source folder are removed.
+    or repaired source gets a new entry. Each file is written under a temporary name of its own
+    (:func:`gflib.atomic.replacing`), checked, then moved into place; once all four are there, older entries for the same source folder are removed.
     """
     folder = next(iter(sources.values())).parent.resolve()
     stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in sources.values()]
@@ -274,17 +282,12 @@ def _into_cache(sources: dict, gz: bool) -> Path:
         target = dest / name
         if target.is_file():
             continue
-        tmp = dest / f"{name}.{os.getpid()}.part"
-        try:
+        with replacing(target) as tmp:
             if gz:
                 _gunzip(src, tmp)
             else:
                 shutil.copyfile(src, tmp)
             _check_idx(tmp, src)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        tmp.replace(target)
     _check_idx_files(dest, sources)
     for old in root.parent.glob(f"{prefix}*"):
         if old != root:

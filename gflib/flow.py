@@ -111,7 +111,10 @@ def _measure(ens, x, y, scope, per_weight, keeps):
 
 def schedule(epochs: int, points: int = 11) -> list:
     """The epochs at which flow is measured: ``round(linspace(0, epochs, points))``, deduplicated;
-    0 is before training, ``epochs`` after the last."""
+    0 is before training, ``epochs`` after the last. From ``points > epochs`` on, the points are
+    at most one epoch apart, so every epoch is one (computed as such: any ``points`` is cheap)."""
+    if points > epochs:
+        return list(range(epochs + 1))
     return sorted({int(round(e)) for e in np.linspace(0, epochs, points)})
 
 

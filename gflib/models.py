@@ -139,12 +139,16 @@ class ModelSpec:
     ``shape`` one input's ``(C, H, W)``, ``classes`` the outputs), the book's ``label``; ``width``:
     it has a width (``config.width``), so SC-SDC pairs (``match_width``) and magnitude pruning to
     their densities apply; ``stacks``: K runs of it train as one stacked model
-    (:class:`gflib.stacked.StackedMLP`), else one at a time."""
+    (:class:`gflib.stacked.StackedMLP`), else one at a time; ``ignores(config)``:
+    ``{field: why}`` of the config fields its network does not read for that config
+    (:class:`gflib.config.RunConfig` refuses them at any value but their default, which would
+    store the same network under a new key)."""
 
     build: Callable
     label: str
     width: bool
     stacks: bool = False
+    ignores: Callable = lambda config: {}
 
 
 def _mlp(config, shape, classes):
@@ -161,10 +165,16 @@ def _wrn50(config, shape, classes):
     return wide_resnet50(classes)
 
 
+_WRN_WHOLE = "Wide ResNet-50-2 is torchvision's network, whole"
 MODELS = {
-    "mlp": ModelSpec(_mlp, "MLP", width=True, stacks=True),
-    "cnn": ModelSpec(_cnn, "CNN", width=True),
-    "wrn50": ModelSpec(_wrn50, "Wide ResNet-50-2", width=False),
+    "mlp": ModelSpec(_mlp, "MLP", width=True, stacks=True, ignores=lambda config: {
+        "skip": "an MLP's skips join hidden layers 2..depth: depth 1 has none"}
+        if config.depth == 1 else {}),
+    "cnn": ModelSpec(_cnn, "CNN", width=True, ignores=lambda config: {
+        "depth": f"the CNN has its {len(CNN.CHANNELS)} convolution blocks at any depth"}),
+    "wrn50": ModelSpec(_wrn50, "Wide ResNet-50-2", width=False,
+                       ignores=lambda config: dict.fromkeys(
+                           ("depth", "width", "activation", "batchnorm", "skip"), _WRN_WHOLE)),
 }
 """Name -> :class:`ModelSpec`: ``width`` is the MLP's hidden width and the CNN's channel
 multiplier x 100; Wide ResNet-50 has none."""

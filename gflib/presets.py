@@ -26,9 +26,10 @@ DEFAULT = "book"
 @dataclass(frozen=True)
 class Preset:
     """One scale: data, widths, seeds, epochs. Widths: the sparse hidden width and the dense
-    widths ``round(r * sparse_width)`` for ``r`` in ``dense_ratios`` (the paper: 3076 and
-    .1, ..., .9). ``trim``: chapters run a reduced grid (their own ``TRIMMED`` settings), for
-    the smoke tests. Chapter-specific settings live with each chapter (:mod:`gflib.chapters`)."""
+    widths ``round(r * sparse_width)`` (at least 1) for ``r`` in ``dense_ratios`` (the paper:
+    3076 and .1, ..., .9), every one below the sparse width. ``trim``: chapters run a reduced
+    grid (their own ``TRIMMED`` settings), for the smoke tests. Chapter-specific settings live
+    with each chapter (:mod:`gflib.chapters`)."""
 
     name: str
     dataset: str
@@ -60,10 +61,15 @@ class Preset:
                              f"{self.seeds!r}")
         object.__setattr__(self, "seeds", seeds)
         ratios = tuple(self.dense_ratios) if hasattr(self.dense_ratios, "__iter__") else ()
-        if not ratios or any(not isinstance(r, (int, float)) or not 0 < r <= 1 for r in ratios):
-            raise ValueError(f"dense_ratios must be a non-empty list of numbers in (0, 1], got "
+        if not ratios or any(not isinstance(r, (int, float)) or not 0 < r < 1 for r in ratios):
+            raise ValueError(f"dense_ratios must be a non-empty list of numbers in (0, 1), got "
                              f"{self.dense_ratios!r}")
         object.__setattr__(self, "dense_ratios", ratios)
+        if max(self.dense_widths) >= self.sparse_width:
+            raise ValueError(f"sparse_width {self.sparse_width} with dense_ratios {ratios} gives "
+                             f"dense widths {self.dense_widths}, not all below it: a sparse member "
+                             "as wide as its dense partner keeps every weight (it is dense); "
+                             "give a wider sparse_width or smaller ratios")
 
     def config(self, **fields):
         """A :class:`gflib.config.RunConfig` at this scale (dataset, epochs, batch size, subsets)

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from . import chapters, cost, presets, summaries, sweep
+from .atomic import check_writable
 from .progress import ProgressLog, duration
 
 DATA = Path("book") / "data"
@@ -71,6 +72,8 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"summary name {name!r}: use letters, digits, '-' and '_' only")
     store = chapters.results_dir(chapter, name, results_root)
+    check_writable(summaries.folder(chapters.get(chapter).NAME, out_root), "summary folder",
+                   f"--out must be a writable folder (the data root, default {DATA})")
     seconds = estimator_from(cost_json, chapter) if cost_json else None
     log = progress_log(chapter, name, results_root)
     log.note(f"start: {len(configs)} runs at preset {p.name}"

@@ -2,19 +2,18 @@
 (:func:`gflib.config.config_key`).
 
 Writes are atomic (:mod:`gflib.atomic`), so a run stopped mid-write leaves no file that reads as
-a result; a file that does not parse, or whose stored config does not hash to its name, is
-treated as absent (and redone by a sweep).
+a result; a file that does not parse (nested too deep included), or whose stored config does not
+hash to its name, is treated as absent (and redone by a sweep); a folder under a result's name
+is refused before a sweep trains (:meth:`ResultStore.check_can_store`).
 """
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
-from .atomic import TEMPORARY, write_json
+from .atomic import TEMPORARY, check_writable, write_json
 from .config import RunResult, config_key
 
 FORMAT = 2
@@ -32,20 +31,9 @@ class ResultStore:
 
     def check_writable(self) -> None:
         """Create the folder if needed and prove a file can be written there, or raise
-        ValueError naming the folder: called before a sweep trains anything."""
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".probe-")
-            try:
-                with os.fdopen(fd, "w") as f:
-                    f.write("{}")
-                    f.flush()
-                    os.fsync(f.fileno())
-            finally:
-                os.unlink(tmp)
-        except OSError as exc:
-            raise ValueError(f"results store {self.root} cannot be written: {exc}; give a "
-                             "writable results_dir") from exc
+        ValueError naming the folder (:func:`gflib.atomic.check_writable`): called before a
+        sweep trains anything."""
+        check_writable(self.root, "results store", "give a writable results_dir")
 
     def remove_stale_temporaries(self, older_than_s: float = STALE_S) -> int:
         """Remove the temporary files (``.tmp-*``, ``.probe-*``, here and in ``.failures``) last
@@ -59,6 +47,17 @@ class ResultStore:
                         path.unlink()
                         removed += 1
         return removed
+
+    def check_can_store(self, configs) -> None:
+        """Raise ValueError naming the first of ``configs`` whose place in the store
+        (:meth:`path`) holds something a result cannot replace (a folder): called before a
+        sweep trains, so that nothing trains only to be thrown away."""
+        for config in configs:
+            path = self.path(config)
+            if path.exists() and not path.is_file():
+                what = "a folder" if path.is_dir() else "not a file"
+                raise ValueError(f"results store: {path}, where run {path.stem}'s result goes, "
+                                 f"is {what}; move it away (nothing was trained)")
 
     def path(self, config) -> Path:
         return self.root / f"{config_key(config)}.json"
@@ -91,6 +90,7 @@ class ResultStore:
                 return None
             result = RunResult.from_dict(payload["result"])
             key = config_key(result.config)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # another shape
+        except (OSError, ValueError, KeyError, TypeError, AttributeError,
+                RecursionError):  # another shape, or nested past what json reads
             return None
         return result if key == path.stem else None

@@ -21,7 +21,8 @@ import json
 import os
 import re
 import traceback
-from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, wait
+from concurrent.futures import (FIRST_COMPLETED, BrokenExecutor, Executor, Future,
+                                ProcessPoolExecutor, ThreadPoolExecutor, wait)
 from pathlib import Path
 
 from . import train
@@ -156,7 +157,13 @@ def balanced_groups(configs, seconds, target_s: float, max_size: int,
     return out
 
 
-def _check(configs, stack, seconds, target_s) -> list:
+LOCAL_EXECUTORS = (InlineExecutor, ThreadPoolExecutor, ProcessPoolExecutor)
+"""Executors that train on this machine: a sweep checks here, before anything trains, that the
+configs' devices exist (:func:`gflib.train.check_device`); on another executor's workers (Dask)
+each group checks its own."""
+
+
+def _check(configs, stack, seconds, target_s, executor=None) -> list:
     configs = list(configs)
     if not configs:
         raise ValueError("no configs to run: the grid is empty (check the chapter's settings "
@@ -171,6 +178,9 @@ def _check(configs, stack, seconds, target_s) -> list:
                          f"seconds={seconds!r}, target_s={target_s!r}")
     for c in dict.fromkeys(c.replace(seed=0) for c in configs):
         train.check_buildable(c)
+    if executor is None or isinstance(executor, LOCAL_EXECUTORS):
+        for device in dict.fromkeys(c.device for c in configs):
+            train.check_device(device)
     return configs
 
 
@@ -185,7 +195,7 @@ def failures(store_dir) -> list:
     ``traceback``), for runs that have no result yet."""
     out = []
     for path in sorted((Path(store_dir) / FAILURES).glob("*.json")):
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, RecursionError):
             out.append(json.loads(path.read_text()))
     return out
 
@@ -195,10 +205,13 @@ def run(configs, store_dir, executor: Executor | None = None, progress: bool = T
         seconds=None, target_s: float | None = None, on_group=None) -> Results:
     """Run every config not yet in ``store_dir`` and return the results of all of them.
 
-    Before anything trains: every config is checked (:func:`gflib.train.check_buildable`), an
-    empty grid is refused and the store is proven writable. ``executor``: any
-    ``concurrent.futures.Executor`` (a ProcessPoolExecutor, :func:`executor_for`'s Dask
-    executor); the default runs in this process. ``stack``: at most this many runs train together
+    Before anything trains: every config is checked (:func:`gflib.train.check_buildable`; its
+    device, where the executor trains here: :data:`LOCAL_EXECUTORS`), an empty grid is refused
+    and, when anything is missing, the store is proven writable and the runs' places in it free
+    (:meth:`gflib.store.ResultStore.check_can_store`); a complete store is only read (it may be
+    on read-only media). ``executor``: any ``concurrent.futures.Executor`` (a
+    ProcessPoolExecutor, :func:`executor_for`'s Dask executor); the default runs in this
+    process. ``stack``: at most this many runs train together
     as one stacked model (:mod:`gflib.stacked`; same results up to float summation order),
     grouped by :func:`gflib.stacked.stack_key`; None or 1 runs them one by one. ``seconds`` and
     ``target_s``: size the groups by estimated seconds instead (:func:`balanced_groups`).
@@ -221,12 +234,14 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
                 desc: str = "runs", stack: int | None = None, checkpoint: bool = True,
                 seconds=None, target_s: float | None = None, on_group=None) -> tuple:
     """:func:`run` without raising for failed runs: ``(Summary, first error or None)``."""
-    configs = _check(configs, stack, seconds, target_s)
+    configs = _check(configs, stack, seconds, target_s, executor)
     store = ResultStore(store_dir)
-    store.check_writable()
-    store.remove_stale_temporaries()
     results = {c: r for c in dict.fromkeys(configs) if (r := store.get(c)) is not None}
     todo = [c for c in dict.fromkeys(configs) if c not in results]
+    if todo:
+        store.check_writable()
+        store.check_can_store(todo)
+        store.remove_stale_temporaries()
     summary = Summary(runs=len(results) + len(todo), stored=len(results))
     bar = progress_bar(summary.runs, len(results), desc) if progress else None
     on_group = on_group if on_group is not None else progress_from_env(desc)

@@ -95,15 +95,57 @@ def build_model(config: RunConfig, ds: gdata.Dataset):
     return model, masks
 
 
+ARCHITECTURE = ("model", "depth", "width", "activation", "batchnorm", "skip")
+"""The config fields a network's layers follow (with the data's shape and classes): what
+:func:`check_buildable` runs a model once for."""
+_TAKES_INPUTS: set = set()
+
+
 def check_buildable(config: RunConfig) -> None:
-    """Raise ValueError now if ``config``'s data cannot be loaded or its model cannot be built on
-    it (e.g. a density that leaves a layer no weight), by building it on the meta device: nothing
-    is computed."""
+    """Raise ValueError now if ``config``'s data cannot be loaded, its model cannot be built on
+    it or cannot take its inputs (Wide ResNet-50's three channels on 1-channel digits), or its
+    density leaves a layer no weight: the model is built on the meta device, where nothing is
+    computed, and run on a batch of two once per :data:`ARCHITECTURE` and dataset."""
     ds = dataset_for(config)
+    arch = (config.dataset, ds.shape, ds.n_classes, *(getattr(config, f) for f in ARCHITECTURE))
+    if arch in _TAKES_INPUTS and config.density == 1.0:
+        return
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        model = models.build(config, ds.shape, ds.n_classes)
+        if arch not in _TAKES_INPUTS:
+            try:
+                model(torch.empty(2, *ds.shape))
+            except RuntimeError as exc:
+                raise ValueError(f"model {config.model!r} cannot take the inputs of dataset "
+                                 f"{config.dataset!r}, shape {tuple(ds.shape)} (C, H, W): {exc}"
+                                 ) from None
+            _TAKES_INPUTS.add(arch)
     if config.density < 1.0:
-        with torch.random.fork_rng(devices=[]), torch.device("meta"):
-            model = models.build(config, ds.shape, ds.n_classes)
         counts_for(model, config.density)
+
+
+def check_device(device: str) -> None:
+    """Raise ValueError unless this process can train on ``device`` (``"cpu"``, ``"cuda"``,
+    ``"cuda:1"``, ``"mps"``): the device type is available here and, for CUDA, the index is
+    below the number of GPUs torch sees."""
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        return
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r}: torch sees no CUDA GPU on this machine "
+                             f"(torch {torch.__version__}, torch.cuda.is_available() is False); "
+                             "use device='cpu', or run where a GPU is")
+        if (dev.index or 0) >= count:
+            raise ValueError(f"device {device!r}: torch sees {count} CUDA GPU(s) here "
+                             f"(cuda:0..cuda:{count - 1})")
+        return
+    if dev.type == "mps" and torch.backends.mps.is_available():
+        return
+    raise ValueError(f"device {device!r} cannot train here; available: cpu"
+                     + (", cuda" if torch.cuda.is_available() else "")
+                     + (", mps" if torch.backends.mps.is_available() else ""))
 
 
 def build_ensemble(configs: list, ds: gdata.Dataset, device) -> Ensemble:
@@ -205,6 +247,7 @@ def train(configs, progress: bool = False, measure_flow: bool = True,
     configs = check_group(configs)
     start = time.perf_counter()
     cfg, k = configs[0], len(configs)
+    check_device(cfg.device)
     device = torch.device(cfg.device)
     ds = dataset_for(cfg).to(device)
     ens = build_ensemble(configs, ds, device)

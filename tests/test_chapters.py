@@ -45,6 +45,22 @@ def test_preset_overrides_are_checked(override, message):
         presets.get("book", **override)
 
 
+WIDE_AS_DENSE = "not all below it: a sparse member as wide as its dense partner keeps every weight"
+
+
+@pytest.mark.parametrize("override, message", [
+    (dict(sparse_width=1), WIDE_AS_DENSE), (dict(sparse_width=2), WIDE_AS_DENSE),
+    (dict(dense_ratios=(0.5, 1.0)), r"dense_ratios must be .* in \(0, 1\), got \(0.5, 1.0\)"),
+])
+def test_a_preset_whose_sparse_members_would_be_dense_is_refused(override, message):
+    """Before: ``sparse_width=1`` made every dense width 1 (a ratio of 1 any width), and the
+    chapters' "sparse" members (``match_width == width``) kept every weight: dense nets
+    analysed as sparse."""
+    with pytest.raises(ValueError, match=message):
+        presets.get("smoke", **override)
+    assert presets.get("smoke", sparse_width=3).dense_widths == [1, 2]
+
+
 def test_chapter_registry():
     assert chapters.names()[:2] == ["sc_sdc_and_egf", "batchnorm"]
     assert chapters.get("batchnorm") is batchnorm

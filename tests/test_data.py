@@ -20,6 +20,7 @@ import torch
 from torchvision.datasets import CIFAR10, CIFAR100
 
 from gflib import data
+from gflib.atomic import TEMPORARY
 
 # ---------------------------------------------------------------------------------------- digits
 
@@ -186,7 +187,7 @@ def test_fashion_mnist_files_directly_in_folder(no_system_fmnist, gz):
     _check_fmnist(data.load("fashion_mnist", data_dir=str(root)))
     cached = list((no_system_fmnist / "cache").rglob("train-images-idx3-ubyte"))
     assert len(cached) == 1
-    assert not list((no_system_fmnist / "cache").rglob("*.part"))
+    assert not list((no_system_fmnist / "cache").rglob(f"{TEMPORARY}*"))
     _check_fmnist(data.load("fashion_mnist", data_dir=root))  # again, from the cache
 
 
@@ -209,6 +210,19 @@ def test_fashion_mnist_missing_names_every_place_and_remedy(no_system_fmnist):
     assert "apt-get install dataset-fashion-mnist" in msg and "download=True" in msg
     with pytest.raises(ValueError, match="download=True needs a data_dir"):
         data.load("fashion_mnist", download=True)
+
+
+def test_a_data_dir_that_does_not_exist_is_refused_not_replaced(no_system_fmnist,
+                                                                   monkeypatch):
+    """Before: a mistyped ``data_dir`` silently loaded the system copy instead, so a run said to
+    be on the user's files trained on others."""
+    debian = no_system_fmnist / "debian"
+    _write_fmnist(debian, gz=True)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", debian)
+    missing = no_system_fmnist / "my-fmnist"
+    with pytest.raises(ValueError, match=f"data_dir '{missing}' is not a folder"):
+        data.load("fashion_mnist", data_dir=missing)
+    _check_fmnist(data.load("fashion_mnist"))  # no data_dir: the system copy
 
 
 def _fmnist_file(folder, name, gz):
@@ -247,7 +261,7 @@ def test_fashion_mnist_repaired_file_is_read_anew(no_system_fmnist, gz):
     _write_fmnist(root, gz=gz)
     _check_fmnist(data.load("fashion_mnist", data_dir=root))
     assert len(list((no_system_fmnist / "cache" / "fashion_mnist").iterdir())) == 1
-    assert not list((no_system_fmnist / "cache").rglob("*.part"))
+    assert not list((no_system_fmnist / "cache").rglob(f"{TEMPORARY}*"))
 
 
 def _cut_gzip(blob):
@@ -287,7 +301,7 @@ def test_fashion_mnist_bad_file_named(no_system_fmnist, name, gz, make, says):
         data.load("fashion_mnist", data_dir=root)
     assert str(bad) in str(err.value)
     assert not list((no_system_fmnist / "cache").rglob(name))
-    assert not list((no_system_fmnist / "cache").rglob("*.part"))
+    assert not list((no_system_fmnist / "cache").rglob(f"{TEMPORARY}*"))
 
 
 def test_fashion_mnist_bad_file_in_torchvision_layout_named(no_system_fmnist):

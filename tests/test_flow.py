@@ -298,3 +298,16 @@ def test_train_run_same_with_and_without_flow():
     assert with_flow.history == without.history
     assert with_flow.final == without.final
     assert all(np.isfinite(v) for v in with_flow.flow_mean.values())
+
+
+def test_a_schedule_of_more_points_than_epochs_is_every_epoch_and_cheap(one_torch_thread):
+    """Before: ``flow_points=10**12`` asked numpy for a linspace of 10**12 floats (8 TB) when the
+    run started: MemoryError. From ``points > epochs`` every epoch is a point, as before."""
+    for epochs in range(1, 40):
+        for points in range(1, 3 * epochs + 3):
+            want = sorted({int(round(e)) for e in np.linspace(0, epochs, points)})
+            assert flow.schedule(epochs, points) == want
+    assert flow.schedule(10, 10**12) == list(range(11))
+    r = train.run(train.RunConfig(width=4, epochs=2, flow_points=10**12, train_subset=64,
+                                  test_subset=32))
+    assert sorted(r.flow) == [0, 1, 2]

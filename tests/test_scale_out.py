@@ -421,6 +421,20 @@ def test_publish_rejects_a_bad_scheduler_before_training(tmp_path, monkeypatch, 
                         progress=False, **kwargs)
 
 
+def test_publish_to_a_file_fails_before_training(tmp_path, monkeypatch):
+    """Before: ``--out`` naming a file trained the whole sweep, then failed to make the summary's
+    folder (NotADirectoryError) with nothing written."""
+    from gflib import publish
+    monkeypatch.setattr(publish, "configs_for", lambda *a, **k: _tiny(range(2)))
+    monkeypatch.setattr(sweep, "train_group", lambda *a: pytest.fail("trained"))
+    out = tmp_path / "summary.csv"
+    out.write_text("a file")
+    with pytest.raises(ValueError, match=f"summary folder {out}/sc_sdc_and_egf cannot be "
+                                         "written: .*--out must be a writable folder"):
+        publish.main(["sc_sdc_and_egf", "--preset", "smoke", "--results", str(tmp_path / "r"),
+                      "--out", str(out)])
+
+
 def test_publish_of_a_sweep_at_chance_still_writes_its_verdicts(tmp_path, monkeypatch):
     from gflib import analysis, publish
     configs = _tiny(range(3))

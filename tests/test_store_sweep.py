@@ -2,6 +2,7 @@
 resuming without retraining, process pools, and a sweep killed with SIGKILL then resumed."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -145,7 +146,7 @@ def test_failed_write_leaves_old_result_and_no_temp_file(tmp_path, monkeypatch):
     def boom(fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr(gstore.os, "fsync", boom)
+    monkeypatch.setattr(os, "fsync", boom)
     changed = dataclasses.replace(r, wall_s=99.0)
     with pytest.raises(OSError, match="disk full"):
         st.put(changed)
@@ -346,3 +347,146 @@ def test_sweep_killed_midway_resumes_to_exactly_all_runs(tmp_path, calls):
     assert len(_result_files(root)) == 8 and len(st.results()) == 8
     assert len(tab) == 8 and tab["seed"].tolist() == list(range(8))
     assert not tab["diverged"].any()
+
+
+# ------------------------------------------------------- faults found by a probe (issue 29)
+
+
+@pytest.mark.parametrize("executor", [None, "threads"])
+def test_a_device_this_machine_lacks_is_refused_before_training(tmp_path, calls, monkeypatch,
+                                                                executor):
+    """Before: ``device="cuda"`` on a machine without CUDA failed inside torch once per group, so
+    every group was tried, then a SweepError; ``cuda:5`` with one GPU the same."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gflib import train
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    configs = [RunConfig(**TINY, seed=s, device="cuda") for s in range(3)]
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(ThreadPoolExecutor(2)) if executor else None
+        with pytest.raises(ValueError, match="'cuda': torch sees no CUDA GPU"):
+            sweep.run(configs, tmp_path, executor=pool, progress=False)
+    with pytest.raises(ValueError, match="no CUDA GPU"):  # a worker elsewhere checks its own
+        train.run(configs[0])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"'cuda:5': torch sees 1 CUDA GPU\(s\) here"):
+        sweep.run([RunConfig(**TINY, device="cuda:5")], tmp_path, progress=False)
+    with pytest.raises(ValueError, match="'cdua' is not a torch device"):
+        RunConfig(device="cdua")
+    assert calls == [] and os.listdir(tmp_path) == []
+
+
+def test_a_folder_under_a_results_name_is_refused_before_training(tmp_path, calls):
+    """Before: the run trained, then ``os.replace`` onto the folder raised IsADirectoryError and
+    the sweep crashed with the result lost."""
+    configs = [RunConfig(**TINY, seed=s) for s in range(2)]
+    st = ResultStore(tmp_path)
+    sweep.run(configs[:1], tmp_path, progress=False)
+    st.path(configs[1]).mkdir()
+    calls.clear()
+    with pytest.raises(ValueError, match=f"{st.path(configs[1])}.*is a folder; move it away"):
+        sweep.run(configs, tmp_path, progress=False)
+    assert calls == []
+    assert [r.config for r in st.results()] == [configs[0].to_dict()]
+    assert sweep.run(configs[:1], tmp_path, progress=False).runs["seed"].tolist() == [0]
+
+
+def test_json_nested_past_what_python_reads_is_a_corrupt_result(tmp_path, calls):
+    """Before: RecursionError from ``json.loads`` crashed ``get``, ``keys``, ``results``,
+    ``sweep.failures`` and with them the sweep; now the file is corrupt: absent, and retrained
+    over."""
+    c = RunConfig(**TINY)
+    st = ResultStore(tmp_path)
+    deep = "[" * 200_000 + "]" * 200_000
+    st.path(c).write_text(deep)
+    (tmp_path / sweep.FAILURES).mkdir()
+    (tmp_path / sweep.FAILURES / f"{config_key(c)}.json").write_text(deep)
+    assert st.get(c) is None and st.keys() == [] and st.results() == []
+    assert sweep.failures(tmp_path) == []
+    assert sweep.run([c], tmp_path, progress=False).runs["seed"].tolist() == [0]
+    assert calls == [c] and st.get(c) is not None
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(folder)``: from now on every write under ``folder`` fails as on read-only
+    media (EROFS), for root too (whom permission bits do not stop)."""
+    import errno
+
+    def block(folder):
+        folder = os.path.realpath(folder)
+        os.chmod(folder, 0o555)
+
+        def under(path):
+            return os.path.realpath(os.fsdecode(path)).startswith(folder)
+
+        def guard(name, writes=lambda *a, **k: True):
+            real = getattr(os, name)
+
+            def fake(path, *args, **kwargs):
+                if under(path) and writes(*args, **kwargs):
+                    raise OSError(errno.EROFS, "Read-only file system", os.fsdecode(path))
+                return real(path, *args, **kwargs)
+            monkeypatch.setattr(os, name, fake)
+
+        guard("open", lambda flags, *a, **k: flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        for name in ("mkdir", "unlink", "rmdir", "replace", "rename", "chmod", "utime"):
+            guard(name)
+        blocked.append(folder)
+
+    blocked = []
+    yield block
+    monkeypatch.undo()
+    for folder in blocked:
+        os.chmod(folder, 0o755)
+
+
+def test_a_complete_store_on_read_only_media_is_read(tmp_path, calls, read_only):
+    """Before: ``sweep.run`` proved the store writable first, so a finished store on read-only
+    media (a DVD, a read-only mount of someone else's results) raised 'cannot be written'; now a
+    complete store is only read, and one with runs missing is still refused before training."""
+    configs = [RunConfig(**TINY, seed=s) for s in range(2)]
+    first = sweep.run(configs, tmp_path / "s", progress=False).runs
+    calls.clear()
+    read_only(tmp_path / "s")
+    again = sweep.run(configs, tmp_path / "s", progress=False).runs
+    assert again.equals(first) and calls == []
+    with pytest.raises(ValueError, match="cannot be written"):
+        sweep.run(configs + [RunConfig(**TINY, seed=2)], tmp_path / "s", progress=False)
+    assert calls == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_results_csvs_and_checkpoints_follow_the_umask(tmp_path, umask):
+    """Files a sweep, a summary and a checkpoint write are as readable as ``open`` would make
+    them (``0o666 & ~umask``: 0644 under umask 022). Before commit 9e3d08c results were
+    written through ``mkstemp`` as 0600, unreadable to the other users of a shared machine."""
+    import stat
+
+    from gflib import summaries, train
+    from gflib.hooks import Hook
+
+    old = os.umask(umask)
+    try:
+        c = RunConfig(**{**TINY, "epochs": 2})
+        results = sweep.run([c], tmp_path / "store", progress=False)
+        csv = summaries.write(results, {"chapter": "x"}, "x", "tiny", tmp_path / "data")
+        seen = []
+
+        class Keep(Hook):
+            def after_epoch(self, loop, epoch):
+                ckpt = tmp_path / "g.pt"
+                if ckpt.exists():
+                    seen.append(stat.S_IMODE(ckpt.stat().st_mode))
+
+        train.train([c], checkpoint=tmp_path / "g.pt", checkpoint_every_s=0, observer=Keep())
+    finally:
+        os.umask(old)
+    want = 0o666 & ~umask
+    files = [ResultStore(tmp_path / "store").path(c), csv, csv.with_suffix(".json"),
+             csv.with_name("tiny-curves.csv")]
+    assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: want for f in files}
+    assert seen == [want]

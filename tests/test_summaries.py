@@ -2,8 +2,8 @@
 of its config, and three runs of each, re-trained at smoke scale (256 training and 256 test
 images, everything else as stored), give exactly the numbers the code that made the summaries
 gave (``tests/data/summary_runs.json``, written by that code with ``python
-tests/test_summaries.py PATH``; one torch thread, as BatchNorm and CNN runs differ in the last
-digits between thread counts)."""
+tests/test_summaries.py PATH``; one torch thread, as runs differ between thread counts,
+BatchNorm ones most: README, "Same config, same numbers")."""
 from __future__ import annotations
 
 import json

@@ -116,7 +116,7 @@ def _numbers(r):
     dict(),
     dict(density=0.5, batchnorm=True, augment=True, l2=1e-3, optimizer="rmsprop",
          activation="srelu", depth=2, skip=True),
-    dict(model="cnn", width=25, epochs=1, flow_points=2, train_subset=64, test_subset=32),
+    dict(model="cnn", depth=2, width=25, epochs=1, flow_points=2, train_subset=64, test_subset=32),
 ])
 def test_same_config_gives_identical_numbers(extra):
     cfg = RunConfig(**{**TINY, **extra})
@@ -215,3 +215,102 @@ def test_checkpoint_resumes_a_killed_group_exactly(tmp_path):
     assert not ckpt.exists()
     for a, b in zip(whole, resumed):
         assert _numbers(a) == _numbers(b)
+
+
+def test_two_trainings_sharing_a_checkpoint_both_finish(tmp_path, monkeypatch):
+    """Two groups checkpointing into one file at once (two sweeps on one store, a group re-run
+    by Dask beside the first try): here the second trains whole while the first is between
+    writing its checkpoint and renaming it into place. Before (a fixed ``<name>.tmp``), the
+    second's rename took the first's file away and the first crashed with FileNotFoundError;
+    each write now has a temporary name of its own (:func:`gflib.atomic.replacing`)."""
+    cfgs = [RunConfig(**TINY, seed=s) for s in (0, 1)]
+    whole = train.train(cfgs)
+    ckpt = tmp_path / "group.pt"
+    real, inner = torch.save, []
+
+    def save_then_let_another_train(obj, f, *args, **kwargs):
+        real(obj, f, *args, **kwargs)
+        if not inner:
+            inner.append(None)
+            inner[0] = train.train(cfgs, checkpoint=ckpt, checkpoint_every_s=0)
+
+    monkeypatch.setattr(torch, "save", save_then_let_another_train)
+    outer = train.train(cfgs, checkpoint=ckpt, checkpoint_every_s=0)
+    assert inner and not ckpt.exists() and list(tmp_path.iterdir()) == []
+    for a, b, c in zip(whole, inner[0], outer):
+        assert _numbers(a) == _numbers(b) == _numbers(c)
+
+
+@pytest.mark.parametrize("fields", [dict(batch_size=1), dict(train_subset=257),
+                                    dict(train_subset=1), dict(batch_size=2, train_subset=9)])
+def test_batchnorm_with_a_batch_of_one_is_refused_before_training(fields):
+    """Before: accepted, then BatchNorm raised 'Expected more than 1 value per channel' inside
+    the first epoch (train_subset 257 at batch size 128: the epoch's last batch is 1 example)."""
+    with pytest.raises(ValueError, match="batchnorm needs at least 2 examples .* a batch of 1"):
+        RunConfig(**{**TINY, **fields}, batchnorm=True)
+    RunConfig(**{**TINY, **fields})  # without BatchNorm a batch of one trains
+    RunConfig(**{**TINY, "train_subset": 258}, batchnorm=True)
+
+
+def test_seeds_past_what_torch_takes_are_refused_and_the_largest_trains():
+    """Before: seed 2**64 (or 2**64 - 1, whose data order is drawn under seed + 2) was accepted
+    and failed in torch's manual_seed: 'Overflow when unpacking long long'."""
+    from gflib.config import MAX_SEED
+
+    assert MAX_SEED == 2**64 - 3
+    for seed in (2**64, 2**64 - 1, MAX_SEED + 1):
+        with pytest.raises(ValueError, match=f"seed must be an integer >= 0 and <= {MAX_SEED}"):
+            RunConfig(seed=seed)
+    r = train.run(RunConfig(**{**TINY, "epochs": 1}, seed=MAX_SEED, density=0.5))
+    assert not r.diverged
+
+
+def test_a_model_that_cannot_take_the_data_is_refused_before_training(tmp_path):
+    """Before: Wide ResNet-50 (3 input channels) on 1-channel digits passed every check and
+    failed in its first forward pass, in the sweep."""
+    from gflib import sweep
+
+    with pytest.raises(ValueError, match=r"'wrn50' cannot take the inputs of dataset 'digits', "
+                                         r"shape \(1, 8, 8\) \(C, H, W\): .*channel"):
+        train.check_buildable(RunConfig(model="wrn50", **{**TINY, "depth": 2, "width": 64}))
+    with pytest.raises(ValueError, match="cannot take"):
+        sweep.run([RunConfig(**TINY), RunConfig(model="wrn50", **{**TINY, "depth": 2, "width": 64})], tmp_path,
+                  progress=False)
+    assert list(tmp_path.iterdir()) == []
+    train.check_buildable(RunConfig(model="cnn", batchnorm=True, skip=True, **{**TINY, "depth": 2}))
+
+
+def test_lower_precision_numpy_floats_mean_what_they_print():
+    """Before: ``lr=np.float32(0.1)`` became 0.10000000149011612, another value than the 0.1
+    a researcher typed and another store key."""
+    from gflib.config import config_key
+
+    for lr in (np.float32(0.1), np.float16(0.1), np.float64(0.1), 0.1):
+        a = RunConfig(lr=lr, density=np.float32(0.3))
+        assert a == RunConfig(lr=0.1, density=0.3) and type(a.lr) is float
+        assert config_key(a) == config_key(RunConfig(lr=0.1, density=0.3))
+    assert RunConfig(lr=np.float32(1 / 3)).lr == 0.33333334  # what np.float32(1/3) prints
+    assert RunConfig(lr=np.float64(1 / 3)).lr == 1 / 3  # double precision: exactly
+
+
+@pytest.mark.parametrize("fields, field", [
+    (dict(depth=1, skip=True), "skip"), (dict(model="cnn", depth=4), "depth"),
+    (dict(model="wrn50", width=100), "width"), (dict(model="wrn50", batchnorm=True), "batchnorm"),
+])
+def test_fields_a_model_does_not_read_are_refused(fields, field):
+    """Before: ``skip`` of a depth-1 MLP and ``depth`` of the CNN changed nothing but the store
+    key: the same network trained and stored twice under two keys."""
+    with pytest.raises(ValueError, match=f"{field}=.* changes nothing for model "
+                                         f"'{fields.get('model', 'mlp')}'"):
+        RunConfig(**fields)
+    RunConfig(depth=2, skip=True)
+    RunConfig(model="cnn", skip=True, batchnorm=True)
+
+
+def test_an_scsdc_member_as_wide_as_its_partner_is_refused():
+    """Before: ``match_width == width`` kept every weight and was stored as a sparse run."""
+    with pytest.raises(ValueError, match="match_width 16 equals width 16"):
+        RunConfig(width=16, match_width=16)
+    with pytest.raises(ValueError, match="match_width 16 equals width 16"):
+        RunConfig(width=16, match_width=16, prune="oneshot")
+    assert RunConfig(width=16, match_width=15).kind == "sparse"
