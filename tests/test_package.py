@@ -3,6 +3,7 @@ measures outside this checkout."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -67,8 +68,13 @@ def test_the_wheel_installs_in_a_fresh_venv_and_measures_without_the_checkout(tm
     """Built from this checkout, installed with no index into a new venv (torch and the other
     dependencies from this machine's site-packages), the package imports from the venv, measures
     a masked model from a folder with no book or results, and has the ``gflib`` command."""
+    source = tmp_path / "source"  # setuptools builds in the source's build/: not the checkout's
+    shutil.copytree(ROOT / "gflib", source / "gflib",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path / "dist"), str(ROOT)], check=True,
+                    "-q", "-w", str(tmp_path / "dist"), str(source)], check=True,
                    capture_output=True)
     wheel, = (tmp_path / "dist").glob("gflib-*.whl")
     assert wheel.name.startswith(f"gflib-{gflib.__version__}-")

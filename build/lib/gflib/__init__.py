@@ -1,2 +1,0 @@
-"""gflib: gradient flow in sparse neural networks (Tessera, Hooker & Rosman 2021), reproduced."""
-__version__ = "0.1.0"
