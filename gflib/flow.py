@@ -8,9 +8,16 @@ respect to the effective (masked) weight of tensor ``l`` and ``m_l`` its mask:
   ``per_weight=True`` divides each layer's norm by its active count first (the announcement's
   "normalized by the number of active weights").
 
+The masks are found where the model keeps them (:func:`gflib.found_masks.masks_of`:
+``torch.nn.utils.prune``, ``torch.nn.utils.parametrize`` / ``torch.ao.pruning``, gflib's own) or
+passed as a dict; tensors are named as the model's code reads them (``"fc1.weight"``, not
+``"fc1.weight_orig"``), and ``g_l`` is the gradient of the weight the forward uses.
+
 Measuring changes nothing: it differentiates a functional copy of the model (``torch.func``), so
-``.grad``, BatchNorm running statistics, train/eval mode and RNG states are untouched.
-CHOICE: BatchNorm normalises with the batch's statistics (train-mode forward) while measuring.
+``.grad``, BatchNorm running statistics, train/eval mode, RNG states and prune hooks or
+parametrizations are untouched.
+CHOICE: BatchNorm normalises with the batch's statistics (train-mode forward) while measuring;
+dropout drops nothing (:data:`gflib.ensemble.DROPOUT`).
 """
 from __future__ import annotations
 
@@ -21,7 +28,8 @@ import pandas as pd
 import torch
 from torch import nn
 from .ensemble import Single, weight_gradients
-from .masks import masks_of
+from .found_masks import masks_of, trainable
+from .masks import check_mask
 
 MEASURES = ("gf_l1", "gf_l2", "egf_l1", "egf_l2", "gfall_l1", "gfall_l2")
 """What a run records: the gradient norms ``gf_l1``, ``gf_l2``, the EGFs ``egf_l1``, ``egf_l2``,
@@ -47,7 +55,7 @@ def _names(ens, scope):
         raise ValueError(f"unknown scope {scope!r}; allowed: {', '.join(SCOPES)}")
     if scope == "weights":
         return list(ens.weight_names)
-    return [n for n, p in ens.net.named_parameters() if p.requires_grad]
+    return trainable(ens.net)
 
 
 def run_norms(grads: Mapping, keeps: Mapping | None = None, per_weight: bool = False,
@@ -87,12 +95,19 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, masks: Mapping |
     """The :data:`MEASURES` of ``model`` on the batch ``(x, y)`` (see module doc); ``scope``
     says what the four norms cover (``"all"``: every trainable parameter).
 
-    ``masks`` defaults to the ones applied with :func:`gflib.masks.apply_masks`.
+    ``masks``: ``{tensor name: bool or 0/1 tensor of its shape}`` (missing = dense); default:
+    the ones the model keeps (:func:`gflib.found_masks.masks_of`).
     """
+    ens = Single(model)
     if masks is None:
         masks = masks_of(model)
-    return _measure(Single(model), x, y, scope, per_weight,
-                    {n: m.unsqueeze(0) for n, m in masks.items()})[0]
+    allowed = _names(ens, "weights") + [n for n in _names(ens, "all")
+                                        if n not in ens.weight_names]
+    unknown = [n for n in masks if n not in allowed]
+    if unknown:
+        raise ValueError(f"masks for {unknown}, which are not tensors of the model; allowed: "
+                         f"{', '.join(allowed)}")
+    return _measure(ens, x, y, scope, per_weight, masks, check_keeps=True)[0]
 
 
 def measure_runs(ens, x: torch.Tensor, y: torch.Tensor, scope: str = "weights",
@@ -103,10 +118,13 @@ def measure_runs(ens, x: torch.Tensor, y: torch.Tensor, scope: str = "weights",
     return _measure(ens, x, y, scope, per_weight, keeps)
 
 
-def _measure(ens, x, y, scope, per_weight, keeps):
+def _measure(ens, x, y, scope, per_weight, keeps, check_keeps=False):
     names, every = _names(ens, scope), _names(ens, "all")
-    grads = weight_gradients(ens, x, y, every)
-    return run_norms({n: grads[n] for n in names}, keeps, per_weight, grads)
+    grads = weight_gradients(ens, x, y, list(dict.fromkeys(names + every)))
+    if check_keeps:
+        keeps = {n: check_mask(n, m, grads[n][0]).unsqueeze(0) for n, m in keeps.items()}
+    return run_norms({n: grads[n] for n in names}, keeps, per_weight,
+                     {n: grads[n] for n in every})
 
 
 def schedule(epochs: int, points: int = 11) -> list:
