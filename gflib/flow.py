@@ -98,6 +98,34 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, masks: Mapping |
     ``masks``: ``{tensor name: bool or 0/1 tensor of its shape}`` (missing = dense); default:
     the ones the model keeps (:func:`gflib.found_masks.masks_of`).
     """
+    return _measure_single(model, x, y, masks, scope, per_weight)[0]
+
+
+MODEL = "(model)"
+"""The ``layer`` of :func:`measure_table`'s rows for the whole model (no tensor has this name)."""
+LAYER_MEASURES = ("gf_l1", "gf_l2", "egf_l1", "egf_l2")
+
+
+def measure_table(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  masks: Mapping | None = None, scope: str = "weights",
+                  per_weight: bool = False) -> pd.DataFrame:
+    """:func:`measure` and its parts per tensor, from one backward pass, as a long table with
+    columns ``layer, measure, value``: for each measured tensor ``l`` (``layer`` its name) the
+    :data:`LAYER_MEASURES` ``gf_p = ||g_l||_p`` and ``egf_p = ||g_l * m_l||_p`` (divided by
+    its active count with ``per_weight``), whose mean over the tensors is the model's ``egf_p``;
+    then the :data:`MEASURES` with ``layer`` :data:`MODEL`. Arguments as :func:`measure`."""
+    values, grads, keeps = _measure_single(model, x, y, masks, scope, per_weight)
+    rows = []
+    for r in layer_norms(grads, keeps).itertuples():
+        scale = 1 / max(r.active, 1) if per_weight else 1.0
+        rows += [(r.layer, "gf_l1", r.l1_all), (r.layer, "gf_l2", r.l2_all),
+                 (r.layer, "egf_l1", r.l1_active * scale), (r.layer, "egf_l2", r.l2_active * scale)]
+    rows += [(MODEL, m, values[m]) for m in MEASURES]
+    return pd.DataFrame(rows, columns=["layer", "measure", "value"])
+
+
+def _measure_single(model, x, y, masks, scope, per_weight):
+    """``(measures, {name: gradient} of the measured tensors, {name: bool mask})``."""
     ens = Single(model)
     if masks is None:
         masks = masks_of(model)
@@ -107,7 +135,14 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, masks: Mapping |
     if unknown:
         raise ValueError(f"masks for {unknown}, which are not tensors of the model; allowed: "
                          f"{', '.join(allowed)}")
-    return _measure(ens, x, y, scope, per_weight, masks, check_keeps=True)[0]
+    names, every = _names(ens, scope), _names(ens, "all")
+    grads = {n: g[0] for n, g in weight_gradients(ens, x, y,
+                                                  list(dict.fromkeys(names + every))).items()}
+    keeps = {n: check_mask(n, m, grads[n]) for n, m in masks.items()}
+    values = run_norms({n: grads[n].unsqueeze(0) for n in names},
+                       {n: k.unsqueeze(0) for n, k in keeps.items()}, per_weight,
+                       {n: grads[n].unsqueeze(0) for n in every})[0]
+    return values, {n: grads[n] for n in names}, {n: k for n, k in keeps.items() if n in names}
 
 
 def measure_runs(ens, x: torch.Tensor, y: torch.Tensor, scope: str = "weights",
@@ -115,14 +150,8 @@ def measure_runs(ens, x: torch.Tensor, y: torch.Tensor, scope: str = "weights",
     """The :data:`MEASURES` of every run of an ensemble (:mod:`gflib.ensemble`) on one shared
     batch, each run with its own masks: a list of K dicts, from one backward pass for all runs."""
     keeps = {n: ens.keep(n) for n in ens.weight_names if any(n in m for m in ens.masks)}
-    return _measure(ens, x, y, scope, per_weight, keeps)
-
-
-def _measure(ens, x, y, scope, per_weight, keeps, check_keeps=False):
     names, every = _names(ens, scope), _names(ens, "all")
     grads = weight_gradients(ens, x, y, list(dict.fromkeys(names + every)))
-    if check_keeps:
-        keeps = {n: check_mask(n, m, grads[n][0]).unsqueeze(0) for n, m in keeps.items()}
     return run_norms({n: grads[n] for n in names}, keeps, per_weight,
                      {n: grads[n] for n in every})
 

@@ -16,7 +16,7 @@ LAYERS = {
                            "negflow", "updates", "trace", "flops"),
     "a run": ("config", "stacked", "train"),
     "sweeps and results": ("store", "results", "sweep", "summaries", "presets", "dask_worker"),
-    "the study": ("analysis", "correlations", "plots", "chapters"),
+    "the study": ("analysis", "correlations", "plots", "monitor", "lightning_flow", "chapters"),
     "the tools": ("publish", "execute", "cost", "bench", "pages", "dashboard", "cli",
                   "__main__"),
 }
