@@ -107,8 +107,9 @@ def _parametrized_mask(module: nn.Module, attr: str):
 def masks_of(model: nn.Module) -> dict:
     """``{tensor name: bool mask of its shape}`` (True = active) of every masked tensor of
     ``model``, found where ``torch.nn.utils.prune``, ``torch.nn.utils.parametrize`` /
-    ``torch.ao.pruning`` and :func:`gflib.masks.apply_masks` keep them (see the module doc);
-    a tensor masked in two ways is active where both masks are. ``{}`` for a dense model."""
+    ``torch.ao.pruning`` and :func:`gflib.masks.apply_masks` keep them (see the module doc;
+    gflib's masks applied to a submodule, which the model wraps, too); a tensor masked in two
+    ways is active where both masks are. ``{}`` for a dense model."""
     found = {}
     for module_name, module in model.named_modules():
         prefix = f"{module_name}." if module_name else ""
@@ -122,8 +123,9 @@ def masks_of(model: nn.Module) -> dict:
                 mask = _parametrized_mask(module, attr)
                 if mask is not None:
                     found[prefix + attr] = mask
-    for name, mask in applied_masks(model).items():
-        found[name] = mask if name not in found else found[name] & mask
+        for name, mask in applied_masks(module).items():
+            name = prefix + name
+            found[name] = mask if name not in found else found[name] & mask
     order = {n: i for i, n in enumerate(trainable(model))}
     return dict(sorted(found.items(), key=lambda item: order.get(item[0], len(order))))
 

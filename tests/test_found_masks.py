@@ -320,3 +320,19 @@ def test_measure_inside_training_keeps_the_autograd_graph_of_the_step():
     F.cross_entropy(reference(x), y).backward()
     for (n, p), (_, q) in zip(net.named_parameters(), reference.named_parameters()):
         assert torch.equal(p.grad, q.grad), n
+
+
+def test_gflib_masks_of_a_wrapped_model_are_found_under_the_wrappers_names():
+    class Wrapper(nn.Module):  # e.g. a LightningModule holding the user's net
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x)
+
+    wrapped = Wrapper(masked("gflib"))
+    found = found_masks.masks_of(wrapped)
+    assert list(found) == ["net.0.weight", "net.2.weight"]
+    assert torch.equal(found["net.0.weight"], M1)
+    assert flow.measure(wrapped, X, Y)["egf_l1"] == pytest.approx(3.1 * Q, rel=1e-12)
