@@ -22,8 +22,8 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
+from .found_masks import effective_gradients, kind_of
 from .masks import check_mask, mask_parameter
 from .models import maskable_weights
 
@@ -99,6 +99,8 @@ class Single(Ensemble):
         self.net = model
         self.k = 1
         self.weight_names = list(maskable_weights(model))
+        for name in self.weight_names:
+            kind_of(model, name)
         self.masks = [{}]
         if masks:
             self.set_masks([dict(masks)])
@@ -148,28 +150,34 @@ def evaluate(ens: Ensemble, x: torch.Tensor, y: torch.Tensor, batch_size: int = 
     return (loss / len(y)).cpu(), (correct.double() / len(y)).cpu()
 
 
+DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+           nn.FeatureAlphaDropout)
+"""Modules that :func:`weight_gradients` runs in eval mode (no unit dropped)."""
+
+
 def weight_gradients(ens: Ensemble, x: torch.Tensor, y: torch.Tensor,
                      names: list | None = None) -> dict:
     """``{name: dC_k/dtheta_k as [K, *single shape]}``: each run's gradient of its mean
     cross-entropy on the shared batch ``x [B, ...]``, ``y [B]`` with respect to its tensors
     ``names`` (default: the masked-weight tensors; effective weights, so masked entries get their
-    true gradient). Train-mode forward (BatchNorm on batch statistics) through a functional copy:
-    ``.grad``, running statistics, train/eval modes and RNG states are left untouched."""
+    true gradient, for a pruned or parametrized tensor too:
+    :func:`gflib.found_masks.effective_gradients`). Train-mode forward (BatchNorm on batch
+    statistics; :data:`DROPOUT` modules in eval mode, so the measure is of the whole network and
+    needs no random draw) through a functional copy: ``.grad``, running statistics, train/eval
+    modes and RNG states are left untouched."""
     names = list(ens.weight_names if names is None else names)
-    params = {n: p.detach() for n, p in ens.named_parameters()}
-    leaves = {n: params[ens.param_name(n)].clone().requires_grad_(True) for n in names}
-    params.update({ens.param_name(n): leaf for n, leaf in leaves.items()})
-    buffers = {n: b.clone() for n, b in ens.named_buffers()}
     modes = {m: m.training for m in ens.modules()}
     devices = [x.device.index or 0] if x.is_cuda else []
     try:
         ens.train()
+        for m in ens.modules():
+            if isinstance(m, DROPOUT):
+                m.eval()
         with torch.random.fork_rng(devices=devices), torch.enable_grad():
-            logits = functional_call(ens, {**params, **buffers}, (expand(x, ens.k),))
-            loss = per_run_loss(logits, expand(y, ens.k)).sum()
-            grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+            grads = effective_gradients(
+                ens, [ens.param_name(n) for n in names], (expand(x, ens.k),),
+                lambda logits: per_run_loss(logits, expand(y, ens.k)).sum())
     finally:
         for m, mode in modes.items():
             m.training = mode
-    return {n: ens.as_runs(n, torch.zeros_like(leaves[n]) if g is None else g)
-            for n, g in zip(names, grads)}
+    return {n: ens.as_runs(n, grads[ens.param_name(n)]) for n in names}

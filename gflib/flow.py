@@ -8,9 +8,16 @@ respect to the effective (masked) weight of tensor ``l`` and ``m_l`` its mask:
   ``per_weight=True`` divides each layer's norm by its active count first (the announcement's
   "normalized by the number of active weights").
 
+The masks are found where the model keeps them (:func:`gflib.found_masks.masks_of`:
+``torch.nn.utils.prune``, ``torch.nn.utils.parametrize`` / ``torch.ao.pruning``, gflib's own) or
+passed as a dict; tensors are named as the model's code reads them (``"fc1.weight"``, not
+``"fc1.weight_orig"``), and ``g_l`` is the gradient of the weight the forward uses.
+
 Measuring changes nothing: it differentiates a functional copy of the model (``torch.func``), so
-``.grad``, BatchNorm running statistics, train/eval mode and RNG states are untouched.
-CHOICE: BatchNorm normalises with the batch's statistics (train-mode forward) while measuring.
+``.grad``, BatchNorm running statistics, train/eval mode, RNG states and prune hooks or
+parametrizations are untouched.
+CHOICE: BatchNorm normalises with the batch's statistics (train-mode forward) while measuring;
+dropout drops nothing (:data:`gflib.ensemble.DROPOUT`).
 """
 from __future__ import annotations
 
@@ -21,7 +28,8 @@ import pandas as pd
 import torch
 from torch import nn
 from .ensemble import Single, weight_gradients
-from .masks import masks_of
+from .found_masks import masks_of, trainable
+from .masks import check_mask
 
 MEASURES = ("gf_l1", "gf_l2", "egf_l1", "egf_l2", "gfall_l1", "gfall_l2")
 """What a run records: the gradient norms ``gf_l1``, ``gf_l2``, the EGFs ``egf_l1``, ``egf_l2``,
@@ -47,7 +55,7 @@ def _names(ens, scope):
         raise ValueError(f"unknown scope {scope!r}; allowed: {', '.join(SCOPES)}")
     if scope == "weights":
         return list(ens.weight_names)
-    return [n for n, p in ens.net.named_parameters() if p.requires_grad]
+    return trainable(ens.net)
 
 
 def run_norms(grads: Mapping, keeps: Mapping | None = None, per_weight: bool = False,
@@ -87,12 +95,54 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, masks: Mapping |
     """The :data:`MEASURES` of ``model`` on the batch ``(x, y)`` (see module doc); ``scope``
     says what the four norms cover (``"all"``: every trainable parameter).
 
-    ``masks`` defaults to the ones applied with :func:`gflib.masks.apply_masks`.
+    ``masks``: ``{tensor name: bool or 0/1 tensor of its shape}`` (missing = dense); default:
+    the ones the model keeps (:func:`gflib.found_masks.masks_of`).
     """
+    return _measure_single(model, x, y, masks, scope, per_weight)[0]
+
+
+MODEL = "(model)"
+"""The ``layer`` of :func:`measure_table`'s rows for the whole model (no tensor has this name)."""
+LAYER_MEASURES = ("gf_l1", "gf_l2", "egf_l1", "egf_l2")
+
+
+def measure_table(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  masks: Mapping | None = None, scope: str = "weights",
+                  per_weight: bool = False) -> pd.DataFrame:
+    """:func:`measure` and its parts per tensor, from one backward pass, as a long table with
+    columns ``layer, measure, value``: for each measured tensor ``l`` (``layer`` its name) the
+    :data:`LAYER_MEASURES` ``gf_p = ||g_l||_p`` and ``egf_p = ||g_l * m_l||_p`` (divided by
+    its active count with ``per_weight``), whose mean over the tensors is the model's ``egf_p``;
+    then the :data:`MEASURES` with ``layer`` :data:`MODEL`. Arguments as :func:`measure`."""
+    values, grads, keeps = _measure_single(model, x, y, masks, scope, per_weight)
+    rows = []
+    for r in layer_norms(grads, keeps).itertuples():
+        scale = 1 / max(r.active, 1) if per_weight else 1.0
+        rows += [(r.layer, "gf_l1", r.l1_all), (r.layer, "gf_l2", r.l2_all),
+                 (r.layer, "egf_l1", r.l1_active * scale), (r.layer, "egf_l2", r.l2_active * scale)]
+    rows += [(MODEL, m, values[m]) for m in MEASURES]
+    return pd.DataFrame(rows, columns=["layer", "measure", "value"])
+
+
+def _measure_single(model, x, y, masks, scope, per_weight):
+    """``(measures, {name: gradient} of the measured tensors, {name: bool mask})``."""
+    ens = Single(model)
     if masks is None:
         masks = masks_of(model)
-    return _measure(Single(model), x, y, scope, per_weight,
-                    {n: m.unsqueeze(0) for n, m in masks.items()})[0]
+    allowed = _names(ens, "weights") + [n for n in _names(ens, "all")
+                                        if n not in ens.weight_names]
+    unknown = [n for n in masks if n not in allowed]
+    if unknown:
+        raise ValueError(f"masks for {unknown}, which are not tensors of the model; allowed: "
+                         f"{', '.join(allowed)}")
+    names, every = _names(ens, scope), _names(ens, "all")
+    grads = {n: g[0] for n, g in weight_gradients(ens, x, y,
+                                                  list(dict.fromkeys(names + every))).items()}
+    keeps = {n: check_mask(n, m, grads[n]) for n, m in masks.items()}
+    values = run_norms({n: grads[n].unsqueeze(0) for n in names},
+                       {n: k.unsqueeze(0) for n, k in keeps.items()}, per_weight,
+                       {n: grads[n].unsqueeze(0) for n in every})[0]
+    return values, {n: grads[n] for n in names}, {n: k for n, k in keeps.items() if n in names}
 
 
 def measure_runs(ens, x: torch.Tensor, y: torch.Tensor, scope: str = "weights",
@@ -100,13 +150,10 @@ def measure_runs(ens, x: torch.Tensor, y: torch.Tensor, scope: str = "weights",
     """The :data:`MEASURES` of every run of an ensemble (:mod:`gflib.ensemble`) on one shared
     batch, each run with its own masks: a list of K dicts, from one backward pass for all runs."""
     keeps = {n: ens.keep(n) for n in ens.weight_names if any(n in m for m in ens.masks)}
-    return _measure(ens, x, y, scope, per_weight, keeps)
-
-
-def _measure(ens, x, y, scope, per_weight, keeps):
     names, every = _names(ens, scope), _names(ens, "all")
-    grads = weight_gradients(ens, x, y, every)
-    return run_norms({n: grads[n] for n in names}, keeps, per_weight, grads)
+    grads = weight_gradients(ens, x, y, list(dict.fromkeys(names + every)))
+    return run_norms({n: grads[n] for n in names}, keeps, per_weight,
+                     {n: grads[n] for n in every})
 
 
 def schedule(epochs: int, points: int = 11) -> list:

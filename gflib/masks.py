@@ -162,8 +162,9 @@ def zero_masked_state(optimizer: torch.optim.Optimizer, param: nn.Parameter,
             value.masked_fill_(~keep, 0.0)
 
 
-def masks_of(model: nn.Module) -> dict:
-    """The masks last applied to ``model`` with :func:`apply_masks` (``{}`` if none)."""
+def applied_masks(model: nn.Module) -> dict:
+    """The masks last applied to ``model`` with :func:`apply_masks` (``{}`` if none); every mask
+    a model keeps, ``torch.nn.utils.prune``'s included: :func:`gflib.found_masks.masks_of`."""
     return dict(getattr(model, "_gflib_masks", {}))
 
 

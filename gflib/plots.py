@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import label as name_of
+from .flow import MODEL
 
 BOOK_RC = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
            "ytick.labelsize": 9, "legend.fontsize": 9, "figure.dpi": 100, "savefig.dpi": 150,
@@ -699,5 +700,47 @@ def flow_accuracy_scatter(runs: pd.DataFrame, colour: str, panels: str,
         ax.set_xlabel(label(measure))
     axes[0, 0].set_ylabel("test accuracy (%)")
     axes[0, -1].legend(frameon=False)
+    fig.tight_layout()
+    return _legible(fig)
+
+
+MAX_LAYER_LEGEND = 12
+"""Beyond this many layers :func:`flow_by_layer` names only the first and the last."""
+
+
+def flow_by_layer(table: pd.DataFrame, p: int = 2):
+    """EGF_p of each layer over training beside the baseline: left ``||g_l * m_l||_p`` per
+    layer and, in black, the model's EGF_p (their mean); right ``||g_l||_p`` per layer and, in
+    black, the baseline ``||g||_p`` of all weight gradients together. ``table``: a
+    :class:`gflib.monitor.FlowMonitor` table (columns ``step, layer, measure, value``; the whole
+    model's rows under layer :data:`gflib.flow.MODEL`). A layer keeps its colour in both panels
+    (first to last: dark to light beyond ten layers). Both panels share their log y axis (linear
+    when a value is 0)."""
+    if p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2, got {p!r}")
+    layers = [n for n in dict.fromkeys(table["layer"]) if n != MODEL]
+    colours = (plt.cm.tab10.colors if len(layers) <= 10 else
+               plt.cm.viridis(np.linspace(0, 0.9, len(layers))))
+    fig, axes = plt.subplots(1, 2, figsize=(MAX_WIDTH, 3.6), sharex=True, sharey=True)
+    panels = ((f"egf_l{p}", f"EGF$_{p}$ per layer: $\\|g_l \\odot m_l\\|_{p}$",
+               f"model: EGF$_{p}$ (mean over layers)"),
+              (f"gf_l{p}", f"baseline per layer: $\\|g_l\\|_{p}$",
+               f"model: $\\|g\\|_{p}$ (all weights)"))
+    shown = set(layers if len(layers) <= MAX_LAYER_LEGEND else layers[:1] + layers[-1:])
+    for i, (ax, (measure, title, whole)) in enumerate(zip(axes, panels)):
+        rows = table[table["measure"] == measure]
+        for layer, colour in zip(layers, colours):
+            line = rows[rows["layer"] == layer].sort_values("step")
+            ax.plot(line["step"], line["value"], color=colour, linewidth=1.2,
+                    label=layer if i == 0 and layer in shown else None)
+        line = rows[rows["layer"] == MODEL].sort_values("step")
+        ax.plot(line["step"], line["value"], color="black", linewidth=2.2, label=whole)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.legend(frameon=False, fontsize=9)
+    drawn = table[table["measure"].isin([f"egf_l{p}", f"gf_l{p}"])]["value"]
+    if len(drawn) and (drawn > 0).all():
+        axes[0].set_yscale("log")
+    axes[0].set_ylabel("gradient norm")
     fig.tight_layout()
     return _legible(fig)

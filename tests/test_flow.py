@@ -184,6 +184,17 @@ def test_unknown_scope():
         flow.measure(model, x, y, scope="biases")
 
 
+def test_dropout_drops_nothing_while_measuring():
+    """CHOICE: the measure is of the whole network, the same at every call, and draws nothing."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+                              torch.nn.Linear(8, 3))
+    x, y = torch.randn(10, 6), torch.randint(0, 3, (10,))
+    plain = copy.deepcopy(net)
+    plain[2] = torch.nn.Identity()
+    assert flow.measure(net, x, y) == flow.measure(plain, x, y)
+
+
 def bn_model():
     torch.manual_seed(3)
     model = MLP(5, 3, depth=2, width=8, batchnorm=True, activation="prelu")

@@ -11,12 +11,12 @@ GFLIB = Path(__file__).resolve().parent.parent / "gflib"
 
 LAYERS = {
     "foundation": ("atomic", "stats", "progress", "reference", "verdict"),
-    "the parts of a run": ("activations", "optimizers", "data", "models", "masks", "hooks",
-                           "ensemble", "scsdc", "pruning", "flow", "negflow", "updates", "trace",
-                           "flops"),
+    "the parts of a run": ("activations", "optimizers", "data", "models", "masks",
+                           "found_masks", "hooks", "ensemble", "scsdc", "pruning", "flow",
+                           "negflow", "updates", "trace", "flops"),
     "a run": ("config", "stacked", "train"),
     "sweeps and results": ("store", "results", "sweep", "summaries", "presets", "dask_worker"),
-    "the study": ("analysis", "correlations", "plots", "chapters"),
+    "the study": ("analysis", "correlations", "plots", "monitor", "lightning_flow", "chapters"),
     "the tools": ("publish", "execute", "cost", "bench", "pages", "dashboard", "cli",
                   "__main__"),
 }

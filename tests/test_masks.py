@@ -149,7 +149,7 @@ def test_apply_masks_again_replaces_the_earlier_masks():
     gm.apply_masks(net, first)
     dense_out = {n: torch.ones_like(m) for n, m in first.items()}
     gm.apply_masks(net, {"out.weight": dense_out["out.weight"]})
-    assert list(gm.masks_of(net)) == ["out.weight"]
+    assert list(gm.applied_masks(net)) == ["out.weight"]
     net(torch.randn(4, 64)).pow(2).sum().backward()
     g = net.out.weight.grad
     assert (g[~first["out.weight"]] != 0).any()  # the first mask's hook is gone

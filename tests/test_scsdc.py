@@ -4,10 +4,11 @@ import math
 import pytest
 import torch
 from scipy import stats as ss
+from torch import nn
 
 from gflib import data as gdata
+from gflib import found_masks, scsdc, train
 from gflib import masks as gmasks
-from gflib import scsdc, train
 from gflib.models import maskable_weights
 
 
@@ -139,3 +140,179 @@ def test_runconfig_rejects_bad_pairs():
         train.RunConfig(width=30, match_width=40).validate()
     with pytest.raises(ValueError, match="density or match_width"):
         train.RunConfig(width=30, match_width=10, density=0.5).validate()
+
+
+class Tiny(nn.Module):
+    """A user's own architecture on 1 x 4 x 4 inputs: conv 3x3 (1 -> width channels, padding 1),
+    BatchNorm, ReLU, conv 1x1 (width -> width, no bias), 2x2 average pool, Linear (width * 4 ->
+    5). ``constant``: every weight 1 / width and every bias -1 / width (an init of its own)."""
+
+    def __init__(self, width, constant=False):
+        super().__init__()
+        self.conv = nn.Conv2d(1, width, 3, padding=1)
+        self.norm = nn.BatchNorm2d(width)
+        self.mix = nn.Conv2d(width, width, 1, bias=False)
+        self.head = nn.Linear(width * 4, 5)
+        if constant:
+            for layer in (self.conv, self.mix, self.head):
+                nn.init.constant_(layer.weight, 1 / width)
+                if layer.bias is not None:
+                    nn.init.constant_(layer.bias, -1 / width)
+
+    def forward(self, x):
+        h = self.mix(torch.relu(self.norm(self.conv(x))))
+        return self.head(torch.nn.functional.avg_pool2d(h, 2).flatten(1))
+
+
+# Sparse width 8 against dense widths 4 and 2, by hand (weights = out x in x kernel):
+#   conv [8, 1, 3, 3] = 72 weights; dense [4, 1, 3, 3] = 36 (density .5), [2, 1, 3, 3] = 18 (.25)
+#   mix  [8, 8, 1, 1] = 64;         dense [4, 4] = 16 (.25),             [2, 2] = 4 (1/16)
+#   head [5, 32] = 160;             dense [5, 16] = 80 (.5),             [5, 8] = 40 (.25)
+# inputs per sparse unit = active / sparse units: conv 36/8 = 4.5 and 18/8 = 2.25 (dense: 9);
+# mix 16/8 = 2 (dense 4) and 4/8 = .5 (dense 2): at width 2 at least half of mix's 8 units get
+# no input at all; head 80/5 = 16 and 40/5 = 8 (dense: 16 and 8).
+HAND = {4: {"conv.weight": (72, 36, 0.5, 4.5, 9), "mix.weight": (64, 16, 0.25, 2.0, 4),
+            "head.weight": (160, 80, 0.5, 16.0, 16)},
+        2: {"conv.weight": (72, 18, 0.25, 2.25, 9), "mix.weight": (64, 4, 1 / 16, 0.5, 2),
+            "head.weight": (160, 40, 0.25, 8.0, 8)}}
+
+
+def test_matched_pairs_of_a_users_model_keep_the_dense_counts_by_hand():
+    rng = torch.get_rng_state()
+    pairs = scsdc.matched_pairs(Tiny, 8, [4, 2], seeds=[0, 1])
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert [(p.dense_width, p.seed) for p in pairs] == [(4, 0), (4, 1), (2, 0), (2, 1)]
+    table = scsdc.pairs_table(pairs)
+    assert len(table) == 4 * 3
+    for p in pairs:
+        assert isinstance(p.sparse, Tiny) and p.sparse.mix.weight.shape == (8, 8, 1, 1)
+        assert p.dense.mix.weight.shape == (p.dense_width,) * 2 + (1, 1)
+        for name, (weights, active, density, inputs, dense_inputs) in HAND[p.dense_width].items():
+            w = p.sparse.get_parameter(name)
+            assert int(p.masks[name].sum()) == active == p.dense.get_parameter(name).numel()
+            assert int((w != 0).sum()) == active and (w[~p.masks[name]] == 0).all()
+            row = table[(table["dense_width"] == p.dense_width) & (table["seed"] == p.seed)
+                        & (table["layer"] == name)].iloc[0]
+            assert (row["sparse_weights"], row["active"], row["dense_weights"]) == \
+                (weights, active, active)
+            assert row["density"] == density and row["sparse_inputs"] == inputs
+            assert row["dense_inputs"] == dense_inputs
+            units_hit = len({int(i) for i in p.masks[name].nonzero()[:, 0]})
+            assert row["no_input"] == (w.shape[0] - units_hit) / w.shape[0]
+    mix_at_2 = table[(table["dense_width"] == 2) & (table["layer"] == "mix.weight")]
+    assert (mix_at_2["no_input"] >= 0.5).all()
+    assert not torch.equal(pairs[0].masks["mix.weight"], pairs[1].masks["mix.weight"])
+    again = scsdc.matched_pairs(Tiny, 8, [4], seeds=[0])[0]
+    for (n, a), (_, b) in zip(pairs[0].sparse.state_dict().items(),
+                              again.sparse.state_dict().items()):
+        assert torch.equal(a, b), n
+
+
+def test_active_weights_and_biases_follow_the_builders_own_dense_init():
+    """Every weight of build(4) is 1/4 and every bias -1/4 (the sparse model's own would be
+    1/8, -1/8): so is each active weight and each of the sparse conv's 8 biases (a fresh dense
+    conv has 4: they come from two fresh dense models)."""
+    pair = scsdc.matched_pairs(lambda w: Tiny(w, constant=True), 8, [4])[0]
+    for name in ("conv.weight", "mix.weight", "head.weight"):
+        w = pair.sparse.get_parameter(name)
+        assert torch.equal(w[pair.masks[name]], torch.full((pair.dense.get_parameter(name)
+                                                            .numel(),), 0.25))
+    assert torch.equal(pair.sparse.conv.bias, torch.full((8,), -0.25))
+    assert torch.equal(pair.sparse.head.bias, torch.full((5,), -0.25))
+    assert torch.equal(pair.sparse.norm.weight, torch.ones(8))  # its own init
+
+
+def test_active_weights_follow_a_random_dense_init():
+    # N(0, 1/width) weights: 200 x 200 sparse against 50 x 50 dense, 2,500 active weights
+    def build(width):
+        layer = nn.Linear(width, width)
+        nn.init.normal_(layer.weight, std=1 / width)
+        return nn.Sequential(layer, nn.ReLU(), nn.Linear(width, 3))
+
+    pair = scsdc.matched_pairs(build, 200, [50], seeds=[3])[0]
+    s = pair.sparse[0].weight[pair.masks["0.weight"]].detach().numpy()
+    d = pair.dense[0].weight.detach().numpy().ravel()
+    assert s.size == d.size == 2500
+    assert s.std() == pytest.approx(1 / 50, rel=0.05)  # the sparse layer's own: 1/200
+    assert ss.ks_2samp(s, d).pvalue > 1e-3
+    # torch's default elsewhere, at the dense fan-in: U(-1/sqrt(50), 1/sqrt(50)); the first
+    # layer's 200 biases come from four fresh dense models, 50 each, none repeated
+    last = pair.sparse[2].weight[pair.masks["2.weight"]]
+    assert last.abs().max() <= 1 / math.sqrt(50) and last.abs().max() > 1 / math.sqrt(200)
+    bias = pair.sparse[0].bias
+    assert bias.abs().max() <= 1 / math.sqrt(50) and bias.abs().max() > 1 / math.sqrt(200)
+    assert len(set(bias.tolist())) == 200
+
+
+def test_masks_as_prune_and_sparsity_aware():
+    plain = scsdc.matched_pairs(Tiny, 8, [4], masks_as="none")[0]
+    pruned = scsdc.matched_pairs(Tiny, 8, [4], masks_as="prune")[0]
+    assert "mix.weight_orig" in dict(pruned.sparse.named_parameters())
+    found = found_masks.masks_of(pruned.sparse)
+    assert list(found) == list(plain.masks)
+    for name, mask in plain.masks.items():
+        assert torch.equal(found[name], mask)
+        module = name.rpartition(".")[0]
+        assert torch.equal(getattr(pruned.sparse.get_submodule(module), "weight"),
+                           plain.sparse.get_parameter(name))
+    assert found_masks.masks_of(plain.sparse) == {}
+    aware = scsdc.matched_pairs(Tiny, 8, [4], init="sparsity_aware", masks_as="none")[0]
+    mask = plain.masks["mix.weight"]  # dense fan-in 4, each unit rescaled by sqrt(4 / its inputs)
+    inputs = mask.reshape(8, -1).sum(1).clamp(min=1).double()
+    torch.testing.assert_close(aware.sparse.mix.weight, plain.sparse.mix.weight
+                               * torch.sqrt(4 / inputs).float()[:, None, None, None],
+                               rtol=1e-6, atol=0)
+
+
+class Deeper(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.first = nn.Linear(3, width)
+        self.extra = nn.Linear(width, width) if width > 4 else None
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.up = nn.Linear(3, width)
+        self.squeeze = nn.Linear(width, 100 // width)  # width 8: 12 x 8 = 96; width 4: 25 x 4
+
+
+class Embedded(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.embed = nn.Embedding(10, width)
+        self.out = nn.Linear(width, 2)
+
+
+class Shapeshifter(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.layer = nn.Linear(3, width) if width > 4 else nn.Conv1d(3, width, 1)
+
+
+@pytest.mark.parametrize("build,match", [
+    (Shapeshifter, r"layer.weight is \(4, 3, 1\) at dense width 4 and \(8, 3\) at sparse"),
+    (Deeper, r"other weight tensors at width 8 than at 4: only at 8: \['extra.weight'\]"),
+    (Bottleneck, r"squeeze.weight has 100 weights \(25, 4\) at dense width 4 and 96 \(12, 8\)"),
+    (Embedded, r"parameters \['embed.weight'\] are not Linear/Conv weights"),
+    (lambda w: nn.BatchNorm1d(w), "no Linear or Conv weight"),
+    (lambda w: "a model", r"build\(8\) must return a torch.nn.Module, got str"),
+])
+def test_pairs_that_cannot_match_are_refused(build, match):
+    with pytest.raises(ValueError, match=match):
+        scsdc.matched_pairs(build, 8, [4])
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(sparse_width=0), "sparse_width must be a number > 0, got 0"),
+    (dict(dense_widths=[True]), "dense_width must be a number > 0, got True"),
+    (dict(dense_widths=[]), "dense_widths and seeds must not be empty"),
+    (dict(seeds=[0.5]), "seeds must be integers, got 0.5"),
+    (dict(init="kaiming"), "unknown init 'kaiming'; allowed: dense, sparsity_aware"),
+    (dict(masks_as="parametrize"), "unknown masks_as 'parametrize'; allowed: gflib, prune, none"),
+])
+def test_bad_arguments_are_refused(kwargs, match):
+    args = {**dict(build=Tiny, sparse_width=8, dense_widths=[4]), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        scsdc.matched_pairs(**args)
