@@ -53,13 +53,14 @@ def test_a_tool_returns_its_exit_status_through_the_command(tmp_path, capsys):
 MEASURE = """
 import gflib, torch
 from torch import nn
-from gflib import flow, masks
+from torch.nn.utils import prune
 torch.manual_seed(0)
 model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-masks.apply_masks(model, masks.random_masks(model, 0.5, seed=0))
-m = flow.measure(model, torch.randn(8, 4), torch.randint(0, 2, (8,)))
+prune.l1_unstructured(model[0], "weight", amount=0.5)
+m = gflib.measure(model, torch.randn(8, 4), torch.randint(0, 2, (8,)))
 print(gflib.__file__)
 print(sorted(m))
+print(sorted(gflib.masks_of(model)))
 """
 
 
@@ -94,7 +95,15 @@ def test_the_wheel_installs_in_a_fresh_venv_and_measures_without_the_checkout(tm
                          capture_output=True, text=True).stdout.splitlines()
     assert Path(out[0]).resolve().is_relative_to(venv.resolve()), out[0]
     assert "egf_l2" in out[1] and "gf_l1" in out[1]
+    assert out[2] == "['0.weight']"  # the pruned layer, by the user's name
     assert list(elsewhere.iterdir()) == []  # nothing written where it ran
     version = subprocess.run([str(venv / "bin" / "gflib"), "--version"], cwd=elsewhere, env=env,
                              check=True, capture_output=True, text=True).stdout
     assert version.strip() == f"gflib {gflib.__version__}"
+
+
+def test_the_public_api_is_a_handful_of_documented_names():
+    assert 5 <= len(gflib.__all__) <= 15
+    for name in gflib.__all__:
+        obj = getattr(gflib, name)
+        assert name == "__version__" or (obj.__doc__ or "").strip(), name
