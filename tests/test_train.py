@@ -68,7 +68,7 @@ def test_validate_combinations():
         RunConfig(init="sideways")
     with pytest.raises(ValueError, match="needs a target"):
         RunConfig(prune="oneshot")
-    with pytest.raises(ValueError, match="prune_start <= prune_end <= epochs"):
+    with pytest.raises(ValueError, match="prune_start <= prune_end < epochs"):
         RunConfig(prune="gradual", density=0.5, prune_start=2, prune_end=20, epochs=10)
 
 
