@@ -8,9 +8,11 @@ worker can reach the store's folder, so a killed group resumes where it stopped.
 
 Beyond one machine: any ``concurrent.futures.Executor`` will do; :func:`executor_for` builds one
 from a Dask scheduler's address (``dask.distributed``), whose scheduler re-runs the tasks of a
-worker that died. A group that raises is split in halves and retried (:data:`SPLIT_ON`), down to
-single runs; the runs that still fail are recorded in ``<store>/.failures`` and the sweep goes on,
-then raises :class:`SweepError` with a :class:`Summary`.
+worker that died; a Dask cluster left with no worker stops the sweep after :data:`NO_WORKERS_S`
+(:class:`NoWorkers`), with what came back stored. A group that raises is split in halves and
+retried (:data:`SPLIT_ON`), down to single runs; the runs that still fail are recorded in
+``<store>/.failures`` and the sweep goes on, then raises :class:`SweepError` with a
+:class:`Summary`.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ import hashlib
 import json
 import os
 import re
+import sys
+import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, wait
 from pathlib import Path
@@ -39,6 +43,13 @@ Dask's ``KilledWorker`` (a task that took down its worker more than ``allowed-fa
 added when Dask is installed. Any other error (a ValueError, a TypeError: a bug that a smaller
 group would meet again; a broken process pool, which takes no more work) is recorded for each run
 of its group without a retry."""
+
+NO_WORKERS_S = 120.0
+"""Seconds a sweep waits for a Dask cluster that has no worker (all died, or were never
+started) before it stops with :class:`NoWorkers`; a worker that joins meanwhile resets the
+clock."""
+POLL_S = 5.0
+"""Seconds between looks at a Dask cluster's workers while no group comes back."""
 
 FAILURES = ".failures"
 """The store's subfolder of failed runs: ``<key>.json`` each (config, error, group size); a run
@@ -97,6 +108,11 @@ class SweepError(RuntimeError):
         first = summary.failures[0]
         super().__init__(f"{len(summary.failures)} of {summary.runs} runs failed (recorded in "
                          f"{store / FAILURES}); first: {first.error}; {summary.line()}")
+
+
+class NoWorkers(RuntimeError):
+    """The Dask cluster had no worker for :data:`NO_WORKERS_S` seconds while groups were waiting
+    for one. Every group that came back is stored: the same sweep resumes from them."""
 
 
 def _split_on() -> tuple:
@@ -205,9 +221,11 @@ def run(configs, store_dir, executor: Executor | None = None, progress: bool = T
     ``checkpoint``: let long groups checkpoint into the store's folder. Rows are in the order of
     ``configs``. A group that raises does not stop the others (see the module doc): when runs
     still fail at the end, every other run is stored and :class:`SweepError` is raised, chained
-    to the first error. ``on_group(done, total, trained)``: called after each stored group with
-    the runs that have a result, all runs, and the runs this sweep trained (e.g. a
-    :class:`gflib.progress.ProgressLog`); default: :func:`gflib.progress.from_env`'s log when
+    to the first error; a Dask cluster with no worker for :data:`NO_WORKERS_S` raises
+    :class:`NoWorkers`, every group that came back stored. ``on_group(done, total, trained)``:
+    called after each stored group with the runs that have a result, all runs, and the runs this
+    sweep trained (e.g. a :class:`gflib.progress.ProgressLog`, whose ``note`` also gets the
+    sweep's messages); default: :func:`gflib.progress.from_env`'s log when
     ``$GFLIB_PROGRESS_LOG`` is set, else none.
     """
     summary, first_error = run_summary(configs, store_dir, executor, progress, desc, stack,
@@ -242,7 +260,8 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
         while len(pending) < window and queue:
             group = queue.pop()
             pending[executor.submit(train_group, group, ckpt_dir)] = group
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        done = _wait(pending, executor, on_group,
+                     lambda: f"{len(results)} of {summary.runs} runs are stored in {store.root}")
         for fut in done:
             group, error = pending.pop(fut), fut.exception()
             if error is None:
@@ -263,6 +282,55 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
         bar.close()
     summary.results = Results.from_results([results[c] for c in configs if c in results])
     return summary, first_error
+
+
+def _cluster(executor) -> tuple | None:
+    """``(scheduler address, workers)`` of a Dask executor's cluster (0 workers when the
+    scheduler cannot be reached); None for any other executor."""
+    client = getattr(executor, "_client", None)
+    if client is None or not hasattr(client, "nthreads"):
+        return None
+    address = getattr(client.scheduler, "address", None) or "the Dask scheduler"
+    try:
+        return address, len(client.nthreads())
+    except OSError:  # the scheduler is gone too (a comm error or a timeout)
+        return address, 0
+
+
+def _wait(pending: dict, executor, on_group, stored) -> set:
+    """The futures of ``pending`` that are done, once one is. While none is and ``executor``'s
+    Dask cluster has no worker: a message (stderr, and ``on_group.note`` when it has one), and
+    after :data:`NO_WORKERS_S` the pending groups cancelled and :class:`NoWorkers` raised
+    (``stored()``: what is stored, in words)."""
+    alone_since = None
+    while True:
+        done, _ = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+        if done:
+            return done
+        cluster = _cluster(executor)
+        if cluster is None or cluster[1] > 0:
+            alone_since = None
+            continue
+        address = cluster[0]
+        if alone_since is None:
+            alone_since = time.monotonic()
+            _say(f"no Dask worker on {address} ({stored()}): waiting up to "
+                 f"{NO_WORKERS_S:g} s for one to join", on_group)
+        elif time.monotonic() - alone_since >= NO_WORKERS_S:
+            runs = sum(len(group) for group in pending.values())
+            for fut in pending:
+                fut.cancel()
+            message = (f"the Dask cluster at {address} has had no worker for {NO_WORKERS_S:g} s "
+                       f"(sweep.NO_WORKERS_S) with {runs} runs waiting; {stored()}: start "
+                       "workers and run the same sweep again to train only the rest")
+            _say(f"stopped: {message}", on_group)
+            raise NoWorkers(message)
+
+
+def _say(text: str, on_group) -> None:
+    print(f"gflib.sweep: {text}", file=sys.stderr, flush=True)
+    if callable(getattr(on_group, "note", None)):
+        on_group.note(text)
 
 
 def _store_group(store: ResultStore, group, group_results, results: dict, summary: Summary):

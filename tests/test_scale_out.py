@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -154,6 +155,67 @@ def test_worker_killed_mid_group_is_redone_elsewhere(tmp_path, dask_executor, mo
     here = sweep.run(configs, tmp_path / "here", progress=False, stack=2)
     assert summary.results.runs[NUMBERS].equals(here.runs[NUMBERS])
     _check_store(tmp_path / "s", configs)
+
+
+def test_a_dask_sweep_whose_cluster_has_no_worker_left_stops_and_resumes(tmp_path, monkeypatch,
+                                                                          capsys):
+    """Before: a sweep on a cluster whose workers were all killed waited forever, without a
+    word. The one worker (two threads) dies once seed 0 is stored, and its nanny does not
+    restart it: the sweep says so, stops after NO_WORKERS_S naming the cluster and what is
+    stored, and the same sweep then trains only seed 1."""
+    distributed = pytest.importorskip("distributed")
+    configs = _tiny(range(2))
+    first = tmp_path / f"{config_key(configs[0])}.json"
+    real = sweep.train_group
+
+    def dies_after_seed_0_is_stored(group, *args):
+        if group[0].seed == 1:
+            deadline = time.monotonic() + 60
+            while not first.exists():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{first} not stored in 60 s")
+                time.sleep(0.02)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(group, *args)
+
+    monkeypatch.setattr(sweep, "train_group", dies_after_seed_0_is_stored)
+    monkeypatch.setattr(sweep, "NO_WORKERS_S", 2.0)
+    monkeypatch.setattr(sweep, "POLL_S", 0.2)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        async def no_restarts():
+            for nanny in cluster.workers.values():
+                nanny.close_gracefully(reason="the test kills its worker")
+
+        cluster.sync(no_restarts)
+        address = client.scheduler.address
+        stopped = []
+
+        def drive():  # in a daemon thread, so that a sweep that hangs fails the test
+            try:
+                sweep.run(configs, tmp_path, executor=client.get_executor(pure=False),
+                          progress=False)
+            except Exception as error:
+                stopped.append(error)
+
+        driver = threading.Thread(target=drive, daemon=True)
+        driver.start()
+        driver.join(timeout=120)
+        assert not driver.is_alive(), "still waiting 120 s after the cluster lost its worker"
+    assert len(stopped) == 1 and isinstance(stopped[0], sweep.NoWorkers), stopped
+    assert str(stopped[0]) == (
+        f"the Dask cluster at {address} has had no worker for 2 s (sweep.NO_WORKERS_S) with 1 "
+        f"runs waiting; 1 of 2 runs are stored in {tmp_path}: start workers and run the same "
+        "sweep again to train only the rest")
+    said = capsys.readouterr().err
+    assert (f"gflib.sweep: no Dask worker on {address} (1 of 2 runs are stored in {tmp_path}): "
+            "waiting up to 2 s for one to join") in said
+    _check_store(tmp_path, configs[:1])
+    monkeypatch.setattr(sweep, "train_group", real)
+    summary, error = sweep.run_summary(configs, tmp_path, progress=False)
+    assert error is None and (summary.stored, summary.trained) == (1, 1)
+    _check_store(tmp_path, configs)
 
 
 # ------------------------------------------------------------------------ failing groups
