@@ -8,8 +8,10 @@ treated as absent (and redone by a sweep).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +24,18 @@ FORMAT = 2
 
 STALE_S = 600.0
 """Age (seconds) past which a temporary file in the store is taken as a dead writer's."""
+FULL = (errno.ENOSPC, errno.EDQUOT)
+"""The ``OSError.errno`` of a write refused for want of space (disk full, quota reached)."""
+
+
+def payload(result: RunResult) -> dict:
+    """What the store writes for ``result`` (``{"format", "key", "result"}``)."""
+    return {"format": FORMAT, "key": config_key(result.config), "result": result.to_dict()}
+
+
+def megabytes(n: float) -> str:
+    """``n`` bytes in words: ``"3.2 MB"``."""
+    return f"{n / 1e6:.1f} MB"
 
 
 class ResultStore:
@@ -47,6 +61,15 @@ class ResultStore:
             raise ValueError(f"results store {self.root} cannot be written: {exc}; give a "
                              "writable results_dir") from exc
 
+    def check_space(self, needed: int, what: str) -> None:
+        """Raise ValueError naming the folder, its free space and ``needed`` (bytes, for
+        ``what``) when the folder's disk has less free (:func:`shutil.disk_usage`)."""
+        free = shutil.disk_usage(self.root).free
+        if free < needed:
+            raise ValueError(f"results store {self.root} has {megabytes(free)} free, but {what} "
+                             f"need about {megabytes(needed)}: free space there or give another "
+                             "results_dir")
+
     def remove_stale_temporaries(self, older_than_s: float = STALE_S) -> int:
         """Remove the temporary files (``.tmp-*``, ``.probe-*``, here and in ``.failures``) last
         written more than ``older_than_s`` seconds ago: a write takes milliseconds, so they were
@@ -70,8 +93,7 @@ class ResultStore:
     def put(self, result: RunResult) -> Path:
         """Write ``result`` atomically under its config's key."""
         target = self.root / f"{config_key(result.config)}.json"
-        payload = {"format": FORMAT, "key": target.stem, "result": result.to_dict()}
-        return write_json(target, payload, sync=True, allow_nan=True)
+        return write_json(target, payload(result), sync=True, allow_nan=True)
 
     def keys(self) -> list:
         """Keys of the readable results in the store."""

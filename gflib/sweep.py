@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -28,13 +29,16 @@ import traceback
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, wait
 from pathlib import Path
 
-from . import train
+import torch
+
+from . import data, models, negflow, train, updates
 from .atomic import write_json
-from .config import RunConfig, config_key
+from .config import RunConfig, RunResult, config_key
+from .flow import MEASURES, schedule
 from .progress import bar as progress_bar, from_env as progress_from_env
 from .results import Results
 from .stacked import CPU_MAX_WIDTH, groups, stack_key
-from .store import ResultStore
+from .store import FULL, ResultStore, megabytes, payload
 
 SPLIT_ON = (RuntimeError, MemoryError)
 """Errors after which a group of several runs is split in halves and retried: torch's
@@ -110,6 +114,18 @@ class SweepError(RuntimeError):
                          f"{store / FAILURES}); first: {first.error}; {summary.line()}")
 
 
+class StoreFull(RuntimeError):
+    """The results store's disk filled up mid-sweep (``OSError`` ENOSPC or EDQUOT, the
+    ``__cause__``). ``unstored``: the results trained but not written
+    (:class:`gflib.config.RunResult`; ``ResultStore(...).put`` each once there is room);
+    ``summary``: the sweep so far. Every other result is stored, so the same sweep, once there is
+    room, trains only what is missing."""
+
+    def __init__(self, message: str, unstored: list, summary: Summary):
+        super().__init__(message)
+        self.unstored, self.summary = unstored, summary
+
+
 class NoWorkers(RuntimeError):
     """The Dask cluster had no worker for :data:`NO_WORKERS_S` seconds while groups were waiting
     for one. Every group that came back is stored: the same sweep resumes from them."""
@@ -127,6 +143,56 @@ def group_key(configs) -> str:
     """A name for a group of runs: a hash of its runs' store keys."""
     blob = ",".join(config_key(c) for c in configs)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+LONGEST = -1.2345678901234567e-308
+"""A float whose JSON takes as many characters as any float64 can (24)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _weight_names(config: RunConfig) -> tuple:
+    spec = data.check(config.dataset)
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        return tuple(models.maskable_weights(models.build(config, spec.shape, spec.classes)))
+
+
+def stand_in(config: RunConfig) -> RunResult:
+    """A result of ``config`` with as many entries as a real one (one history entry per epoch,
+    its flow schedule, one sparsity entry per maskable tensor, its trace) and every number at
+    its longest (:data:`LONGEST`): what :func:`expected_bytes` measures."""
+    x, names = LONGEST, _weight_names(config.replace(seed=0))
+    epochs = list(range(1, config.epochs + 1))
+    metrics = dict.fromkeys(("test_loss", "test_acc", "train_loss", "train_acc"), x)
+    trace = {}
+    if config.trace == "updates":
+        trace = {"layers": list(names), "epochs": epochs,
+                 **{q: {n: [x] * len(epochs) for n in names} for q in updates.QUANTITIES}}
+    elif config.trace == "activations":
+        trace = {f"{n}.{q}": x for n in ("", *names) for q in negflow.QUANTITIES}
+    return RunResult(
+        config=config.to_dict(), history=[{"epoch": e, **metrics} for e in epochs],
+        flow={e: dict.fromkeys(MEASURES, x) for e in schedule(config.epochs, config.flow_points)},
+        flow_mean=dict.fromkeys(MEASURES, x), final=metrics, diverged=True,
+        diverged_epoch=config.epochs, wall_s=x, device=config.device,
+        diverged_reason="non-finite", trace=trace,
+        sparsity={"active": x, "layers": dict.fromkeys(names, x), "dead_units": 10 ** 12,
+                  "target": x}, off_target=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _bytes_at_seed_0(config: RunConfig) -> int:
+    r = stand_in(config)
+    out = payload(dataclasses.replace(r, history=[], flow={}, trace={}))
+    out["result"].update(history=r.history, flow={str(e): v for e, v in r.flow.items()},
+                         trace=r.trace)  # what to_dict gives, without its deep copy of them
+    return len(json.dumps(out, allow_nan=True).encode())
+
+
+def expected_bytes(configs) -> int:
+    """About how many bytes the store takes for the results of ``configs`` (each the size of
+    its :func:`stand_in`, an upper bound but for a longer trace), for the free-space check
+    before a sweep trains."""
+    return sum(_bytes_at_seed_0(c.replace(seed=0)) + len(str(c.seed)) - 1 for c in configs)
 
 
 def _writable_folder(folder: str) -> bool:
@@ -212,7 +278,8 @@ def run(configs, store_dir, executor: Executor | None = None, progress: bool = T
     """Run every config not yet in ``store_dir`` and return the results of all of them.
 
     Before anything trains: every config is checked (:func:`gflib.train.check_buildable`), an
-    empty grid is refused and the store is proven writable. ``executor``: any
+    empty grid is refused and the store is proven writable, with room for the results to train
+    (:func:`expected_bytes`; else ValueError). ``executor``: any
     ``concurrent.futures.Executor`` (a ProcessPoolExecutor, :func:`executor_for`'s Dask
     executor); the default runs in this process. ``stack``: at most this many runs train together
     as one stacked model (:mod:`gflib.stacked`; same results up to float summation order),
@@ -222,11 +289,12 @@ def run(configs, store_dir, executor: Executor | None = None, progress: bool = T
     ``configs``. A group that raises does not stop the others (see the module doc): when runs
     still fail at the end, every other run is stored and :class:`SweepError` is raised, chained
     to the first error; a Dask cluster with no worker for :data:`NO_WORKERS_S` raises
-    :class:`NoWorkers`, every group that came back stored. ``on_group(done, total, trained)``:
-    called after each stored group with the runs that have a result, all runs, and the runs this
-    sweep trained (e.g. a :class:`gflib.progress.ProgressLog`, whose ``note`` also gets the
-    sweep's messages); default: :func:`gflib.progress.from_env`'s log when
-    ``$GFLIB_PROGRESS_LOG`` is set, else none.
+    :class:`NoWorkers`, every group that came back stored; a store whose disk fills up raises
+    :class:`StoreFull`, which keeps what trained but could not be written.
+    ``on_group(done, total, trained)``: called after each stored group with the runs that have a
+    result, all runs, and the runs this sweep trained (e.g. a
+    :class:`gflib.progress.ProgressLog`, whose ``note`` also gets the sweep's messages); default:
+    :func:`gflib.progress.from_env`'s log when ``$GFLIB_PROGRESS_LOG`` is set, else none.
     """
     summary, first_error = run_summary(configs, store_dir, executor, progress, desc, stack,
                                        checkpoint, seconds, target_s, on_group)
@@ -245,6 +313,7 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
     store.remove_stale_temporaries()
     results = {c: r for c in dict.fromkeys(configs) if (r := store.get(c)) is not None}
     todo = [c for c in dict.fromkeys(configs) if c not in results]
+    store.check_space(expected_bytes(todo), f"the results of the {len(todo)} runs to train")
     summary = Summary(runs=len(results) + len(todo), stored=len(results))
     bar = progress_bar(summary.runs, len(results), desc) if progress else None
     on_group = on_group if on_group is not None else progress_from_env(desc)
@@ -265,7 +334,8 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
         for fut in done:
             group, error = pending.pop(fut), fut.exception()
             if error is None:
-                _store_group(store, group, fut.result(), results, summary)
+                with _stop_when_full(store, configs, results, summary, pending, fut.result()):
+                    _store_group(store, group, fut.result(), results, summary)
                 if bar is not None:
                     bar.update(len(group))
                 if on_group is not None:
@@ -277,7 +347,8 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
                 queue += [group[len(group) // 2:], group[:len(group) // 2]]
             else:
                 first_error = first_error or error
-                _record_failures(store, group, error, summary)
+                with _stop_when_full(store, configs, results, summary, pending, []):
+                    _record_failures(store, group, error, summary)
     if bar is not None:
         bar.close()
     summary.results = Results.from_results([results[c] for c in configs if c in results])
@@ -331,6 +402,30 @@ def _say(text: str, on_group) -> None:
     print(f"gflib.sweep: {text}", file=sys.stderr, flush=True)
     if callable(getattr(on_group, "note", None)):
         on_group.note(text)
+
+
+@contextlib.contextmanager
+def _stop_when_full(store: ResultStore, configs, results: dict, summary: Summary, pending: dict,
+                    trained: list):
+    """Turn a write that found the store's disk full into :class:`StoreFull` (``trained``: the
+    group's results, those not in ``results`` kept on the error), the pending groups
+    cancelled."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in FULL:
+            raise
+        for fut in pending:
+            fut.cancel()
+        unstored = [r for r in trained if RunConfig(**r.config) not in results]
+        left = [c for c in dict.fromkeys(configs) if c not in results]
+        raise StoreFull(
+            f"results store {store.root} is full ({error.strerror}) with {len(results)} of "
+            f"{summary.runs} runs stored: the {len(left)} others need about "
+            f"{megabytes(expected_bytes(left))}; free space there (or give another "
+            "results_dir) and run the same sweep again to train only those. The "
+            f"{len(unstored)} results trained but not written are on this error's `unstored`",
+            unstored, summary) from error
 
 
 def _store_group(store: ResultStore, group, group_results, results: dict, summary: Summary):

@@ -26,6 +26,7 @@ import functools
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,7 +220,7 @@ def train(configs, progress: bool = False, measure_flow: bool = True,
     if ckpt is not None and ckpt.is_file():
         loop.records = _restore(ckpt, loop, gens, dead, hooks)
     g = loop.records
-    last_save = time.perf_counter()
+    last_save, saving = time.perf_counter(), ckpt is not None
     if g.epoch == 0:
         for hook in hooks:
             hook.start(loop)
@@ -280,8 +281,8 @@ def train(configs, progress: bool = False, measure_flow: bool = True,
         for hook in hooks:
             hook.after_epoch(loop, epoch)
         g.epoch = epoch
-        if ckpt is not None and time.perf_counter() - last_save >= checkpoint_every_s:
-            _save(ckpt, loop, gens, dead, hooks)
+        if saving and time.perf_counter() - last_save >= checkpoint_every_s:
+            saving = _save(ckpt, loop, gens, dead, hooks)
             last_save = time.perf_counter()
     _mark_exploded(g)
     wall = time.perf_counter() - start
@@ -368,7 +369,9 @@ CHECKPOINT_FORMAT = 2
 """The layout of a checkpoint file; another layout is no checkpoint (the group starts afresh)."""
 
 
-def _save(path: Path, loop: Loop, gens, dead, hooks):
+def _save(path: Path, loop: Loop, gens, dead, hooks) -> bool:
+    """Write the group's checkpoint; False (with a warning, the file as it was) when it cannot
+    be written (a full disk): the group trains on without checkpoints."""
     ens = loop.ens
     state = {"format": CHECKPOINT_FORMAT, "keys": [config_key(c) for c in loop.configs],
              "records": vars(loop.records), "hooks": [h.state_dict() for h in hooks],
@@ -376,8 +379,14 @@ def _save(path: Path, loop: Loop, gens, dead, hooks):
                                                   for mk in ens.masks],
              "optimizer": loop.opt.state_dict(), "generators": [gen.get_state() for gen in gens],
              "dead": dead.cpu()}
-    with replacing(path) as tmp:
-        torch.save(state, tmp)
+    try:
+        with replacing(path) as tmp, open(tmp, "wb") as f:  # a file object: OSError on ENOSPC
+            torch.save(state, f)
+    except OSError as error:
+        warnings.warn(f"checkpoint {path} not written ({error}); the group trains on without "
+                      "checkpoints", stacklevel=3)
+        return False
+    return True
 
 
 def _restore(path: Path, loop: Loop, gens, dead, hooks) -> Records:

@@ -13,6 +13,7 @@ import errno
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -426,6 +427,77 @@ def test_full_store_fails_before_training(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="cannot be written: .*No space left on device"):
         sweep.run(_tiny([0]), tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+class _Disk:
+    """``shutil.disk_usage`` with ``free`` bytes left."""
+
+    def __init__(self, free):
+        self.free = free
+
+    def __call__(self, path):
+        return shutil._ntuple_diskusage(10 ** 12, 10 ** 12 - self.free, self.free)
+
+
+def test_a_store_without_room_for_the_results_fails_before_training(tmp_path, monkeypatch):
+    """The free-space check uses an upper bound of what the results take: one byte less than
+    sweep.expected_bytes is refused before anything trains, the bound itself is enough, and
+    the files written are smaller than the bound but not by half."""
+    configs = _tiny(range(3), epochs=3)
+    need = sweep.expected_bytes(configs)
+    real = sweep.train_group
+    monkeypatch.setattr(sweep, "train_group", lambda *a: pytest.fail("trained"))
+    monkeypatch.setattr(shutil, "disk_usage", _Disk(need - 1))
+    with pytest.raises(ValueError, match=(
+            f"results store {tmp_path} has {need / 1e6:.1f} MB free, but the results of the 3 "
+            f"runs to train need about {need / 1e6:.1f} MB: free space there or give another "
+            "results_dir")):
+        sweep.run(configs, tmp_path, progress=False)
+    monkeypatch.setattr(sweep, "train_group", real)
+    monkeypatch.setattr(shutil, "disk_usage", _Disk(need))
+    sweep.run(configs, tmp_path, progress=False)
+    written = sum(p.stat().st_size for p in tmp_path.glob("[0-9a-f]*.json"))
+    assert need / 2 < written <= need
+
+
+def test_a_store_that_fills_up_mid_sweep_keeps_what_trained(tmp_path, monkeypatch):
+    """Before: a full disk raised a bare OSError from the store after training, the result was
+    thrown away, and a rerun passed the writability check and crashed again. Here the disk is
+    full (fsync: ENOSPC) once the first run is stored."""
+    configs = _tiny(range(3))
+    full = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        name = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        if full and name.parent == tmp_path and name.name.startswith(".tmp-"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    left = sweep.expected_bytes(configs[1:])
+    with pytest.raises(sweep.StoreFull) as err:
+        sweep.run(configs, tmp_path, progress=False,
+                  on_group=lambda done, total, trained: full.append(done))
+    assert str(err.value) == (
+        f"results store {tmp_path} is full (No space left on device) with 1 of 3 runs stored: "
+        f"the 2 others need about {left / 1e6:.1f} MB; free space there (or give another "
+        "results_dir) and run the same sweep again to train only those. The 1 results trained "
+        "but not written are on this error's `unstored`")
+    assert isinstance(err.value.__cause__, OSError)
+    _check_store(tmp_path, configs[:1])
+    [kept] = err.value.unstored
+    again = sweep.train_group(configs[1:2])[0]
+    assert (kept.config, kept.history, kept.flow) == (again.config, again.history, again.flow)
+    monkeypatch.setattr(shutil, "disk_usage", _Disk(0))
+    monkeypatch.setattr(sweep, "train_group", lambda *a: pytest.fail("trained"))
+    with pytest.raises(ValueError, match="has 0.0 MB free, but the results of the 2 runs"):
+        sweep.run(configs, tmp_path, progress=False)
+    monkeypatch.undo()
+    ResultStore(tmp_path).put(kept)
+    summary, error = sweep.run_summary(configs, tmp_path, progress=False)
+    assert error is None and (summary.stored, summary.trained) == (2, 1)
+    _check_store(tmp_path, configs)
 
 
 # ------------------------------------------------------------------------------ publish

@@ -215,3 +215,27 @@ def test_checkpoint_resumes_a_killed_group_exactly(tmp_path):
     assert not ckpt.exists()
     for a, b in zip(whole, resumed):
         assert _numbers(a) == _numbers(b)
+
+
+def test_a_checkpoint_the_disk_has_no_room_for_costs_the_group_nothing(tmp_path, monkeypatch):
+    """Before: a full disk made the checkpoint write raise inside training, and the group's
+    work was lost. Now the group trains on without checkpoints, to the same numbers."""
+    import errno
+
+    cfgs = [RunConfig(**TINY, seed=s) for s in (0, 1)]
+    whole = train.train(cfgs)
+    writes = []
+
+    def full(obj, f, *args, **kwargs):
+        writes.append(f.name)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    ckpt = tmp_path / "group.pt"
+    with pytest.warns(UserWarning, match=f"checkpoint {ckpt} not written .*No space left on "
+                                         "device.*trains on without checkpoints"):
+        done = train.train(cfgs, checkpoint=ckpt, checkpoint_every_s=0)
+    assert len(writes) == 1  # after the first epoch; no second try
+    assert list(tmp_path.iterdir()) == []
+    for a, b in zip(whole, done):
+        assert _numbers(a) == _numbers(b)
