@@ -7,7 +7,9 @@ Tables are :class:`gflib.results.Results` run tables (columns: :data:`gflib.resu
 
 Which runs a statistic uses (CHOICE, counted on every page): a run that **diverged** (a
 non-finite or exploded loss, :mod:`gflib.train`) is left out of every statistic (its pair drops
-out of paired tests); a run **at chance** (its test accuracy not above chance, one-sided binomial
+out of paired tests), and so is a pruned run **off target** (its final masks missed its target
+density, :attr:`gflib.config.RunResult.off_target`: it is not the sparse net it was meant to be;
+:func:`usable`); a run **at chance** (its test accuracy not above chance, one-sided binomial
 test at :data:`AT_CHANCE_P`: it learned nothing) keeps its accuracy in accuracy comparisons (that
 is its outcome) but is left out of every flow statistic (:func:`flow_usable`): the flow of a net
 that did not train, or whose weights blew up, is not the flow the study relates to
@@ -120,35 +122,53 @@ def at_chance(runs: pd.DataFrame) -> pd.Series:
     return pd.Series(out, index=runs.index, dtype=bool)
 
 
+def off_target(runs: pd.DataFrame) -> pd.Series:
+    """Per run (bool): a pruned run whose final masks missed its target density (False where
+    the table has no ``off_target`` column or no value in it)."""
+    if "off_target" not in runs:
+        return pd.Series(False, index=runs.index, dtype=bool)
+    return runs["off_target"].eq(True)
+
+
+def usable(runs: pd.DataFrame) -> pd.Series:
+    """Per run (bool): it may enter a statistic: it neither diverged nor ended off its target
+    density (see the module doc)."""
+    return ~runs["diverged"].astype(bool) & ~off_target(runs)
+
+
 def flow_usable(runs: pd.DataFrame) -> pd.Series:
-    """Per run (bool): its flow may enter a statistic: it neither diverged nor ended at chance
-    (see the module doc)."""
-    return ~runs["diverged"].astype(bool) & ~at_chance(runs)
+    """Per run (bool): its flow may enter a statistic: it is :func:`usable` and did not end at
+    chance (see the module doc)."""
+    return usable(runs) & ~at_chance(runs)
 
 
 def exclusions(runs: pd.DataFrame) -> pd.Series:
-    """Per run, why a flow statistic leaves it out: ``"diverged (<reason>)"``, ``"at chance"``
-    or ``""`` (used)."""
-    chance = at_chance(runs)
-    return pd.Series([f"diverged ({r or 'non-finite'})" if d else "at chance" if c else ""
-                      for d, r, c in zip(runs["diverged"], runs["diverged_reason"], chance)],
+    """Per run, why a flow statistic leaves it out: ``"diverged (<reason>)"``, ``"off
+    target"``, ``"at chance"`` or ``""`` (used)."""
+    chance, missed = at_chance(runs), off_target(runs)
+    return pd.Series([f"diverged ({r or 'non-finite'})" if d else "off target" if o
+                      else "at chance" if c else ""
+                      for d, r, o, c in zip(runs["diverged"], runs["diverged_reason"], missed,
+                                            chance)],
                      index=runs.index, dtype=str)
 
 
 @dataclass
 class Counts:
-    """The runs an analysis rests on: ``runs``, ``diverged`` (left out of every statistic) and
-    ``at_chance`` (not diverged, left out of the flow statistics)."""
+    """The runs an analysis rests on: ``runs``, ``diverged`` (left out of every statistic),
+    ``at_chance`` (not diverged, left out of the flow statistics) and ``off_target`` (pruned
+    runs that missed their target density, not diverged: left out of every statistic)."""
 
     runs: int
     diverged: int
     at_chance: int
+    off_target: int = 0
 
     @classmethod
     def of(cls, runs: pd.DataFrame) -> "Counts":
         why = exclusions(runs)
         return cls(len(runs), int(why.str.startswith("diverged").sum()),
-                   int((why == "at chance").sum()))
+                   int((why == "at chance").sum()), int((why == "off target").sum()))
 
     @property
     def all_diverged(self) -> bool:
@@ -156,8 +176,10 @@ class Counts:
 
     def text(self) -> str:
         """"600 runs: 1 diverged (left out), 42 at chance (left out of the flow statistics)"."""
-        return (f"{self.runs} runs: {self.diverged} diverged (left out of every statistic), "
-                f"{self.at_chance} at chance (left out of the flow statistics)")
+        missed = (f", {self.off_target} pruned off their target density (left out of every "
+                  "statistic)" if self.off_target else "")
+        return (f"{self.runs} runs: {self.diverged} diverged (left out of every statistic)"
+                f"{missed}, {self.at_chance} at chance (left out of the flow statistics)")
 
 
 @dataclass
@@ -194,8 +216,9 @@ def pairs(runs: pd.DataFrame) -> pd.DataFrame:
     """Match each SC-SDC sparse run with its dense partner (equal :func:`pair_keys`; dense
     width = the sparse run's ``match_width``). One row per pair: the keys, ``sparse_width``, and
     every other column with suffix ``_sparse`` / ``_dense``; plus ``variant`` and ``diverged``
-    (either member diverged). The metrics of a diverged member are NaN, so every paired statistic
-    leaves that pair out; the pair itself stays, counted."""
+    (either member diverged). The metrics of a member that is not :func:`usable` (diverged, or
+    pruned off its target) are NaN, so every paired statistic leaves that pair out; the pair
+    itself stays, counted."""
     keys = pair_keys()
     sparse = runs[(runs["kind"] == "sparse") & runs["match_width"].notna()].copy()
     dense = runs[runs["kind"] == "dense"].copy()
@@ -208,8 +231,11 @@ def pairs(runs: pd.DataFrame) -> pd.DataFrame:
     merged["variant"] = merged.apply(variant_name, axis=1) if len(merged) else []
     merged["diverged"] = merged["diverged_sparse"] | merged["diverged_dense"]
     for side in ("sparse", "dense"):
+        bad = merged[f"diverged_{side}"].astype(bool)
+        if f"off_target_{side}" in merged:
+            bad |= merged[f"off_target_{side}"].eq(True)
         for metric in METRICS:
-            merged.loc[merged[f"diverged_{side}"], f"{metric}_{side}"] = np.nan
+            merged.loc[bad, f"{metric}_{side}"] = np.nan
     return merged
 
 

@@ -79,6 +79,8 @@ class RunConfig:
     keeps the largest weights (at ``density`` or the SC-SDC densities of ``match_width``);
     ``"gradual"`` ramps sparsity from 0 at ``prune_start`` to the target at ``prune_end`` on Zhu &
     Gupta's cubic schedule (epoch granularity); ``prune_scope`` ranks per layer or globally.
+    Pruning ends before the last epoch (``prune_start``, and ``prune_end`` of gradual, below
+    ``epochs``), so the run trains at least one epoch at its target masks.
     ``train_subset``/``test_subset``: a fixed random subset of the data (None = all); with
     ``batchnorm`` no training batch may hold one example. ``seed``: 0 to :data:`MAX_SEED`.
     ``trace``: what else to record (:data:`gflib.trace.OBSERVERS`), kept in :attr:`RunResult.trace`.
@@ -189,11 +191,17 @@ class RunConfig:
                                  "match_width")
             if self.init != "dense":
                 raise ValueError("a pruned run starts dense: init must be 'dense'")
-            end = self.prune_end if self.prune == "gradual" else self.prune_start
-            if not self.prune_start <= end <= self.epochs:
-                raise ValueError(f"pruning epochs must satisfy prune_start <= prune_end <= epochs"
-                                 f" ({self.epochs}), got prune_start={self.prune_start}, "
-                                 f"prune_end={self.prune_end}")
+            gradual = self.prune == "gradual"
+            end = self.prune_end if gradual else self.prune_start
+            if not self.prune_start <= end < self.epochs:
+                rule = ("prune_start <= prune_end < epochs" if gradual
+                        else "prune_start < epochs")
+                raise ValueError(
+                    f"prune={self.prune!r} must end before the last epoch ({rule}, epochs="
+                    f"{self.epochs}): masks change between epochs, so pruning after the last "
+                    f"one never happens and the run ends denser than its target; got "
+                    f"prune_start={self.prune_start}"
+                    + (f", prune_end={self.prune_end}" if gradual else ""))
         elif (self.prune_start, self.prune_end) != (0, 0):
             raise ValueError("prune_start/prune_end need prune='oneshot' or 'gradual'")
         for label, why in models.check(self.model).ignores(self).items():
@@ -302,7 +310,9 @@ class RunResult:
     :data:`gflib.train.EXPLODE_FACTOR` times its first batch's); its metrics are kept as measured,
     its flow_mean is NaN and the statistics leave it out (and count it). sparsity: what the
     final masks leave (:func:`gflib.train.final_sparsity`; empty in results stored before it
-    was recorded).
+    was recorded). off_target: a pruned run whose final masks do not keep its target's number
+    of weights (``sparsity["target"]``): not the sparse net it was meant to be, so the
+    statistics leave it out (and count it).
     """
 
     config: dict
@@ -317,6 +327,7 @@ class RunResult:
     diverged_reason: str | None = None
     trace: dict = field(default_factory=dict)
     sparsity: dict = field(default_factory=dict)
+    off_target: bool = False
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

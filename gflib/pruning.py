@@ -81,10 +81,17 @@ class MagnitudePruning(Hook):
                 out.append(magnitude_masks(weights, {n: density_at(d, p)
                                                      for n, d in final.items()}))
             else:
-                total = sum(w.numel() for w in weights.values())
-                overall = sum(final[n] * w.numel() for n, w in weights.items()) / total
+                overall = _overall(final, {n: w.numel() for n, w in weights.items()})
                 out.append(magnitude_masks(weights, density_at(overall, p), scope="global"))
         return out
+
+    def target_count(self, r: int, sizes: dict) -> int:
+        """How many weights run ``r``'s masks keep once pruning has ended (``sizes``: ``{weight
+        name: numel}``), counted as :func:`gflib.masks.magnitude_masks` rounds them."""
+        final = self.targets[r]
+        if self.configs[r].prune_scope == "layer":
+            return sum(max(1, round(final[n] * size)) for n, size in sizes.items())
+        return max(1, round(_overall(final, sizes) * sum(sizes.values())))
 
     def before_epoch(self, loop, epoch: int) -> None:
         p = progress(self.configs[0], epoch)
@@ -95,6 +102,11 @@ class MagnitudePruning(Hook):
         for name in ens.weight_names:
             param = ens.get_parameter(ens.param_name(name))
             zero_masked_state(loop.opt, param, ens.from_runs(name, ens.keep(name)))
+
+
+def _overall(final: dict, sizes: dict) -> float:
+    """The overall density of per-tensor densities ``final`` over tensors of ``sizes``."""
+    return sum(final[n] * size for n, size in sizes.items()) / sum(sizes.values())
 
 
 PRUNING = {"none": None, "oneshot": MagnitudePruning, "gradual": MagnitudePruning}

@@ -35,6 +35,8 @@ RUN_COLUMNS = {
     "final_density": "active share of the maskable weights at the end (1 = dense; NaN when not "
                      "recorded)",
     "dead_units": "hidden units of an MLP cut off by its final masks (gflib.masks.dead_units)",
+    "off_target": "a pruned run whose final masks missed its target density "
+                  "(RunResult.off_target; left out of statistics, counted)",
     "diverged": "the run failed numerically (left out of statistics, counted)",
     "diverged_reason": "'non-finite' or 'exploded' (see gflib.train), else empty",
     "wall_s": "seconds of wall time (a stacked group's time divided by its runs)",
@@ -94,6 +96,7 @@ class Results:
                    "kind": config.kind, **r.final,
                    **{f"mean_{m}": r.flow_mean.get(m) for m in MEASURES},
                    "diverged": r.diverged, "diverged_reason": r.diverged_reason or "",
+                   "off_target": r.off_target,
                    "wall_s": r.wall_s, **trace_columns(r.trace),
                    **sparsity_columns(r.sparsity)}
             rows.append(row)
@@ -144,14 +147,17 @@ def curves_path(csv: Path) -> Path:
 
 def typed_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """A run table with its columns in their own types (as read back from a CSV): optional
-    integers as pandas' nullable Int64, flags as bool, ``diverged_reason`` as text."""
+    integers as pandas' nullable Int64, flags as bool, ``diverged_reason`` as text. A missing
+    ``off_target`` (a summary written before it was recorded) reads False."""
     runs = runs.copy()
+    if "off_target" in runs:
+        runs["off_target"] = [False if pd.isna(v) else bool(v) for v in runs["off_target"]]
     for c in _INT_OR_NONE:
         if c in runs:
             runs[c] = pd.array([None if pd.isna(v) else int(v) for v in runs[c]], dtype="Int64")
     if "diverged_reason" in runs:
         runs["diverged_reason"] = [("" if pd.isna(v) else str(v)) for v in runs["diverged_reason"]]
-    for c in ("diverged", "batchnorm", "skip", "augment"):
+    for c in ("diverged", "off_target", "batchnorm", "skip", "augment"):
         if c in runs:
             runs[c] = runs[c].astype(bool)
     return runs

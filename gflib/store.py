@@ -9,7 +9,9 @@ is refused before a sweep trains (:meth:`ResultStore.check_can_store`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -21,6 +23,18 @@ FORMAT = 2
 
 STALE_S = 600.0
 """Age (seconds) past which a temporary file in the store is taken as a dead writer's."""
+FULL = (errno.ENOSPC, errno.EDQUOT)
+"""The ``OSError.errno`` of a write refused for want of space (disk full, quota reached)."""
+
+
+def payload(result: RunResult) -> dict:
+    """What the store writes for ``result`` (``{"format", "key", "result"}``)."""
+    return {"format": FORMAT, "key": config_key(result.config), "result": result.to_dict()}
+
+
+def megabytes(n: float) -> str:
+    """``n`` bytes in words: ``"3.2 MB"``."""
+    return f"{n / 1e6:.1f} MB"
 
 
 class ResultStore:
@@ -34,6 +48,15 @@ class ResultStore:
         ValueError naming the folder (:func:`gflib.atomic.check_writable`): called before a
         sweep trains anything."""
         check_writable(self.root, "results store", "give a writable results_dir")
+
+    def check_space(self, needed: int, what: str) -> None:
+        """Raise ValueError naming the folder, its free space and ``needed`` (bytes, for
+        ``what``) when the folder's disk has less free (:func:`shutil.disk_usage`)."""
+        free = shutil.disk_usage(self.root).free
+        if free < needed:
+            raise ValueError(f"results store {self.root} has {megabytes(free)} free, but {what} "
+                             f"need about {megabytes(needed)}: free space there or give another "
+                             "results_dir")
 
     def remove_stale_temporaries(self, older_than_s: float = STALE_S) -> int:
         """Remove the temporary files (``.tmp-*``, ``.probe-*``, here and in ``.failures``) last
@@ -69,8 +92,7 @@ class ResultStore:
     def put(self, result: RunResult) -> Path:
         """Write ``result`` atomically under its config's key."""
         target = self.root / f"{config_key(result.config)}.json"
-        payload = {"format": FORMAT, "key": target.stem, "result": result.to_dict()}
-        return write_json(target, payload, sync=True, allow_nan=True)
+        return write_json(target, payload(result), sync=True, allow_nan=True)
 
     def keys(self) -> list:
         """Keys of the readable results in the store."""

@@ -8,30 +8,38 @@ worker can reach the store's folder, so a killed group resumes where it stopped.
 
 Beyond one machine: any ``concurrent.futures.Executor`` will do; :func:`executor_for` builds one
 from a Dask scheduler's address (``dask.distributed``), whose scheduler re-runs the tasks of a
-worker that died. A group that raises is split in halves and retried (:data:`SPLIT_ON`), down to
-single runs; the runs that still fail are recorded in ``<store>/.failures`` and the sweep goes on,
-then raises :class:`SweepError` with a :class:`Summary`.
+worker that died; a Dask cluster left with no worker stops the sweep after :data:`NO_WORKERS_S`
+(:class:`NoWorkers`), with what came back stored. A group that raises is split in halves and
+retried (:data:`SPLIT_ON`), down to single runs; the runs that still fail are recorded in
+``<store>/.failures`` and the sweep goes on, then raises :class:`SweepError` with a
+:class:`Summary`.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import re
+import sys
+import time
 import traceback
 from concurrent.futures import (FIRST_COMPLETED, BrokenExecutor, Executor, Future,
                                 ProcessPoolExecutor, ThreadPoolExecutor, wait)
 from pathlib import Path
 
-from . import train
+import torch
+
+from . import data, models, negflow, train, updates
 from .atomic import write_json
-from .config import RunConfig, config_key
+from .config import RunConfig, RunResult, config_key
+from .flow import MEASURES, schedule
 from .progress import bar as progress_bar, from_env as progress_from_env
 from .results import Results
 from .stacked import CPU_MAX_WIDTH, groups, stack_key
-from .store import ResultStore
+from .store import FULL, ResultStore, megabytes, payload
 
 SPLIT_ON = (RuntimeError, MemoryError)
 """Errors after which a group of several runs is split in halves and retried: torch's
@@ -40,6 +48,13 @@ Dask's ``KilledWorker`` (a task that took down its worker more than ``allowed-fa
 added when Dask is installed. Any other error (a ValueError, a TypeError: a bug that a smaller
 group would meet again; a broken process pool, which takes no more work) is recorded for each run
 of its group without a retry."""
+
+NO_WORKERS_S = 120.0
+"""Seconds a sweep waits for a Dask cluster that has no worker (all died, or were never
+started) before it stops with :class:`NoWorkers`; a worker that joins meanwhile resets the
+clock."""
+POLL_S = 5.0
+"""Seconds between looks at a Dask cluster's workers while no group comes back."""
 
 FAILURES = ".failures"
 """The store's subfolder of failed runs: ``<key>.json`` each (config, error, group size); a run
@@ -100,6 +115,23 @@ class SweepError(RuntimeError):
                          f"{store / FAILURES}); first: {first.error}; {summary.line()}")
 
 
+class StoreFull(RuntimeError):
+    """The results store's disk filled up mid-sweep (``OSError`` ENOSPC or EDQUOT, the
+    ``__cause__``). ``unstored``: the results trained but not written
+    (:class:`gflib.config.RunResult`; ``ResultStore(...).put`` each once there is room);
+    ``summary``: the sweep so far. Every other result is stored, so the same sweep, once there is
+    room, trains only what is missing."""
+
+    def __init__(self, message: str, unstored: list, summary: Summary):
+        super().__init__(message)
+        self.unstored, self.summary = unstored, summary
+
+
+class NoWorkers(RuntimeError):
+    """The Dask cluster had no worker for :data:`NO_WORKERS_S` seconds while groups were waiting
+    for one. Every group that came back is stored: the same sweep resumes from them."""
+
+
 def _split_on() -> tuple:
     try:
         from distributed import KilledWorker
@@ -112,6 +144,56 @@ def group_key(configs) -> str:
     """A name for a group of runs: a hash of its runs' store keys."""
     blob = ",".join(config_key(c) for c in configs)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+LONGEST = -1.2345678901234567e-308
+"""A float whose JSON takes as many characters as any float64 can (24)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _weight_names(config: RunConfig) -> tuple:
+    spec = data.check(config.dataset)
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        return tuple(models.maskable_weights(models.build(config, spec.shape, spec.classes)))
+
+
+def stand_in(config: RunConfig) -> RunResult:
+    """A result of ``config`` with as many entries as a real one (one history entry per epoch,
+    its flow schedule, one sparsity entry per maskable tensor, its trace) and every number at
+    its longest (:data:`LONGEST`): what :func:`expected_bytes` measures."""
+    x, names = LONGEST, _weight_names(config.replace(seed=0))
+    epochs = list(range(1, config.epochs + 1))
+    metrics = dict.fromkeys(("test_loss", "test_acc", "train_loss", "train_acc"), x)
+    trace = {}
+    if config.trace == "updates":
+        trace = {"layers": list(names), "epochs": epochs,
+                 **{q: {n: [x] * len(epochs) for n in names} for q in updates.QUANTITIES}}
+    elif config.trace == "activations":
+        trace = {f"{n}.{q}": x for n in ("", *names) for q in negflow.QUANTITIES}
+    return RunResult(
+        config=config.to_dict(), history=[{"epoch": e, **metrics} for e in epochs],
+        flow={e: dict.fromkeys(MEASURES, x) for e in schedule(config.epochs, config.flow_points)},
+        flow_mean=dict.fromkeys(MEASURES, x), final=metrics, diverged=True,
+        diverged_epoch=config.epochs, wall_s=x, device=config.device,
+        diverged_reason="non-finite", trace=trace,
+        sparsity={"active": x, "layers": dict.fromkeys(names, x), "dead_units": 10 ** 12,
+                  "target": x}, off_target=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _bytes_at_seed_0(config: RunConfig) -> int:
+    r = stand_in(config)
+    out = payload(dataclasses.replace(r, history=[], flow={}, trace={}))
+    out["result"].update(history=r.history, flow={str(e): v for e, v in r.flow.items()},
+                         trace=r.trace)  # what to_dict gives, without its deep copy of them
+    return len(json.dumps(out, allow_nan=True).encode())
+
+
+def expected_bytes(configs) -> int:
+    """About how many bytes the store takes for the results of ``configs`` (each the size of
+    its :func:`stand_in`, an upper bound but for a longer trace), for the free-space check
+    before a sweep trains."""
+    return sum(_bytes_at_seed_0(c.replace(seed=0)) + len(str(c.seed)) - 1 for c in configs)
 
 
 def _writable_folder(folder: str) -> bool:
@@ -207,8 +289,9 @@ def run(configs, store_dir, executor: Executor | None = None, progress: bool = T
 
     Before anything trains: every config is checked (:func:`gflib.train.check_buildable`; its
     device, where the executor trains here: :data:`LOCAL_EXECUTORS`), an empty grid is refused
-    and, when anything is missing, the store is proven writable and the runs' places in it free
-    (:meth:`gflib.store.ResultStore.check_can_store`); a complete store is only read (it may be
+    and, when anything is missing, the store is proven writable, the runs' places in it free
+    (:meth:`gflib.store.ResultStore.check_can_store`) and its disk with room for the results to
+    train (:func:`expected_bytes`; else ValueError); a complete store is only read (it may be
     on read-only media). ``executor``: any ``concurrent.futures.Executor`` (a
     ProcessPoolExecutor, :func:`executor_for`'s Dask executor); the default runs in this
     process. ``stack``: at most this many runs train together
@@ -218,10 +301,13 @@ def run(configs, store_dir, executor: Executor | None = None, progress: bool = T
     ``checkpoint``: let long groups checkpoint into the store's folder. Rows are in the order of
     ``configs``. A group that raises does not stop the others (see the module doc): when runs
     still fail at the end, every other run is stored and :class:`SweepError` is raised, chained
-    to the first error. ``on_group(done, total, trained)``: called after each stored group with
-    the runs that have a result, all runs, and the runs this sweep trained (e.g. a
-    :class:`gflib.progress.ProgressLog`); default: :func:`gflib.progress.from_env`'s log when
-    ``$GFLIB_PROGRESS_LOG`` is set, else none.
+    to the first error; a Dask cluster with no worker for :data:`NO_WORKERS_S` raises
+    :class:`NoWorkers`, every group that came back stored; a store whose disk fills up raises
+    :class:`StoreFull`, which keeps what trained but could not be written.
+    ``on_group(done, total, trained)``: called after each stored group with the runs that have a
+    result, all runs, and the runs this sweep trained (e.g. a
+    :class:`gflib.progress.ProgressLog`, whose ``note`` also gets the sweep's messages); default:
+    :func:`gflib.progress.from_env`'s log when ``$GFLIB_PROGRESS_LOG`` is set, else none.
     """
     summary, first_error = run_summary(configs, store_dir, executor, progress, desc, stack,
                                        checkpoint, seconds, target_s, on_group)
@@ -242,6 +328,7 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
         store.check_writable()
         store.check_can_store(todo)
         store.remove_stale_temporaries()
+        store.check_space(expected_bytes(todo), f"the results of the {len(todo)} runs to train")
     summary = Summary(runs=len(results) + len(todo), stored=len(results))
     bar = progress_bar(summary.runs, len(results), desc) if progress else None
     on_group = on_group if on_group is not None else progress_from_env(desc)
@@ -257,11 +344,13 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
         while len(pending) < window and queue:
             group = queue.pop()
             pending[executor.submit(train_group, group, ckpt_dir)] = group
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        done = _wait(pending, executor, on_group,
+                     lambda: f"{len(results)} of {summary.runs} runs are stored in {store.root}")
         for fut in done:
             group, error = pending.pop(fut), fut.exception()
             if error is None:
-                _store_group(store, group, fut.result(), results, summary)
+                with _stop_when_full(store, configs, results, summary, pending, fut.result()):
+                    _store_group(store, group, fut.result(), results, summary)
                 if bar is not None:
                     bar.update(len(group))
                 if on_group is not None:
@@ -273,11 +362,85 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
                 queue += [group[len(group) // 2:], group[:len(group) // 2]]
             else:
                 first_error = first_error or error
-                _record_failures(store, group, error, summary)
+                with _stop_when_full(store, configs, results, summary, pending, []):
+                    _record_failures(store, group, error, summary)
     if bar is not None:
         bar.close()
     summary.results = Results.from_results([results[c] for c in configs if c in results])
     return summary, first_error
+
+
+def _cluster(executor) -> tuple | None:
+    """``(scheduler address, workers)`` of a Dask executor's cluster (0 workers when the
+    scheduler cannot be reached); None for any other executor."""
+    client = getattr(executor, "_client", None)
+    if client is None or not hasattr(client, "nthreads"):
+        return None
+    address = getattr(client.scheduler, "address", None) or "the Dask scheduler"
+    try:
+        return address, len(client.nthreads())
+    except OSError:  # the scheduler is gone too (a comm error or a timeout)
+        return address, 0
+
+
+def _wait(pending: dict, executor, on_group, stored) -> set:
+    """The futures of ``pending`` that are done, once one is. While none is and ``executor``'s
+    Dask cluster has no worker: a message (stderr, and ``on_group.note`` when it has one), and
+    after :data:`NO_WORKERS_S` the pending groups cancelled and :class:`NoWorkers` raised
+    (``stored()``: what is stored, in words)."""
+    alone_since = None
+    while True:
+        done, _ = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+        if done:
+            return done
+        cluster = _cluster(executor)
+        if cluster is None or cluster[1] > 0:
+            alone_since = None
+            continue
+        address = cluster[0]
+        if alone_since is None:
+            alone_since = time.monotonic()
+            _say(f"no Dask worker on {address} ({stored()}): waiting up to "
+                 f"{NO_WORKERS_S:g} s for one to join", on_group)
+        elif time.monotonic() - alone_since >= NO_WORKERS_S:
+            runs = sum(len(group) for group in pending.values())
+            for fut in pending:
+                fut.cancel()
+            message = (f"the Dask cluster at {address} has had no worker for {NO_WORKERS_S:g} s "
+                       f"(sweep.NO_WORKERS_S) with {runs} runs waiting; {stored()}: start "
+                       "workers and run the same sweep again to train only the rest")
+            _say(f"stopped: {message}", on_group)
+            raise NoWorkers(message)
+
+
+def _say(text: str, on_group) -> None:
+    print(f"gflib.sweep: {text}", file=sys.stderr, flush=True)
+    if callable(getattr(on_group, "note", None)):
+        on_group.note(text)
+
+
+@contextlib.contextmanager
+def _stop_when_full(store: ResultStore, configs, results: dict, summary: Summary, pending: dict,
+                    trained: list):
+    """Turn a write that found the store's disk full into :class:`StoreFull` (``trained``: the
+    group's results, those not in ``results`` kept on the error), the pending groups
+    cancelled."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in FULL:
+            raise
+        for fut in pending:
+            fut.cancel()
+        unstored = [r for r in trained if RunConfig(**r.config) not in results]
+        left = [c for c in dict.fromkeys(configs) if c not in results]
+        raise StoreFull(
+            f"results store {store.root} is full ({error.strerror}) with {len(results)} of "
+            f"{summary.runs} runs stored: the {len(left)} others need about "
+            f"{megabytes(expected_bytes(left))}; free space there (or give another "
+            "results_dir) and run the same sweep again to train only those. The "
+            f"{len(unstored)} results trained but not written are on this error's `unstored`",
+            unstored, summary) from error
 
 
 def _store_group(store: ResultStore, group, group_results, results: dict, summary: Summary):

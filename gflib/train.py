@@ -26,6 +26,7 @@ import functools
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from .ensemble import Ensemble, Single, evaluate, per_run_loss
 from .flow import MEASURES, measure_runs, schedule
 from .hooks import LR_SCHEDULES, Hook
 from .masks import counts_for, dead_units, random_masks, sparsity_aware_init_, zero_masked
-from .pruning import PRUNING
+from .pruning import PRUNING, MagnitudePruning
 from .scsdc import matched_member
 from .stacked import StackedMLP, check_group
 from .trace import observer_for
@@ -262,7 +263,7 @@ def train(configs, progress: bool = False, measure_flow: bool = True,
     if ckpt is not None and ckpt.is_file():
         loop.records = _restore(ckpt, loop, gens, dead, hooks)
     g = loop.records
-    last_save = time.perf_counter()
+    last_save, saving = time.perf_counter(), ckpt is not None
     if g.epoch == 0:
         for hook in hooks:
             hook.start(loop)
@@ -323,14 +324,16 @@ def train(configs, progress: bool = False, measure_flow: bool = True,
         for hook in hooks:
             hook.after_epoch(loop, epoch)
         g.epoch = epoch
-        if ckpt is not None and time.perf_counter() - last_save >= checkpoint_every_s:
-            _save(ckpt, loop, gens, dead, hooks)
+        if saving and time.perf_counter() - last_save >= checkpoint_every_s:
+            saving = _save(ckpt, loop, gens, dead, hooks)
             last_save = time.perf_counter()
     _mark_exploded(g)
     wall = time.perf_counter() - start
+    pruner = next((h for h in hooks if isinstance(h, MagnitudePruning)), None)
+    sizes = {n: ens.tensor(n)[0].numel() for n in ens.weight_names}
     results = [_result(c, g, r, wall / k, str(device),
                        (observer.result(r) or {}) if observer is not None else {},
-                       final_sparsity(ens, r))
+                       final_sparsity(ens, r, pruner.target_count(r, sizes) if pruner else None))
                for r, c in enumerate(configs)]
     if ckpt is not None:
         ckpt.unlink(missing_ok=True)
@@ -369,20 +372,25 @@ def _mark_exploded(g):
                 g.diverged[r], g.reasons[r] = history[-1]["epoch"], "exploded"
 
 
-def final_sparsity(ens, r: int) -> dict:
+def final_sparsity(ens, r: int, target: int | None = None) -> dict:
     """What run ``r``'s masks leave at the end: ``active`` (active share of all maskable
-    weights), ``layers`` (``{weight name: active share}``, in order) and ``dead_units`` (hidden
+    weights), ``layers`` (``{weight name: active share}``, in order), ``dead_units`` (hidden
     units cut off, :func:`gflib.masks.dead_units`; None unless the weights form a chain of
-    Linear layers)."""
+    Linear layers) and, for a pruned run (``target``: how many weights its final masks must
+    keep), ``target`` (that count as a share of all maskable weights, comparable with
+    ``active``)."""
     keep = {n: ens.keep(n)[r] for n in ens.weight_names}
     total = sum(m.numel() for m in keep.values())
     dead = None
     if all(m.ndim == 2 for m in keep.values()) and all(
             a.shape[0] == b.shape[1] for a, b in zip(list(keep.values()), list(keep.values())[1:])):
         dead = sum(dead_units(keep).values())
-    return {"active": sum(int(m.sum()) for m in keep.values()) / total,
-            "layers": {n: int(m.sum()) / m.numel() for n, m in keep.items()},
-            "dead_units": dead}
+    out = {"active": sum(int(m.sum()) for m in keep.values()) / total,
+           "layers": {n: int(m.sum()) / m.numel() for n, m in keep.items()},
+           "dead_units": dead}
+    if target is not None:
+        out["target"] = target / total
+    return out
 
 
 def _result(config, g, r, wall_s, device, trace, sparsity) -> RunResult:
@@ -396,14 +404,17 @@ def _result(config, g, r, wall_s, device, trace, sparsity) -> RunResult:
         config=config.to_dict(), history=g.histories[r], flow=flow, flow_mean=flow_mean,
         final={key: last[key] for key in ("test_loss", "test_acc", "train_loss", "train_acc")},
         diverged=g.diverged[r] is not None, diverged_epoch=g.diverged[r], wall_s=wall_s,
-        device=device, diverged_reason=g.reasons[r], trace=trace, sparsity=sparsity)
+        device=device, diverged_reason=g.reasons[r], trace=trace, sparsity=sparsity,
+        off_target="target" in sparsity and sparsity["active"] != sparsity["target"])
 
 
 CHECKPOINT_FORMAT = 2
 """The layout of a checkpoint file; another layout is no checkpoint (the group starts afresh)."""
 
 
-def _save(path: Path, loop: Loop, gens, dead, hooks):
+def _save(path: Path, loop: Loop, gens, dead, hooks) -> bool:
+    """Write the group's checkpoint; False (with a warning, the file as it was) when it cannot
+    be written (a full disk): the group trains on without checkpoints."""
     ens = loop.ens
     state = {"format": CHECKPOINT_FORMAT, "keys": [config_key(c) for c in loop.configs],
              "records": vars(loop.records), "hooks": [h.state_dict() for h in hooks],
@@ -411,8 +422,14 @@ def _save(path: Path, loop: Loop, gens, dead, hooks):
                                                   for mk in ens.masks],
              "optimizer": loop.opt.state_dict(), "generators": [gen.get_state() for gen in gens],
              "dead": dead.cpu()}
-    with replacing(path) as tmp:
-        torch.save(state, tmp)
+    try:
+        with replacing(path) as tmp, open(tmp, "wb") as f:  # a file object: OSError on ENOSPC
+            torch.save(state, f)
+    except OSError as error:
+        warnings.warn(f"checkpoint {path} not written ({error}); the group trains on without "
+                      "checkpoints", stacklevel=3)
+        return False
+    return True
 
 
 def _restore(path: Path, loop: Loop, gens, dead, hooks) -> Records:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from gflib import bench, chapters, execute, pages
+from gflib.config import config_key
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = chapters.names()
@@ -198,6 +199,97 @@ def test_book_builds_with_the_smoke_preset(tmp_path):
         # Layout only: the smoke preset's few runs leave numbers missing (NaN) where a test has
         # no data, which the text check (python -m gflib.pages) flags on the book-preset build.
         assert pages.check(html, text=False) == {}
+
+
+def cell_timeouts() -> dict:
+    """``{page: seconds}``: the cell timeout jupyter-book 1.x applies to each notebook of the
+    book (``execute.timeout`` of ``_config.yml``, overridden by a notebook's ``mystnb:
+    {execution_timeout}`` front matter, then by jupyter-cache's ``execution: {timeout}``
+    metadata). nbclient waits without limit for None, 0 or a negative number."""
+    import jupytext
+    from jupyter_book.config import get_final_config
+
+    sphinx, _ = get_final_config(user_yaml=ROOT / "_config.yml", sourcedir=ROOT,
+                                 cli_config={"latex_individualpages": False})
+    out = {}
+    for path in sorted((ROOT / "book").glob("*.md")):
+        meta = jupytext.read(path).metadata
+        if "kernelspec" not in meta:
+            continue
+        timeout = meta.get("mystnb", {}).get("execution_timeout",
+                                             sphinx.get("nb_execution_timeout"))
+        out[path.stem] = meta.get("execution", {}).get("timeout", timeout)
+    return out
+
+
+def test_no_notebook_cell_can_time_out_in_a_build():
+    """Before: a busy 2-core machine failed the build after 34 min, when the BatchNorm
+    notebook's sweep cell (3.8 min idle) passed its 1800-s timeout. A sweep shows its own
+    progress and resumes from its store, so the build sets no timeout."""
+    timeouts = cell_timeouts()
+    assert set(timeouts) == set(CHAPTERS) | set(PAGES)
+    assert {page: t for page, t in timeouts.items() if t and t > 0} == {}
+
+
+def _tree(pid: int) -> list:
+    import psutil
+
+    parent = psutil.Process(pid)
+    return parent.children(recursive=True) + [parent]
+
+
+def _snapshot(store: Path) -> dict:
+    """``{file name: (inode, mtime ns)}`` of the results in ``store``: a result trained again
+    is written to a new file (atomic replace), so its inode changes."""
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in store.glob("*.json")
+            if not p.name.startswith(".")}
+
+
+@pytest.mark.slow
+def test_a_killed_chapter_execution_resumes_without_retraining_what_was_stored(tmp_path):
+    """SIGKILL to the papermill command and its kernel once 3 runs are stored, then the same
+    command again: every run is stored, the files of those stored before are untouched (a run
+    trained again would replace its file), and the rerun's progress log starts from them. About
+    70 s on 2 cores shared with other work."""
+    import time
+
+    import psutil
+
+    out_dir, store = tmp_path / "run", tmp_path / "run" / "results"
+    plan = chapters.plan("sc_sdc_and_egf", "smoke", epochs=8)
+    keys = {f"{config_key(c)}.json" for c in plan.configs}
+    cmd = [sys.executable, "-m", "gflib.execute", "sc_sdc_and_egf", str(out_dir), "-q",
+           "-p", "preset", "smoke", "-p", "epochs", "8", "-p", "stack", "1"]
+    errors = open(tmp_path / "stderr.txt", "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors)
+    deadline = time.monotonic() + 300
+    try:
+        while len(_snapshot(store) if store.is_dir() else {}) < 3:
+            assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no 3 runs stored in 300 s"
+            time.sleep(0.05)
+        killed = _tree(proc.pid)
+        for process in killed:
+            process.kill()
+        _, alive = psutil.wait_procs(killed, timeout=60)
+        assert not alive
+    finally:
+        proc.kill()
+        proc.wait()
+        errors.close()
+    stored = _snapshot(store)
+    assert 3 <= len(stored) < len(keys) and set(stored) <= keys
+    log = out_dir / "sc_sdc_and_egf.log"
+    lines_before = len(log.read_text().splitlines())
+
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    after = _snapshot(store)
+    assert set(after) == keys
+    retrained = {name for name in after if stored.get(name) != after[name]}
+    assert retrained == keys - set(stored)
+    progress = [line for line in log.read_text().splitlines()[lines_before:] if " runs (" in line]
+    assert progress[0].split(": ")[-1].startswith(f"{len(stored) + 1}/{len(keys)} runs")
 
 
 CODE_WIDTH = 78

@@ -92,3 +92,55 @@ def test_oneshot_pruning_to_scsdc_densities_stacked_like_one_by_one(monkeypatch)
             assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
             assert a["test_acc"] == pytest.approx(b["test_acc"], abs=1e-5)
         assert alone.flow_mean == pytest.approx(s.flow_mean, rel=1e-4)
+
+
+def test_pruning_that_would_end_at_the_last_epoch_is_refused():
+    """Before: masks change only before an epoch, so one-shot pruning at prune_start == epochs
+    never happened (the run ended dense, stored as sparse) and gradual pruning with prune_end ==
+    epochs stopped short (0.5625 for 0.5). The last schedule allowed reaches its target."""
+    with pytest.raises(ValueError, match=r"prune='oneshot' must end before the last epoch "
+                                         r"\(prune_start < epochs, epochs=5\).*prune_start=5$"):
+        RunConfig(**TINY, density=0.5, prune="oneshot", prune_start=5)
+    with pytest.raises(ValueError, match=r"\(prune_start <= prune_end < epochs, epochs=5\).*"
+                                         r"prune_start=1, prune_end=5$"):
+        RunConfig(**TINY, density=0.5, prune="gradual", prune_start=1, prune_end=5)
+    sizes = {"hidden.0.layer.weight": 24 * 64, "hidden.1.layer.weight": 24 * 24,
+             "out.weight": 10 * 24}
+    target = sum(round(0.5 * n) for n in sizes.values()) / sum(sizes.values())
+    for last in (RunConfig(**TINY, density=0.5, prune="oneshot", prune_start=4),
+                 RunConfig(**TINY, density=0.5, prune="gradual", prune_start=1, prune_end=4)):
+        result = train.run(last)
+        assert result.sparsity["target"] == target
+        assert result.sparsity["active"] == target and not result.off_target
+
+
+def test_a_pruned_run_that_misses_its_target_is_flagged_and_left_out_of_every_statistic(
+        monkeypatch, tmp_path):
+    """A schedule that never changes the masks (as pruning at the last epoch did) leaves the
+    run dense: its result says so, and no statistic takes it for a sparse net."""
+    from gflib import analysis
+    from gflib.results import Results
+
+    cfgs = [RunConfig(**TINY, density=0.2, prune="oneshot", prune_start=2, seed=s, lr=0.01)
+            for s in (0, 1)]
+    on_target = train.run(cfgs[0])
+    monkeypatch.setattr(pruning, "progress", lambda config, epoch: None)
+    missed = train.run(cfgs[1])
+    monkeypatch.undo()
+    assert not on_target.off_target and on_target.sparsity["active"] < 0.21
+    assert missed.off_target and not missed.diverged
+    assert missed.sparsity["active"] == 1.0
+    assert missed.sparsity["target"] == on_target.sparsity["target"]
+    results = Results.from_results([on_target, missed])
+    runs = results.runs
+    assert list(runs["off_target"]) == [False, True]
+    assert list(analysis.usable(runs)) == [True, False]
+    assert list(analysis.flow_usable(runs)) == [True, False]
+    assert list(analysis.exclusions(runs)) == ["", "off target"]
+    counts = analysis.Counts.of(runs)
+    assert counts == analysis.Counts(runs=2, diverged=0, at_chance=0, off_target=1)
+    assert "1 pruned off their target density (left out of every statistic)" in counts.text()
+    csv, _ = results.save(tmp_path / "s.csv")
+    assert list(Results.load(csv).runs["off_target"]) == [False, True]
+    runs.drop(columns="off_target").to_csv(csv, index=False)
+    assert list(Results.load(csv).runs["off_target"]) == [False, False]

@@ -129,6 +129,13 @@ def test_pruning_schedules_by_hand():
     assert two["oneshot_global"]["prune_start"] == 1
     assert (two["gradual_layer"]["prune_start"], two["gradual_layer"]["prune_end"]) == (0, 1)
     assert two["dense"] is None and two["random"] == {}
+    # Before: at one epoch every pruned net ended dense (prune_start = prune_end = epochs).
+    with pytest.raises(ValueError, match=r"pruning grid needs epochs >= 2.*got epochs=1"):
+        chapter.schedule(1, s)
+    with pytest.raises(ValueError, match=r"epochs >= 2"):
+        chapter.grid(presets.get("smoke", epochs=1))
+    assert chapter.schedule(1, dict(s, methods=("dense", "random"))) == {"dense": None,
+                                                                        "random": {}}
 
 
 def test_grid_sizes_and_members():
@@ -360,3 +367,26 @@ def test_analyse_of_part_of_the_smoke_grid_says_not_run_instead_of_failing(tmp_p
         assert (a.comparisons["n"] == 2).all()  # one optimizer (SGD) x two seeds
     assert status["Wide ResNet-50"] == "not run"
     chapter.reading(a)  # and the page's sentences follow
+
+
+def test_pruned_runs_off_their_target_enter_no_statistic_of_the_chapter(tmp_path, monkeypatch):
+    """The smoke pruning MLPs with pruning that never changes the masks: every magnitude-pruned
+    run ends dense, is counted as off target and leaves the comparisons, the medians and the
+    EGF margins of the pruned nets (with working pruning: n = 2 units, see above)."""
+    from gflib import pruning, sweep
+
+    smoke = presets.get("smoke")
+    monkeypatch.setattr(pruning, "progress", lambda config, epoch: None)
+    results = sweep.run(chapter.pruning_configs(smoke), tmp_path, progress=False, stack=4)
+    runs = results.runs
+    pruned = runs["prune"] != "none"
+    assert pruned.sum() == 8 and runs.loc[pruned, "off_target"].all()
+    assert not runs.loc[~pruned, "off_target"].any()
+    assert (runs.loc[pruned, "final_density"] == 1.0).all()
+    a = chapter.analyse(results, smoke)
+    assert a.counts.off_target == 8 and a.counts.diverged == 0
+    assert (a.comparisons["n"] == 0).all()
+    assert a.methods.loc[["oneshot_layer", "gradual_global"], "test_acc"].isna().all()
+    assert a.methods.loc[["dense", "random"], "test_acc"].notna().all()
+    status = {v.test: v.status for v in a.verdicts}
+    assert status["EGF tracks magnitude-pruned MLPs"] == "not run"

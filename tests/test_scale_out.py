@@ -13,9 +13,11 @@ import errno
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -154,6 +156,67 @@ def test_worker_killed_mid_group_is_redone_elsewhere(tmp_path, dask_executor, mo
     here = sweep.run(configs, tmp_path / "here", progress=False, stack=2)
     assert summary.results.runs[NUMBERS].equals(here.runs[NUMBERS])
     _check_store(tmp_path / "s", configs)
+
+
+def test_a_dask_sweep_whose_cluster_has_no_worker_left_stops_and_resumes(tmp_path, monkeypatch,
+                                                                          capsys):
+    """Before: a sweep on a cluster whose workers were all killed waited forever, without a
+    word. The one worker (two threads) dies once seed 0 is stored, and its nanny does not
+    restart it: the sweep says so, stops after NO_WORKERS_S naming the cluster and what is
+    stored, and the same sweep then trains only seed 1."""
+    distributed = pytest.importorskip("distributed")
+    configs = _tiny(range(2))
+    first = tmp_path / f"{config_key(configs[0])}.json"
+    real = sweep.train_group
+
+    def dies_after_seed_0_is_stored(group, *args):
+        if group[0].seed == 1:
+            deadline = time.monotonic() + 60
+            while not first.exists():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{first} not stored in 60 s")
+                time.sleep(0.02)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(group, *args)
+
+    monkeypatch.setattr(sweep, "train_group", dies_after_seed_0_is_stored)
+    monkeypatch.setattr(sweep, "NO_WORKERS_S", 2.0)
+    monkeypatch.setattr(sweep, "POLL_S", 0.2)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        async def no_restarts():
+            for nanny in cluster.workers.values():
+                nanny.close_gracefully(reason="the test kills its worker")
+
+        cluster.sync(no_restarts)
+        address = client.scheduler.address
+        stopped = []
+
+        def drive():  # in a daemon thread, so that a sweep that hangs fails the test
+            try:
+                sweep.run(configs, tmp_path, executor=client.get_executor(pure=False),
+                          progress=False)
+            except Exception as error:
+                stopped.append(error)
+
+        driver = threading.Thread(target=drive, daemon=True)
+        driver.start()
+        driver.join(timeout=120)
+        assert not driver.is_alive(), "still waiting 120 s after the cluster lost its worker"
+    assert len(stopped) == 1 and isinstance(stopped[0], sweep.NoWorkers), stopped
+    assert str(stopped[0]) == (
+        f"the Dask cluster at {address} has had no worker for 2 s (sweep.NO_WORKERS_S) with 1 "
+        f"runs waiting; 1 of 2 runs are stored in {tmp_path}: start workers and run the same "
+        "sweep again to train only the rest")
+    said = capsys.readouterr().err
+    assert (f"gflib.sweep: no Dask worker on {address} (1 of 2 runs are stored in {tmp_path}): "
+            "waiting up to 2 s for one to join") in said
+    _check_store(tmp_path, configs[:1])
+    monkeypatch.setattr(sweep, "train_group", real)
+    summary, error = sweep.run_summary(configs, tmp_path, progress=False)
+    assert error is None and (summary.stored, summary.trained) == (1, 1)
+    _check_store(tmp_path, configs)
 
 
 # ------------------------------------------------------------------------ failing groups
@@ -364,6 +427,77 @@ def test_full_store_fails_before_training(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="cannot be written: .*No space left on device"):
         sweep.run(_tiny([0]), tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+class _Disk:
+    """``shutil.disk_usage`` with ``free`` bytes left."""
+
+    def __init__(self, free):
+        self.free = free
+
+    def __call__(self, path):
+        return shutil._ntuple_diskusage(10 ** 12, 10 ** 12 - self.free, self.free)
+
+
+def test_a_store_without_room_for_the_results_fails_before_training(tmp_path, monkeypatch):
+    """The free-space check uses an upper bound of what the results take: one byte less than
+    sweep.expected_bytes is refused before anything trains, the bound itself is enough, and
+    the files written are smaller than the bound but not by half."""
+    configs = _tiny(range(3), epochs=3)
+    need = sweep.expected_bytes(configs)
+    real = sweep.train_group
+    monkeypatch.setattr(sweep, "train_group", lambda *a: pytest.fail("trained"))
+    monkeypatch.setattr(shutil, "disk_usage", _Disk(need - 1))
+    with pytest.raises(ValueError, match=(
+            f"results store {tmp_path} has {need / 1e6:.1f} MB free, but the results of the 3 "
+            f"runs to train need about {need / 1e6:.1f} MB: free space there or give another "
+            "results_dir")):
+        sweep.run(configs, tmp_path, progress=False)
+    monkeypatch.setattr(sweep, "train_group", real)
+    monkeypatch.setattr(shutil, "disk_usage", _Disk(need))
+    sweep.run(configs, tmp_path, progress=False)
+    written = sum(p.stat().st_size for p in tmp_path.glob("[0-9a-f]*.json"))
+    assert need / 2 < written <= need
+
+
+def test_a_store_that_fills_up_mid_sweep_keeps_what_trained(tmp_path, monkeypatch):
+    """Before: a full disk raised a bare OSError from the store after training, the result was
+    thrown away, and a rerun passed the writability check and crashed again. Here the disk is
+    full (fsync: ENOSPC) once the first run is stored."""
+    configs = _tiny(range(3))
+    full = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        name = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        if full and name.parent == tmp_path and name.name.startswith(".tmp-"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    left = sweep.expected_bytes(configs[1:])
+    with pytest.raises(sweep.StoreFull) as err:
+        sweep.run(configs, tmp_path, progress=False,
+                  on_group=lambda done, total, trained: full.append(done))
+    assert str(err.value) == (
+        f"results store {tmp_path} is full (No space left on device) with 1 of 3 runs stored: "
+        f"the 2 others need about {left / 1e6:.1f} MB; free space there (or give another "
+        "results_dir) and run the same sweep again to train only those. The 1 results trained "
+        "but not written are on this error's `unstored`")
+    assert isinstance(err.value.__cause__, OSError)
+    _check_store(tmp_path, configs[:1])
+    [kept] = err.value.unstored
+    again = sweep.train_group(configs[1:2])[0]
+    assert (kept.config, kept.history, kept.flow) == (again.config, again.history, again.flow)
+    monkeypatch.setattr(shutil, "disk_usage", _Disk(0))
+    monkeypatch.setattr(sweep, "train_group", lambda *a: pytest.fail("trained"))
+    with pytest.raises(ValueError, match="has 0.0 MB free, but the results of the 2 runs"):
+        sweep.run(configs, tmp_path, progress=False)
+    monkeypatch.undo()
+    ResultStore(tmp_path).put(kept)
+    summary, error = sweep.run_summary(configs, tmp_path, progress=False)
+    assert error is None and (summary.stored, summary.trained) == (2, 1)
+    _check_store(tmp_path, configs)
 
 
 # ------------------------------------------------------------------------------ publish

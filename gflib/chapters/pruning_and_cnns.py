@@ -24,7 +24,7 @@ from .. import data, presets, train
 from ..analysis import (PAIR_UNIT, ChapterAnalysis, CellTests, Counts, UnitTest,
                         bn_gain_verdict, bn_gains, cell_tests, cell_verdict, effect_by, label,
                         not_run, pair_configs, pairs, pq_table, significance_shares, unit_test,
-                        variant_flags, with_interval, signed)
+                        usable, variant_flags, with_interval, signed)
 from ..analysis import margin_table as analysis_margin_table
 from ..config import RunConfig
 from ..correlations import egf_margins, margin_of, margin_verdict
@@ -98,17 +98,27 @@ def settings(preset) -> dict:
 
 
 def schedule(epochs: int, s: dict) -> dict:
-    """``{method: RunConfig pruning fields}`` at ``epochs`` (see :data:`SETTINGS`)."""
-    at = max(1, round(s["oneshot_at"] * epochs))
+    """``{method: RunConfig pruning fields}`` at ``epochs`` (see :data:`SETTINGS`): one-shot
+    after at least one dense epoch, gradual over at least one epoch, both ending before the last
+    epoch (masks change between epochs, so a net pruned later would never train at its masks).
+    ValueError when ``s`` has a pruning method and ``epochs`` < 2, which leaves no such
+    schedule."""
+    if epochs < 2 and any(m in PRUNED for m in s["methods"]):
+        raise ValueError(f"the pruning grid needs epochs >= 2 (magnitude pruning trains dense for "
+                         f"at least one epoch, then at least one at its masks), got epochs="
+                         f"{epochs}")
+    last = epochs - 1
+    at = min(max(1, round(s["oneshot_at"] * epochs)), last)
     start, end = (round(f * epochs) for f in s["gradual"])
-    end = max(end, start + 1) if epochs > start else start
+    start = min(start, last)
+    end = min(max(end, start + 1), last)
     out = {}
     for method in s["methods"]:
         fields = METHODS[method]
         if fields and fields["prune"] == "oneshot":
-            fields = dict(fields, prune_start=min(at, epochs))
+            fields = dict(fields, prune_start=at)
         elif fields and fields["prune"] == "gradual":
-            fields = dict(fields, prune_start=start, prune_end=min(end, epochs))
+            fields = dict(fields, prune_start=start, prune_end=end)
         out[method] = fields
     return out
 
@@ -226,8 +236,9 @@ def parts(runs: pd.DataFrame) -> dict:
 
 def method_table(pruning: pd.DataFrame, order) -> pd.DataFrame:
     """Per method: median test accuracy (%), median average EGF_2, median final density and
-    dead hidden units, runs and diverged runs (diverged runs left out of the medians)."""
-    ok = pruning[~pruning["diverged"]]
+    dead hidden units, runs and diverged runs (runs that diverged or were pruned off their target
+    density left out of the medians, :func:`gflib.analysis.usable`)."""
+    ok = pruning[usable(pruning)]
     table = ok.groupby("method").agg(test_acc=("test_acc", "median"),
                                      egf_l2=("mean_egf_l2", "median"),
                                      final_density=("final_density", "median"),
@@ -253,13 +264,15 @@ def layer_densities(pruning: pd.DataFrame, order) -> pd.DataFrame:
 def against(pruning: pd.DataFrame, method: str, reference: str,
             metric: str = "test_acc") -> pd.DataFrame:
     """Matched comparisons of ``method`` with ``reference`` (:data:`MATCH`): one row each with
-    ``diff`` = ``metric`` of ``method`` - of ``reference`` (NaN where either diverged)."""
+    ``diff`` = ``metric`` of ``method`` - of ``reference`` (NaN where either is not
+    :func:`gflib.analysis.usable`)."""
     keys = list(MATCH)
-    cols = keys + [metric, "diverged"]
+    pruning = pruning.assign(usable=usable(pruning))
+    cols = keys + [metric, "diverged", "usable"]
     a = pruning.loc[pruning["method"] == method, cols]
     b = pruning.loc[pruning["method"] == reference, cols]
     m = a.merge(b, on=keys, suffixes=("", "_ref"), validate="one_to_one")
-    bad = m["diverged"] | m["diverged_ref"]
+    bad = ~(m["usable"] & m["usable_ref"])
     m["diff"] = (m[metric] - m[f"{metric}_ref"]).where(~bad)
     return m
 
@@ -335,7 +348,7 @@ def wrn_verdict(wrn: pd.DataFrame, scale: str) -> Verdict:
     random mask at equal density, accuracy points over seeds (no test with three seeds)."""
     if wrn.empty:
         return not_run(6, TESTS[5], scale, "direct", "seeds", f"not run here. {WRN_REASON}")
-    ok = wrn[~wrn["diverged"]]
+    ok = wrn[usable(wrn)]
     pruned = ok[ok["prune"] != "none"].groupby("seed")["test_acc"].mean()
     random = ok[(ok["prune"] == "none") & (ok["kind"] == "sparse")].groupby("seed")["test_acc"]
     t = unit_test((pruned - random.mean()).dropna().rename("d").reset_index(), "d", ["seed"])
@@ -413,7 +426,7 @@ def analyse(results, preset) -> Analysis:
     p = parts(runs)
     pruning, cnn = p["pruning"], p["cnn"]
     order = [m for m in METHODS if m in set(pruning.get("method", []))]
-    ok = pruning[~pruning["diverged"]] if len(pruning) else pruning
+    ok = pruning[usable(pruning)] if len(pruning) else pruning
     by_width = (100 * ok.pivot_table(index="dense_width", columns="method", values="test_acc",
                                      aggfunc="median")).reindex(columns=order) if len(ok) \
         else pd.DataFrame()
