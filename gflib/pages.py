@@ -68,10 +68,12 @@ NOISE = {
     "-0.0": re.compile(r"(?<![\w.])-0\.0+(?![\d])"),
     "p = 1": re.compile(r"\bp = 1(?![.\d])"),
     "assert": re.compile(r"^[ \t]*assert\b.*$", re.M),
+    "raw LaTeX": re.compile(r"\$(?=[^$\n]{0,40}?[\\_^{])[^$\s][^$\n]{0,40}?\$"),
 }
 """What :func:`noise` looks for in a page's visible text, by name: an absolute path of the
 machine that built it, a missing number shown as NaN, a negative zero, a p of 1 without the
-decimals the page's other p-values have, a build check shown as code."""
+decimals the page's other p-values have, a build check shown as code, math that MathJax never
+saw (``EGF$_2$`` glued as plain Markdown text)."""
 
 
 def visible_text(html: str) -> str:

@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+import gflib
 from gflib import bench, chapters, execute, pages
 from gflib.config import config_key
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = chapters.names()
-PAGES = ("intro", "results")
-"""Notebooks of the book that are pages over all chapters, not chapters themselves."""
+PAGES = ("intro", "results", "your_model")
+"""Notebooks of the book that are not chapters: pages over all chapters, and the tutorial for
+a model of your own."""
 
 
 def toc_files():
@@ -174,6 +176,10 @@ def test_book_builds_with_the_smoke_preset(tmp_path):
         text = (html / "book" / f"{page}.html").read_text()
         answer = text.split('id="the-answer"', 1)[1].split("</h2>", 1)[1].split("<h2", 1)[0]
         assert "<table" in answer and "| ---" not in answer and "|---" not in answer, page
+    # The API page lists every public name, from its docstring; the tutorial links to it.
+    api = (html / "book" / "api.html").read_text()
+    assert all(f'id="gflib.{n}"' in api for n in gflib.__all__ if n != "__version__")
+    assert 'href="api.html"' in (html / "book" / "your_model.html").read_text()
     # Offline: nothing is fetched from the network; MathJax is served from the book's _static.
     assert remote_assets(html) == []
     assert 'src="../_static/mathjax/tex-chtml.js"' in (html / "book" / "reproduce.html").read_text()

@@ -68,12 +68,15 @@ def test_noise_finds_what_a_reader_should_never_see():
 <p>p = 1 beside p = 0.0078, and p = 1.0 is fine, as is p = 0.12</p>
 <div class="cell_input"><pre><span>assert</span> len(configs) &lt;= 800</pre></div>
 <p>the assertion holds; /usr/share/datasets/fashion-mnist is an install path</p>
+<p>the average EGF$_2$ of Adam; $OUT and $HOME are shell variables</p>
 </article><footer>NaN outside the article</footer></body></html>"""
     found = [(n["what"], n["text"]) for n in pages.noise(page)]
     assert found == [("path", "results in /work/main/results/batchnorm/book"),
                      ("NaN", "NaN"), ("-0.0", "-0.0"),
                      ("p = 1", "p = 1 beside p = 0.0078, and p = 1.0 is fine, as is p = 0.12"),
-                     ("assert", "assert len(configs) <= 800")]
+                     ("assert", "assert len(configs) <= 800"),
+                     ("raw LaTeX", "the average EGF$_2$ of Adam; $OUT and $HOME are shell "
+                                   "variables")]
     assert pages.noise("<article><p>p = 0.50, -0.5, 0.05</p></article>") == []
 
 

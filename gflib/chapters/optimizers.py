@@ -530,7 +530,7 @@ def cells_caption(a: Analysis, lr: float, label_: str) -> str:
     f = a.facts[lr]
     return (f"`{label_}`, sparse nets at lr {lr:g}: on L2_BN and DA_L2_SC_BN, Adam and RMSProp "
             f"reach {100 * f['acc']:.1f} % test accuracy against {100 * f['others']:.1f} % for "
-            f"Adagrad, SGD and momentum; the average EGF$_2$ of Adam's two L2 cells is at least "
+            f"Adagrad, SGD and momentum; the average EGF₂ of Adam's two L2 cells is at least "
             f"{f['egf']:.2g}, that of its other variants at most {f['egf_rest']:.2g} (the paper: "
             "Adam's L2 cells collapse and have its highest flow).")
 

@@ -216,7 +216,7 @@ def egf1_rank(a: Analysis) -> str:
     ranks = a.best.get("sparse/test_acc", [])
     if "egf_l1" not in ranks:
         return ""
-    return (f"EGF$_1$, the paper's best measure, ranks {ranks.index('egf_l1') + 1} of "
+    return (f"EGF₁, the paper's best measure, ranks {ranks.index('egf_l1') + 1} of "
             f"{len(ranks)} by test accuracy here")
 
 
