@@ -97,6 +97,13 @@ def check(name) -> ActivationSpec:
     return ACTIVATIONS[name]
 
 
+def unregister(name: str) -> ActivationSpec:
+    """Remove activation ``name`` from :data:`ACTIVATIONS` and return its spec (what a test
+    that registered one does afterwards); ValueError naming the allowed ones when it is absent."""
+    check(name)
+    return ACTIVATIONS.pop(name)
+
+
 def build(name: str, features: int) -> nn.Module:
     """A fresh module of activation ``name`` for ``features`` units."""
     return check(name).build(features)

@@ -103,6 +103,13 @@ def check(name) -> DatasetSpec:
     return DATASETS[name]
 
 
+def unregister(name: str) -> DatasetSpec:
+    """Remove dataset ``name`` from :data:`DATASETS` and return its spec (what a test
+    that registered one does afterwards); ValueError naming the allowed ones when it is absent."""
+    check(name)
+    return DATASETS.pop(name)
+
+
 @dataclass
 class Dataset:
     """A standardised dataset held as tensors.

@@ -68,9 +68,13 @@ def register(module):
     return module
 
 
-def unregister(name: str) -> None:
-    """Remove chapter ``name`` from the registry (a chapter a test registered)."""
-    _REGISTRY.pop(name, None)
+def unregister(name: str):
+    """Remove chapter ``name`` from the registry (a chapter a test registered) and return its
+    module; ValueError naming the registered ones when it is not there."""
+    if name not in _REGISTRY:
+        raise ValueError(f"no chapter {name!r} is registered; registered: "
+                         f"{', '.join(_REGISTRY)}")
+    return _REGISTRY.pop(name)
 
 
 def _order(module) -> tuple:
