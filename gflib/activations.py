@@ -114,6 +114,11 @@ def never_negative() -> list:
     return [n for n, s in ACTIVATIONS.items() if s.negative_slope == "never"]
 
 
+def by_shape() -> list:
+    """The registered activations whose fixed shape slopes down somewhere (not monotone)."""
+    return [n for n, s in ACTIVATIONS.items() if not s.monotone]
+
+
 def curves(names=None, low: float = -5.0, high: float = 5.0, points: int = 201) -> pd.DataFrame:
     """Each activation's value ``f(x)`` and slope ``f'(x)`` (by autograd) at its initial
     parameters, on ``points`` evenly spaced ``x`` in ``[low, high]``.
