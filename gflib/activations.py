@@ -97,6 +97,13 @@ def check(name) -> ActivationSpec:
     return ACTIVATIONS[name]
 
 
+def unregister(name: str) -> ActivationSpec:
+    """Remove activation ``name`` from :data:`ACTIVATIONS` and return its spec (what a test
+    that registered one does afterwards); ValueError naming the allowed ones when it is absent."""
+    check(name)
+    return ACTIVATIONS.pop(name)
+
+
 def build(name: str, features: int) -> nn.Module:
     """A fresh module of activation ``name`` for ``features`` units."""
     return check(name).build(features)
@@ -105,6 +112,11 @@ def build(name: str, features: int) -> nn.Module:
 def never_negative() -> list:
     """The registered activations whose slope is never negative, whatever they learn."""
     return [n for n, s in ACTIVATIONS.items() if s.negative_slope == "never"]
+
+
+def by_shape() -> list:
+    """The registered activations whose fixed shape slopes down somewhere (not monotone)."""
+    return [n for n, s in ACTIVATIONS.items() if not s.monotone]
 
 
 def curves(names=None, low: float = -5.0, high: float = 5.0, points: int = 201) -> pd.DataFrame:

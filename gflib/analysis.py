@@ -106,13 +106,14 @@ def label(name: str) -> str:
 
 def at_chance(runs: pd.DataFrame) -> pd.Series:
     """Per run (bool): its final test accuracy is not above chance (one-sided binomial test
-    against 1 / classes on its test images, p >= :data:`AT_CHANCE_P`)."""
+    against 1 / classes on its test images, p >= :data:`AT_CHANCE_P`; a ``test_subset`` larger
+    than the test split is the whole split)."""
     if not len(runs):
         return pd.Series([], dtype=bool)
     out = []
     for acc, name, subset in zip(runs["test_acc"], runs["dataset"], runs["test_subset"]):
         spec = data.check(name)
-        n = int(subset) if pd.notna(subset) else spec.n_test
+        n = min(int(subset), spec.n_test) if pd.notna(subset) else spec.n_test
         if not np.isfinite(acc):
             out.append(True)
             continue

@@ -32,13 +32,16 @@ ANCHOR = "verdict"
 
 def collect(preset: str | None = None, store_root=None, data=chapters.DATA,
             stack: int | None = 16, device: str = "cpu", data_dir=None,
-            progress: bool = False) -> list:
-    """Every registered chapter's verdicts: at ``preset`` live (read from the file its notebook
-    wrote; else analysed from the results store under ``store_root``, trained if need be), then
-    from each stored summary under ``data``. A stored summary's verdicts carry its name as their
-    ``scale`` (``"<name> (stored)"`` when that is the live preset's)."""
+            progress: bool = False, names=None) -> list:
+    """Every registered chapter's verdicts (``names``: only these chapters, in book order): at
+    ``preset`` live (read from the file its notebook wrote; else analysed from the results store
+    under ``store_root``, trained if need be), then from each stored summary under ``data``. A
+    stored summary's verdicts carry its name as their ``scale`` (``"<name> (stored)"`` when that
+    is the live preset's)."""
+    wanted = chapters.names() if names is None else \
+        [chapters.get(getattr(n, "NAME", n)).NAME for n in names]
     out = []
-    for name in chapters.names():
+    for name in [n for n in chapters.names() if n in wanted]:
         module = chapters.get(name)
         store = chapters.results_dir(name, presets.get(preset).name, store_root) \
             if store_root is not None else None

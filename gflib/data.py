@@ -64,10 +64,37 @@ class DatasetSpec:
     augmentation: Augmentation | None
     label: str
 
+    def __post_init__(self):
+        shape = tuple(self.shape) if isinstance(self.shape, (tuple, list)) else ()
+        if len(shape) != 3 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1
+                                  for d in shape):
+            raise ValueError(f"dataset {self.label!r}: shape must be (C, H, W), three integers "
+                             f">= 1, got {self.shape!r}")
+        object.__setattr__(self, "shape", shape)
+        for field, least in (("classes", 2), ("n_train", 1), ("n_test", 1)):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"dataset {self.label!r}: {field} must be an integer >= {least}, "
+                                 f"got {value!r}")
+        if self.augmentation is not None and not isinstance(self.augmentation, Augmentation):
+            raise ValueError(f"dataset {self.label!r}: augmentation must be a data.Augmentation "
+                             f"or None, got {type(self.augmentation).__name__}")
+
     @property
     def in_features(self) -> int:
         """Inputs of an MLP on this data: ``C * H * W``."""
         return int(np.prod(self.shape))
+
+    def check_loaded(self, ds: "Dataset") -> "Dataset":
+        """``ds`` when its image shape and classes are this spec's (the models are built from
+        the spec's), else ValueError naming each difference. Split sizes are not checked: a
+        ``data_dir`` may hold fewer images than the spec's full splits."""
+        found = {"shape": ds.shape, "classes": ds.n_classes}
+        wrong = [f"{k} {v!r} (the spec says {getattr(self, k)!r})" for k, v in found.items()
+                 if v != getattr(self, k)]
+        if wrong:
+            raise ValueError(f"dataset {ds.name!r} loaded with {', '.join(wrong)}")
+        return ds
 
 
 _CIFAR_DA = Augmentation(4, True, "random crop 32x32 from the image zero-padded by 4, then "
@@ -104,6 +131,13 @@ def check(name) -> DatasetSpec:
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
     return DATASETS[name]
+
+
+def unregister(name: str) -> DatasetSpec:
+    """Remove dataset ``name`` from :data:`DATASETS` and return its spec (what a test
+    that registered one does afterwards); ValueError naming the allowed ones when it is absent."""
+    check(name)
+    return DATASETS.pop(name)
 
 
 @dataclass
@@ -161,9 +195,11 @@ def load(name: str = "digits", data_dir: str | Path | None = None, download: boo
     statistics.
 
     ``data_dir`` is where torchvision's files live (or go, with ``download=True``). A dataset that is
-    not found raises ValueError naming every folder tried; a bad Fashion-MNIST file, one naming it.
+    not found raises ValueError naming every folder tried; a bad Fashion-MNIST file, one naming it;
+    a loader whose images or classes are not what its spec says, one naming both.
     """
-    return check(name).load(data_dir, download)
+    spec = check(name)
+    return spec.check_loaded(spec.load(data_dir, download))
 
 
 def digits() -> Dataset:

@@ -119,8 +119,10 @@ def _epilog(book=BOOK) -> str:
 
 
 def main(argv=None, prog: str = "python -m gflib.execute"):
+    book = argparse.ArgumentParser(add_help=False)
+    book.add_argument("--book", default=str(BOOK))
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     epilog=_epilog(),
+                                     epilog=_epilog(book.parse_known_args(argv)[0].book),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("chapter", help="a chapter's name or its book/*.md file")
     parser.add_argument("out_dir", help="folder for the executed notebook and the results")

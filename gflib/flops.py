@@ -25,7 +25,8 @@ def step_flops(config) -> float:
 def train_flops(config, n_train: int | None = None) -> float:
     """Training arithmetic of the whole run ``config`` (FLOP) for any model: :func:`step_flops`
     times ``epochs x ceil(n_train / batch_size)`` steps (``n_train``: the config's
-    ``train_subset``, else the dataset's training images). Evaluation and flow measurement are not
-    counted."""
-    n_train = n_train or config.train_subset or data.check(config.dataset).n_train
+    ``train_subset``, at most the dataset's training images, which it defaults to). Evaluation and
+    flow measurement are not counted."""
+    available = data.check(config.dataset).n_train
+    n_train = n_train or min(config.train_subset or available, available)
     return step_flops(config) * config.epochs * math.ceil(n_train / config.batch_size)

@@ -195,6 +195,13 @@ def check(name) -> ModelSpec:
     return MODELS[name]
 
 
+def unregister(name: str) -> ModelSpec:
+    """Remove model ``name`` from :data:`MODELS` and return its spec (what a test
+    that registered one does afterwards); ValueError naming the allowed ones when it is absent."""
+    check(name)
+    return MODELS.pop(name)
+
+
 def build(config, shape: tuple, classes: int) -> nn.Module:
     """``config.model``'s network for inputs of ``shape`` and ``classes`` outputs."""
     return check(config.model).build(config, tuple(shape), classes)

@@ -10,7 +10,8 @@ For a trained group of runs on the fixed probe batch ``(x [B, ...], y [B])``, wi
 mean cross-entropy there, per activation module ``<path>.act`` (``hidden.<i>.act`` in an MLP, in
 forward order) and over all of them together:
 
-- ``neg_share``: the share of pre-activations (examples x units) with ``f'(z) < 0``, in [0, 1];
+- ``neg_share``: the share of pre-activations (examples x units) with ``f'(z) < 0`` (below
+  :data:`NEGATIVE_BELOW`), in [0, 1];
 - ``neg_grad_share``: the share of the gradient's L1 norm, ``sum |dC/dz|``, at those positions,
   in [0, 1] (NaN when the gradient is 0 everywhere).
 
@@ -30,6 +31,12 @@ from .ensemble import expand, per_run_loss
 from .hooks import Hook
 
 QUANTITIES = ("neg_share", "neg_grad_share")
+NEGATIVE_BELOW = -1e-6
+"""A slope counts as negative below this. float32 gives a slope that tends to 0 from below far
+from the origin (GELU's below about -5) as a tiny negative number or as exactly 0 depending on
+the kernel torch picks for the tensor's shape (seen: GELU at z = -6.18, -1.2e-8 for a stack of
+runs, 0 for one run alone), so a stacked group would count other units than its runs alone; a
+slope above -1e-6 passes no gradient worth counting."""
 
 
 def activation_modules(ens) -> list:
@@ -71,7 +78,7 @@ def negative_flow(ens, x: torch.Tensor, y: torch.Tensor) -> list:
     totals = torch.zeros(4, k, dtype=torch.float64)  # negative, all, |g| negative, |g| all
     out = [{} for _ in range(k)]
     for (path, _), g, s in zip(layers, dz, slopes):
-        neg = (s.detach() < 0).reshape(k, -1)
+        neg = (s.detach() < NEGATIVE_BELOW).reshape(k, -1)
         g = g.detach().abs().double().reshape(k, -1)
         size = torch.full((k,), float(neg.shape[1]), dtype=torch.float64, device=g.device)
         layer = torch.stack([neg.sum(1).double(), size, (g * neg).sum(1), g.sum(1)]).cpu()

@@ -80,6 +80,13 @@ def check(name) -> OptimizerSpec:
     return OPTIMIZERS[name]
 
 
+def unregister(name: str) -> OptimizerSpec:
+    """Remove optimizer ``name`` from :data:`OPTIMIZERS` and return its spec (what a test
+    that registered one does afterwards); ValueError naming the allowed ones when it is absent."""
+    check(name)
+    return OPTIMIZERS.pop(name)
+
+
 def make(name: str, params, lr: float, weight_decay: float = 0.0,
          device="cpu") -> torch.optim.Optimizer:
     """The optimizer ``name`` over ``params``."""

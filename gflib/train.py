@@ -64,14 +64,16 @@ os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
 @functools.lru_cache(maxsize=4)
-def _dataset_cpu(name, data_dir, train_subset, test_subset) -> gdata.Dataset:
+def _dataset_cpu(name, spec, data_dir, train_subset, test_subset) -> gdata.Dataset:
     ds = gdata.load(name, data_dir=data_dir)
     return ds.subset(train_subset, test_subset, seed=0)
 
 
 def dataset_for(config: RunConfig) -> gdata.Dataset:
-    """The (cached, CPU) dataset a config trains on: its subsets are fixed (seed 0)."""
-    return _dataset_cpu(config.dataset, config.data_dir, config.train_subset, config.test_subset)
+    """The (cached, CPU) dataset a config trains on: its subsets are fixed (seed 0). The cache
+    holds the registered spec, so a dataset registered anew under the same name is loaded anew."""
+    return _dataset_cpu(config.dataset, gdata.check(config.dataset), config.data_dir,
+                        config.train_subset, config.test_subset)
 
 
 def build_model(config: RunConfig, ds: gdata.Dataset):

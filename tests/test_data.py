@@ -8,6 +8,7 @@ test_cifar_md5_still_checked).
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -44,6 +45,54 @@ def test_digits_fixed_split_and_standardised():
     assert raw.max().item() == pytest.approx(1.0, abs=1e-6)
     assert torch.allclose(raw * 16, (raw * 16).round(), atol=1e-4)  # sklearn's 0..16 levels
     assert 0.25 < a.mean[0] < 0.35
+
+
+@pytest.mark.parametrize("name", list(data.DATASETS))
+def test_each_dataset_on_this_machine_is_what_its_spec_says(name):
+    """Every registered dataset whose files are on this machine (the others are skipped,
+    saying why)."""
+    try:
+        ds = data.load(name)
+    except ValueError as missing:
+        pytest.skip(f"{name} is not on this machine: {missing}")
+    check_loaded_dataset(name, ds)
+
+
+def check_loaded_dataset(name, ds):
+    """``ds``, loaded as registered dataset ``name``, is what the spec says (shape, classes,
+    images per split, labels 0 .. classes - 1, every class in the training split) and is
+    standardised per channel with its training statistics. (tests/test_extending.py calls it
+    for a dataset registered at run time.)"""
+    spec = data.check(name)
+    assert ds.name == name
+    assert ds.shape == spec.shape and ds.in_features == spec.in_features
+    assert ds.n_classes == spec.classes
+    assert (len(ds.y_train), len(ds.y_test)) == (spec.n_train, spec.n_test)
+    assert ds.x_train.shape == (spec.n_train, *spec.shape) and ds.x_train.dtype == torch.float32
+    assert ds.y_train.dtype == ds.y_test.dtype == torch.int64
+    assert set(ds.y_train.tolist()) == set(range(spec.classes))
+    assert 0 <= ds.y_test.min() and ds.y_test.max() < spec.classes
+    dims = (0, 2, 3)
+    assert torch.allclose(ds.x_train.mean(dim=dims), torch.zeros(spec.shape[0]), atol=1e-4)
+    assert torch.allclose(ds.x_train.std(dim=dims), torch.ones(spec.shape[0]), atol=1e-4)
+    assert len(ds.mean) == len(ds.std) == spec.shape[0]
+
+
+def test_a_spec_is_checked_and_so_is_what_its_loader_gives(monkeypatch):
+    digits = data.check("digits")
+    for field, bad, says in (("shape", (8, 8), r"shape must be \(C, H, W\)"),
+                             ("shape", (1, 0, 8), "three integers >= 1"),
+                             ("classes", 1, "classes must be an integer >= 2, got 1"),
+                             ("n_test", 2.5, "n_test must be an integer >= 1, got 2.5"),
+                             ("augmentation", (1, False), "data.Augmentation or None")):
+        with pytest.raises(ValueError, match=says):
+            dataclasses.replace(digits, **{field: bad})
+    assert dataclasses.replace(digits, shape=[1, 8, 8]).shape == (1, 8, 8)
+    monkeypatch.setitem(data.DATASETS, "digits", dataclasses.replace(digits, classes=12))
+    with pytest.raises(ValueError, match=r"'digits' loaded with classes 10 \(the spec says 12\)"):
+        data.load("digits")
+    with pytest.raises(ValueError, match="needs a DatasetSpec, got tuple"):
+        data.register("x", (digits.load, (1, 8, 8)))
 
 
 def test_unknown_dataset_names_value_and_choices():
@@ -99,18 +148,37 @@ def test_augment_deterministic_per_generator_and_draws_differ():
     assert a.shape == x.shape and not torch.equal(a, x)
 
 
-@pytest.mark.parametrize("name,pad", [("fashion_mnist", 2), ("cifar100", 4)])
-def test_augment_flip_datasets_give_shifted_or_mirrored_crops(name, pad):
-    size, ch = (28, 1) if name == "fashion_mnist" else (32, 3)
-    x = torch.randn(40, ch, size, size)
+def test_the_recipes_pads_and_flips():
+    assert {n: (s.augmentation.pad, s.augmentation.flip) for n, s in data.DATASETS.items()
+            if n in ("digits", "fashion_mnist", "cifar10", "cifar100")} == {
+        "digits": (1, False), "fashion_mnist": (2, True), "cifar10": (4, True),
+        "cifar100": (4, True)}
+
+
+@pytest.mark.parametrize("name", [n for n, s in data.DATASETS.items() if s.augmentation])
+def test_augment_gives_shifted_or_mirrored_crops(name):
+    check_augmentation(name)
+
+
+def check_augmentation(name):
+    """Registered dataset ``name``'s DA recipe on 40 random images of its spec's shape: each
+    output is a crop of its image zero-padded by the recipe's ``pad``, mirrored about half the
+    time where the recipe flips and never where it does not. (tests/test_extending.py calls it
+    for a dataset registered at run time.)"""
+    spec = data.check(name)
+    pad, flip = spec.augmentation.pad, spec.augmentation.flip
+    x = torch.randn(40, *spec.shape)
     out = data.augment(x, name, torch.Generator().manual_seed(0))
-    flipped = 0
+    assert out.shape == x.shape
+    flipped = moved = 0
     for k in range(40):
         plain = any(torch.equal(out[k], w) for w in _windows(x[k], pad))
         mirror = any(torch.equal(out[k], w) for w in _windows(x[k].flip(-1), pad))
         assert plain or mirror
         flipped += mirror
-    assert 5 < flipped < 35  # flip with probability 1/2
+        moved += not torch.equal(out[k], x[k])
+    assert 5 < flipped < 35 if flip else flipped == 0  # flip with probability 1/2
+    assert moved > 20
 
 
 def test_augment_unknown_name():

@@ -115,6 +115,14 @@ def _train_masked(opt_name, steps=6, hooks=True):
 
 @pytest.mark.parametrize("opt_name", OPTIMIZERS)
 def test_masked_weights_grads_and_state_stay_exactly_zero(opt_name):
+    check_masks_hold(opt_name)
+
+
+def check_masks_hold(opt_name):
+    """Six masked steps of ``opt_name`` (a key of the registry): masked weights, their gradients
+    and the optimizer's per-weight state stay exactly zero; every active weight trains and has
+    state; the spec's second moment is among the state. (tests/test_extending.py calls it for
+    an optimizer registered at run time.)"""
     untrained = maskable_weights(_train_masked(opt_name, steps=0)[0])
     start = {n: w.detach().clone() for n, w in untrained.items()}
     net, masks, opt = _train_masked(opt_name)
@@ -138,6 +146,12 @@ def test_masked_weights_grads_and_state_stay_exactly_zero(opt_name):
 @pytest.mark.parametrize("opt_name", ["momentum", "adam", "adamw"])
 def test_control_without_apply_masks_regrows(opt_name):
     """The check above can fail: zeroing once is not enough for these optimizers."""
+    check_regrows_without_masks(opt_name)
+
+
+def check_regrows_without_masks(opt_name):
+    """The control of :func:`check_masks_hold`: masked weights zeroed once, without
+    :func:`gflib.masks.apply_masks`, grow back under ``opt_name``."""
     net, masks, _ = _train_masked(opt_name, hooks=False)
     w = maskable_weights(net)["hidden.1.layer.weight"]
     assert (w[~masks["hidden.1.layer.weight"]] != 0).any()

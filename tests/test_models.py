@@ -105,12 +105,22 @@ def test_srelu_piecewise_formula_per_unit():
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
-def test_each_activation_in_an_mlp(name):
+def test_each_activation_in_an_mlp_and_a_cnn(name):
+    check_activation_in_models(name)
+
+
+def check_activation_in_models(name):
+    """Registered activation ``name`` in an MLP (on ``[B, F]``) and in the CNN (on ``[B, C, H,
+    W]``): the spec's module in every block, a fresh one per block, outputs of the right shape.
+    (tests/test_extending.py calls it for an activation registered at run time.)"""
     net = MLP(4, 3, depth=2, width=5, activation=name)
     assert net(torch.randn(2, 4)).shape == (2, 3)
     kind = type(ACTIVATIONS[name].build(5))
     assert all(isinstance(b.act, kind) for b in net.hidden)
     assert net.hidden[0].act is not net.hidden[1].act  # a fresh module (own parameters) per layer
+    cnn = CNN((1, 8, 8), 10, activation=name, width_multiplier=0.125)
+    assert all(isinstance(b.act, kind) for b in cnn.features)
+    assert cnn(torch.randn(2, 1, 8, 8)).shape == (2, 10)
 
 
 def test_the_studys_activations_are_the_modules_the_paper_names():

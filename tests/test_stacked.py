@@ -24,9 +24,10 @@ import pandas as pd
 import pytest
 import torch
 
-from gflib import stacked, sweep, train
+from gflib import data, stacked, sweep, train
 from gflib.activations import ACTIVATIONS, ActivationSpec
 from gflib.config import RunConfig
+from gflib.data import DATASETS
 from gflib.optimizers import OPTIMIZERS as REGISTERED
 from gflib.store import ResultStore
 
@@ -133,14 +134,30 @@ def check(cfgs, monkeypatch, eval_tol=None, flow_rtol=RTOL, skip_weights=(), tra
     return ref, got, model
 
 
-OPTIMIZERS = [(name, spec.default_lr, 0.01 if spec.decoupled_decay else 0.0)
-              for name, spec in REGISTERED.items()]
-"""Every registered optimizer at its default rate (with decoupled decay where it takes one)."""
+def check_optimizer(name, monkeypatch):
+    """Registered optimizer ``name`` at its default rate (with decoupled decay where it takes
+    one): stacked runs train as one by one. (tests/test_extending.py calls it, and the two
+    below, for entries registered at run time.)"""
+    spec = REGISTERED[name]
+    check(configs(optimizer=name, lr=spec.default_lr,
+                  weight_decay=0.01 if spec.decoupled_decay else 0.0), monkeypatch)
 
 
-@pytest.mark.parametrize("optimizer,lr,wd", OPTIMIZERS, ids=[o[0] for o in OPTIMIZERS])
-def test_every_optimizer(optimizer, lr, wd, monkeypatch):
-    check(configs(optimizer=optimizer, lr=lr, weight_decay=wd), monkeypatch)
+def check_activation(name, monkeypatch):
+    """Registered activation ``name``: stacked runs train as one by one."""
+    check(configs(activation=name), monkeypatch)
+
+
+def check_dataset(name, monkeypatch):
+    """Registered dataset ``name`` (300 training and 100 test images of it; with its DA recipe
+    where it has one): stacked runs train as one by one."""
+    augment = data.check(name).augmentation is not None
+    check(configs(dataset=name, train_subset=300, test_subset=100, augment=augment), monkeypatch)
+
+
+@pytest.mark.parametrize("optimizer", list(REGISTERED))
+def test_every_optimizer(optimizer, monkeypatch):
+    check_optimizer(optimizer, monkeypatch)
 
 
 def test_batchnorm_skip_sgd(monkeypatch):
@@ -161,9 +178,21 @@ def test_batchnorm_adam_train_mode(monkeypatch):
           skip_weights=("hidden.0.layer.weight", "hidden.0.norm.running_mean"))
 
 
-@pytest.mark.parametrize("activation", ["prelu", "srelu", "swish"])
+@pytest.mark.parametrize("activation", [a for a in ACTIVATIONS if a != "relu"])
 def test_activations(activation, monkeypatch):
-    check(configs(activation=activation), monkeypatch)
+    """Every registered activation but ReLU, which every other test here trains."""
+    check_activation(activation, monkeypatch)
+
+
+@pytest.mark.parametrize("dataset", [d for d in DATASETS if d != "digits"])
+def test_every_dataset_on_this_machine(dataset, monkeypatch):
+    """Every registered dataset but digits (which every other test here trains) whose files are
+    on this machine (the others are skipped, saying why)."""
+    try:
+        data.load(dataset)
+    except ValueError as missing:
+        pytest.skip(f"{dataset} is not on this machine: {missing}")
+    check_dataset(dataset, monkeypatch)
 
 
 def test_sparse_mixed_densities(monkeypatch):

@@ -8,8 +8,11 @@ as a :class:`gflib.verdict.Claim`, which the results page shows as a row of its 
 ``report(analysis, label)`` (shows one stored summary); optionally ``paper_numbers(verdicts)``
 (``{test: the paper's number as text}`` for the answer table) and ``answer_words(analysis)``
 (the answer in a sentence, :func:`answer_words` by default). Every module of this package is one
-(found by :func:`names`); a chapter kept elsewhere joins with :func:`register`. publish, cost,
-execute, the results page, the tests and the notebooks read this registry.
+(found by :func:`names`); a chapter kept elsewhere joins with :func:`register` in this process,
+or, in every process (notebook kernels, the results page, ``python -m gflib.execute``,
+``publish``, ``cost``), by its importable module name in ``$GFLIB_CHAPTERS``
+(:data:`CHAPTERS_ENV`). publish, cost, execute, the results page, the tests and the notebooks
+read this registry.
 
 A notebook starts with its ``parameters`` cell (the names of :data:`PARAMETERS`) and then one
 call, ``plan = chapters.setup("<NAME>", globals())``; ``plan.analyse(plan.run())`` analyses the
@@ -34,6 +37,9 @@ from ..config import config_key
 from ..reference import CLAIMS
 from ..verdict import Claim, Verdict
 
+CHAPTERS_ENV = "GFLIB_CHAPTERS"
+"""Chapter modules kept outside this package, by importable name, comma-separated
+(``mylab.lottery,other``): :func:`names` imports and registers each."""
 RESULTS_ENV = "GFLIB_RESULTS"
 """The results root when none is given (else ``results/`` in the working folder)."""
 DATA = Path("data")
@@ -70,9 +76,13 @@ def register(module):
     return module
 
 
-def unregister(name: str) -> None:
-    """Remove chapter ``name`` from the registry (a chapter a test registered)."""
-    _REGISTRY.pop(name, None)
+def unregister(name: str):
+    """Remove chapter ``name`` from the registry (a chapter a test registered) and return its
+    module; ValueError naming the registered ones when it is not there."""
+    if name not in _REGISTRY:
+        raise ValueError(f"no chapter {name!r} is registered; registered: "
+                         f"{', '.join(_REGISTRY)}")
+    return _REGISTRY.pop(name)
 
 
 def _order(module) -> tuple:
@@ -82,12 +92,20 @@ def _order(module) -> tuple:
 
 def names() -> list:
     """Every chapter's name, in book order (by the first study claim each tests, then by name;
-    chapters of questions of their own last)."""
+    chapters of questions of their own last): this package's modules, those named in
+    ``$GFLIB_CHAPTERS`` (ValueError naming one that cannot be imported) and those registered."""
     global _FOUND
     if not _FOUND:
-        _FOUND = True
         for info in pkgutil.iter_modules(__path__):
             register(importlib.import_module(f"{__name__}.{info.name}"))
+        for name in filter(None, (n.strip() for n in os.environ.get(CHAPTERS_ENV, "").split(","))):
+            try:
+                module = importlib.import_module(name)
+            except ImportError as error:
+                raise ValueError(f"${CHAPTERS_ENV} names chapter module {name!r}, which cannot "
+                                 f"be imported: {error}") from error
+            register(module)
+        _FOUND = True
     return [m.NAME for m in sorted(_REGISTRY.values(), key=_order)]
 
 

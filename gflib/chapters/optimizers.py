@@ -179,6 +179,24 @@ def outcomes(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def families(names) -> dict:
+    """The optimizers ``names`` by family, each in the order given: ``{"EWMA": [...], "other":
+    [...]}`` (:func:`gflib.optimizers.family`, read from each one's spec)."""
+    out = {"EWMA": [], "other": []}
+    for name in dict.fromkeys(names):
+        out[registry.family(name)].append(name)
+    return out
+
+
+def in_words(names) -> str:
+    """The optimizers ``names`` as the book writes them, ``"Adagrad, SGD and momentum"``
+    (``"none"`` for none)."""
+    words = [label(n) for n in names]
+    if len(words) < 2:
+        return "".join(words) or "none"
+    return f"{', '.join(words[:-1])} and {words[-1]}"
+
+
 def cells(out: pd.DataFrame) -> pd.DataFrame:
     """One row per (lr, kind, optimizer, variant) cell of :func:`outcomes`: ``family``, ``runs``,
     ``diverged`` (count), ``collapsed`` (share of runs), ``acc`` (mean) and ``egf`` (the
@@ -263,9 +281,10 @@ def collapse_facts(table: pd.DataFrame, lr: float, kind: str = "sparse") -> dict
     """What the paper's form of the collapse asks, at ``lr`` (:func:`cells`): for each of
     :data:`COLLAPSING`, whether its L2 variants (L2_BN, DA_L2_SC_BN) collapsed (most runs) and
     are its highest-flow variants; ``collapsed`` and ``highest`` (all of them), ``acc`` (their
-    mean accuracy), ``diverged`` (their diverged runs), ``others`` (the mean accuracy of Adagrad,
-    SGD and momentum on the same variants), ``egf`` and ``egf_rest`` (Adam's: the lowest average
-    EGF_2 of its L2 variants and the highest of its others)."""
+    mean accuracy), ``diverged`` (their diverged runs), ``others`` (the mean accuracy of the
+    optimizers of the other family, :func:`families`, on the same variants), ``egf`` and
+    ``egf_rest`` (Adam's: the lowest average EGF_2 of its L2 variants and the highest of its
+    others)."""
     at = table[(table["lr"] == lr) & (table["kind"] == kind)]
     l2 = list(DECOUPLED.values())
     others = at[(at["family"] == "other") & at["variant"].isin(l2)]["acc"].mean()
@@ -300,7 +319,8 @@ class Analysis(ChapterAnalysis):
     (:func:`coupled_vs_decoupled`), ``escape`` and ``flow_drop`` ({lr: :class:`UnitTest` at the
     seed of AdamW's gain and of its lower flow}), ``taus`` ({lr: :func:`unit_taus`}),
     ``sensitivity`` ({lr: the label contrast of the units' taus, others minus EWMA}),
-    ``reactions``, ``diverged`` (:func:`diverged_cells`), ``lrs``, ``l2``, ``weight_decay``."""
+    ``reactions``, ``diverged`` (:func:`diverged_cells`), ``lrs``, ``l2``, ``weight_decay``,
+    ``families`` (:func:`families` of the optimizers that ran)."""
 
     outcomes: pd.DataFrame
     cells: pd.DataFrame
@@ -318,6 +338,7 @@ class Analysis(ChapterAnalysis):
     lrs: list
     l2: float
     weight_decay: float
+    families: dict
 
 
 def reactions(table: pd.DataFrame, kind: str = "sparse") -> pd.DataFrame:
@@ -362,8 +383,9 @@ def verdicts(a: Analysis) -> list:
             condition_holds=f["collapsed"] and f["highest"],
             weaker="EWMA optimizers lose more accuracy to L2 and augmentation than the others",
             sentence=(f"with L2_BN and DA_L2_SC_BN, Adam's and RMSProp's sparse nets reach "
-                      f"{f['acc']:.0%} test accuracy against {f['others']:.0%} for Adagrad, SGD "
-                      f"and momentum ({f['diverged']} of their runs diverged); they "
+                      f"{f['acc']:.0%} test accuracy against {f['others']:.0%} for "
+                      f"{in_words(a.families['other'])} ({f['diverged']} of their runs "
+                      f"diverged); they "
                       f"{'did' if f['collapsed'] else 'did not'} collapse to chance and "
                       f"{'are' if f['highest'] else 'are not'} their highest-flow variants"),
             paper=PAPER["collapse"]))
@@ -396,7 +418,7 @@ def verdicts(a: Analysis) -> list:
             "Kendall tau of flow with accuracy, others minus EWMA", 1,
             sentence=(f"within each optimizer x seed, average EGF and test accuracy have mean "
                       f"Kendall tau {signed(ewma, 2)} for the EWMA optimizers "
-                      f"({registry.labels(['adam', 'rmsprop', 'adamw'])}) and "
+                      f"({registry.labels(a.families['EWMA'])}) and "
                       f"{signed(other, 2)} for "
                       f"the others"), paper=PAPER["sensitivity"]))
     return adjust(out)
@@ -428,7 +450,8 @@ def analyse(results, preset) -> Analysis:
                        ["seed"]) for lr in lrs},
         taus, {lr: stats.label_contrast(-t["tau"], t["family"] == "EWMA") for lr, t in
                taus.items()},
-        reactions(table), diverged_cells(table), lrs, s["l2"], matched_decay(s["l2"]))
+        reactions(table), diverged_cells(table), lrs, s["l2"], matched_decay(s["l2"]),
+        families(out["optimizer"]))
     a.verdicts = verdicts(a)
     if counts.all_diverged:
         a.verdicts = [not_run(4, f"{t} at lr {lr:g}", a.scale, "paper", UNIT_NAME,
@@ -530,7 +553,7 @@ def cells_caption(a: Analysis, lr: float, label_: str) -> str:
     f = a.facts[lr]
     return (f"`{label_}`, sparse nets at lr {lr:g}: on L2_BN and DA_L2_SC_BN, Adam and RMSProp "
             f"reach {100 * f['acc']:.1f} % test accuracy against {100 * f['others']:.1f} % for "
-            f"Adagrad, SGD and momentum; the average EGF₂ of Adam's two L2 cells is at least "
+            f"{in_words(a.families['other'])}; the average EGF₂ of Adam's two L2 cells is at least "
             f"{f['egf']:.2g}, that of its other variants at most {f['egf_rest']:.2g} (the paper: "
             "Adam's L2 cells collapse and have its highest flow).")
 
