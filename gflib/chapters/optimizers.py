@@ -551,11 +551,12 @@ def cells_caption(a: Analysis, lr: float, label_: str) -> str:
     the others' on the L2 variants, and Adam's flow on its L2 cells against its other cells
     (Markdown; the facts of :func:`collapse_facts`)."""
     f = a.facts[lr]
-    return (f"`{label_}`, sparse nets at lr {lr:g}: on L2_BN and DA_L2_SC_BN, Adam and RMSProp "
-            f"reach {100 * f['acc']:.1f} % test accuracy against {100 * f['others']:.1f} % for "
-            f"{in_words(a.families['other'])}; the average EGF₂ of Adam's two L2 cells is at least "
-            f"{f['egf']:.2g}, that of its other variants at most {f['egf_rest']:.2g} (the paper: "
-            "Adam's L2 cells collapse and have its highest flow).")
+    return (f"`{label_}`, sparse nets at lr {lr:g}: on L2_BN and DA_L2_SC_BN, "
+            f"{in_words(COLLAPSING)} reach {100 * f['acc']:.1f} % test accuracy against "
+            f"{100 * f['others']:.1f} % for {in_words(a.families['other'])}; the average EGF₂ "
+            f"of Adam's two L2 cells is at least {f['egf']:.2g}, that of its other variants at "
+            f"most {f['egf_rest']:.2g} (the paper: Adam's L2 cells collapse and have its highest "
+            "flow).")
 
 
 def flow_caption(a: Analysis, label_: str) -> str:
