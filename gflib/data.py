@@ -407,31 +407,60 @@ def _torchvision_split(cls, root: Path, download: bool):
     return tuple(out)
 
 
-def batches(n: int, batch_size: int, generator: torch.Generator, device="cpu"):
-    """Index tensors of one shuffled epoch over ``n`` examples (the last batch may be smaller)."""
-    perm = torch.randperm(n, generator=generator).to(device)
-    return perm.split(batch_size)
+def epoch_order(n: int, generators: list, device="cpu") -> torch.Tensor:
+    """Each run's shuffled order of one epoch over ``n`` examples, ``[K, n]`` int64 on
+    ``device``: row r is ``torch.randperm(n, generator=generators[r])``, drawn on the CPU and
+    moved in one copy; a step's batch is a slice of columns (the last one may be smaller)."""
+    return torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)
 
 
-def augment(x: torch.Tensor, name: str, generator: torch.Generator) -> torch.Tensor:
-    """Dataset ``name``'s DA recipe (:class:`Augmentation`) applied to a batch ``[B, C, H, W]``
-    with tensor ops.
-
-    Each image gets its own shift (and flip); the random draws come from ``generator`` (CPU).
-    """
+def _recipe(name: str) -> Augmentation:
     recipe = check(name).augmentation
     if recipe is None:
         with_recipe = [n for n, s in DATASETS.items() if s.augmentation is not None]
         raise ValueError(f"no augmentation recipe for {name!r}; allowed: {', '.join(with_recipe)}")
-    pad = recipe.pad
+    return recipe
+
+
+def augment_draws(name: str, sizes, generator: torch.Generator, device="cpu") -> tuple:
+    """The random draws :func:`augment` makes for batches of ``sizes`` examples in turn, made
+    on the CPU ``generator`` in the same order (so the numbers are the same) and moved to
+    ``device`` in one copy each: ``(dy [N], dx [N], flip [N] bool or None)``, shifts in pixels,
+    ``N = sum(sizes)``; batch i's draws are the slice of its examples."""
+    recipe = _recipe(name)
+    parts = [_draw(recipe, b, generator) for b in sizes]
+    dy, dx, flip = (None if parts[0][i] is None else torch.cat([p[i] for p in parts]).to(device)
+                    for i in range(3))
+    return dy, dx, flip
+
+
+def _draw(recipe: Augmentation, b: int, generator: torch.Generator) -> tuple:
+    side = 2 * recipe.pad + 1
+    dy = torch.randint(0, side, (b,), generator=generator)
+    dx = torch.randint(0, side, (b,), generator=generator)
+    flip = (torch.rand(b, generator=generator) < 0.5) if recipe.flip else None
+    return dy, dx, flip
+
+
+def augment(x: torch.Tensor, name: str, generator: torch.Generator | None = None,
+            draws: tuple | None = None) -> torch.Tensor:
+    """Dataset ``name``'s DA recipe (:class:`Augmentation`) applied to a batch ``[B, C, H, W]``
+    with tensor ops.
+
+    Each image gets its own shift (and flip); the random draws come from ``generator`` (CPU),
+    or are given as ``draws`` (this batch's slice of :func:`augment_draws`, on ``x``'s device).
+    """
+    recipe = _recipe(name)
     b, _, h, w = x.shape
+    if draws is None:
+        draws = tuple(None if t is None else t.to(x.device)
+                      for t in _draw(recipe, b, generator))
+    dy, dx, flip = draws
+    pad = recipe.pad
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # [B, H]
     cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # [B, W]
-    if recipe.flip:
-        flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    if flip is not None:
         cols = torch.where(flip[:, None], cols.flip(1), cols)
     batch_idx = torch.arange(b, device=x.device)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[batch_idx, rows[:, :, None], cols[:, None, :]]

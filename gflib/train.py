@@ -19,6 +19,15 @@ CHOICEs (the paper is silent): see :mod:`gflib.config`; flow is measured on a fi
 the first 1000 training examples of a seed-0 permutation (un-augmented), at
 :func:`gflib.flow.schedule`; divergence: a non-finite training objective (the run stops there), or
 a last-epoch training loss above :data:`EXPLODE_FACTOR` times the run's first-batch loss.
+
+The step loop reads nothing back from the device, so a GPU never waits for the host: the data
+sit on the device, each epoch's batch order and augmentation draws are made once and copied
+there in one go (:func:`gflib.data.epoch_order`, :func:`gflib.data.augment_draws`), the metrics
+add up on the device, and a run whose objective turns non-finite is marked in a device mask
+that drops it from the loss and the metrics from that step on; the host reads the mask, and the
+metrics, once per epoch. Its history entry for that epoch has its training metrics up to the
+failing step and the test metrics of its last weights evaluated before (the previous epoch's end,
+or before training).
 """
 from __future__ import annotations
 
@@ -273,54 +282,50 @@ def train(configs, progress: bool = False, measure_flow: bool = True,
     if progress:
         epochs = tqdm(epochs, desc=f"epochs x{k}", leave=False)
     n = len(ds.y_train)
+    sizes = [min(cfg.batch_size, n - i) for i in range(0, n, cfg.batch_size)]
+    last_test = evaluate(ens, ds.x_test, ds.y_test)
     ens.train()
     for epoch in epochs:
         for hook in hooks:
             hook.before_epoch(loop, epoch)
+        order = gdata.epoch_order(n, gens, device)
+        draws = [gdata.augment_draws(cfg.dataset, sizes, gen, device) for gen in gens] \
+            if cfg.augment else None
         total = torch.zeros(k, dtype=torch.float64, device=device)
         correct = torch.zeros(k, dtype=torch.long, device=device)
-        seen = 0
-        died_now = {}
-        per_run = [gdata.batches(n, cfg.batch_size, gen, device) for gen in gens]
-        for step in range(len(per_run[0])):
-            idx = torch.cat([b[step] for b in per_run])
-            b = len(idx) // k
+        seen = torch.zeros(k, dtype=torch.long, device=device)
+        was_dead = dead.clone()
+        first = None
+        at = 0
+        for b in sizes:
+            idx = order[:, at:at + b].reshape(-1)
             x = ds.x_train.index_select(0, idx).view(k, b, *ds.shape)
             y = ds.y_train.index_select(0, idx).view(k, b)
-            if cfg.augment:
-                x = torch.stack([gdata.augment(x[r], cfg.dataset, gens[r]) for r in range(k)])
+            if draws is not None:
+                x = torch.stack([gdata.augment(x[r], cfg.dataset, draws=tuple(
+                    None if t is None else t[at:at + b] for t in draws[r])) for r in range(k)])
+            at += b
             logits = ens(x)
             losses = per_run_loss(logits, y)
             objective = losses + cfg.l2 * ens.l2() if cfg.l2 else losses
-            finite = torch.isfinite(objective)
-            if not bool((finite | dead).all()):
-                test_loss, test_acc = evaluate(ens, ds.x_test, ds.y_test)
-                for r in torch.nonzero(~finite & ~dead).flatten().tolist():
-                    g.diverged[r], g.reasons[r] = epoch, "non-finite"
-                    died_now[r] = (total[r].item(), correct[r].item(), seen,
-                                   test_loss[r].item(), test_acc[r].item())
-                    dead[r] = True
-                if bool(dead.all()):
-                    break
-            if g.first_loss[0] is None:
-                g.first_loss = losses.detach().cpu().tolist()
+            dead |= ~torch.isfinite(objective)
+            if first is None and g.first_loss[0] is None:
+                first = losses.detach().clone()
             opt.zero_grad(set_to_none=True)
-            if bool(dead.any()):
-                torch.where(dead, torch.zeros_like(objective), objective).sum().backward()
-                for p in ens.parameters():
-                    if p.grad is not None:
-                        p.grad[dead] = 0.0
-            else:
-                objective.sum().backward()
+            torch.where(dead, torch.zeros_like(objective), objective).sum().backward()
             tokens = [hook.before_step(loop) for hook in hooks]
             opt.step()
             for hook, token in zip(hooks, tokens):
                 hook.after_step(loop, token, epoch)
             with torch.no_grad():
-                total += losses.detach().double() * b
-                correct += (logits.argmax(2) == y).sum(1)
-            seen += b
-        _record_epoch(g, ens, ds, epoch, total, correct, seen, died_now, dead)
+                alive = ~dead
+                total += torch.where(alive, losses.detach().double(), 0.0) * b
+                correct += torch.where(alive, (logits.argmax(2) == y).sum(1), 0)
+                seen += alive * b
+        if first is not None:
+            g.first_loss = first.cpu().tolist()
+        last_test = _record_epoch(g, ens, ds, epoch, total, correct, seen, dead & ~was_dead,
+                                  dead, last_test)
         if all(d is not None for d in g.diverged):
             break
         for hook in hooks:
@@ -342,27 +347,36 @@ def train(configs, progress: bool = False, measure_flow: bool = True,
     return results
 
 
-def _record_epoch(g, ens, ds, epoch, total, correct, seen, died_now, dead):
-    """Append each run's history entry for ``epoch``. A run that failed this epoch gets its
-    training metrics up to the failing step and the test metrics of its weights before it
-    (``died_now[r] = (loss sum, correct, seen, test loss, test accuracy)``)."""
+def _record_epoch(g, ens, ds, epoch, total, correct, seen, died, dead, last_test) -> tuple:
+    """Append each run's history entry for ``epoch`` and return the test metrics just measured
+    ``(loss [K], accuracy [K])`` (CPU). ``total``, ``correct``, ``seen`` [K] (on the device): each
+    run's training loss sum, correct count and examples up to the end of the epoch or, for a
+    run that failed in it (``died`` [K] bool: its objective turned non-finite), up to the failing
+    step. Such a run is marked diverged here (the loop reads nothing from the device per step)
+    and gets the test metrics of its last weights evaluated before it failed, ``last_test``: the
+    previous epoch's, or before training for the first."""
+    tot, cor, n = total.cpu().tolist(), correct.cpu().tolist(), seen.cpu().tolist()
+    died = died.cpu().tolist()
+    for r, d in enumerate(died):
+        if d and g.diverged[r] is None:
+            g.diverged[r], g.reasons[r] = epoch, "non-finite"
     alive = [r for r in range(len(g.histories)) if g.diverged[r] is None]
-    if alive:
-        test_loss, test_acc = evaluate(ens, ds.x_test, ds.y_test)
-    tot, cor = total.cpu().tolist(), correct.cpu().tolist()
+    test_loss, test_acc = evaluate(ens, ds.x_test, ds.y_test) if alive else last_test
     for r in range(len(g.histories)):
-        if r in died_now:
-            t, c, s, tl, ta = died_now[r]
+        if died[r]:
+            tl, ta = last_test[0][r].item(), last_test[1][r].item()
         elif g.diverged[r] is None:
-            t, c, s, tl, ta = tot[r], cor[r], seen, test_loss[r].item(), test_acc[r].item()
+            tl, ta = test_loss[r].item(), test_acc[r].item()
         else:
             continue
-        entry = {"epoch": epoch, "train_loss": t / s if s else float("nan"),
-                 "train_acc": c / s if s else float("nan"), "test_loss": tl, "test_acc": ta}
+        s = n[r]
+        entry = {"epoch": epoch, "train_loss": tot[r] / s if s else float("nan"),
+                 "train_acc": cor[r] / s if s else float("nan"), "test_loss": tl, "test_acc": ta}
         g.histories[r].append(entry)
         if g.diverged[r] is None and not math.isfinite(entry["test_loss"]):
             g.diverged[r], g.reasons[r] = epoch, "non-finite"
             dead[r] = True
+    return test_loss, test_acc
 
 
 def _mark_exploded(g):

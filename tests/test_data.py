@@ -106,9 +106,10 @@ def test_subset_and_batches():
     assert len(s1.y_train) == 100 and len(s1.y_test) == 50
     assert torch.equal(s1.x_train, s2.x_train) and torch.equal(s1.y_test, s2.y_test)
     assert not torch.equal(ds.subset(100, 50, seed=4).y_train, s1.y_train)
-    idx = data.batches(10, 4, torch.Generator().manual_seed(0))
-    assert [len(i) for i in idx] == [4, 4, 2]
-    assert sorted(torch.cat(idx).tolist()) == list(range(10))
+    order = data.epoch_order(10, [torch.Generator().manual_seed(s) for s in (0, 0, 1)])
+    assert order.shape == (3, 10) and order.dtype == torch.int64
+    assert all(sorted(row.tolist()) == list(range(10)) for row in order)
+    assert torch.equal(order[0], order[1]) and not torch.equal(order[0], order[2])
 
 
 # ---------------------------------------------------------------------------------- augmentation
@@ -146,6 +147,26 @@ def test_augment_deterministic_per_generator_and_draws_differ():
     c = data.augment(x, "cifar10", torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.shape == x.shape and not torch.equal(a, x)
+
+
+@pytest.mark.parametrize("name", ["digits", "cifar10"])
+def test_augment_draws_drawn_ahead_give_the_same_batches(name):
+    """The training loop draws an epoch's augmentation ahead (one copy to the device, nothing
+    from the host per step): batch by batch, the same images as drawing at each batch."""
+    shape = data.check(name).shape
+    batches = [torch.randn(b, *shape) for b in (5, 5, 3)]
+    g = torch.Generator().manual_seed(7)
+    one_by_one = [data.augment(x, name, g) for x in batches]
+    dy, dx, flip = data.augment_draws(name, [len(x) for x in batches],
+                                      torch.Generator().manual_seed(7))
+    assert dy.shape == dx.shape == (13,) and (flip is None) == (not data.check(name).augmentation.flip)
+    start = 0
+    for x, want in zip(batches, one_by_one):
+        part = slice(start, start + len(x))
+        got = data.augment(x, name, draws=(dy[part], dx[part],
+                                           None if flip is None else flip[part]))
+        assert torch.equal(got, want)
+        start += len(x)
 
 
 def test_the_recipes_pads_and_flips():

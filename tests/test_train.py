@@ -2,12 +2,14 @@
 rather than raised, masked weights kept zero through a real run."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from gflib import optimizers, train
 from gflib.flow import MEASURES, schedule
@@ -133,6 +135,57 @@ def test_divergence_is_recorded_not_raised():
     assert all(math.isnan(v) for v in r.flow_mean.values())
     assert max(r.flow) < r.diverged_epoch  # no flow measured from the diverged epoch on
     assert r.final["test_loss"] == r.history[-1]["test_loss"]  # kept as measured
+
+
+def test_a_run_that_fails_mid_epoch_keeps_its_last_evaluated_test_metrics():
+    """The loop marks a failed run on the device and reads the mark at the epoch's end: the
+    failing epoch's entry has the training metrics up to the failing step (finite, over the
+    steps before it) and the test metrics of the epoch before (its last evaluated weights)."""
+    cfgs = [RunConfig(epochs=3, width=32, seed=s, optimizer="momentum", lr=2.0, activation="elu")
+            for s in (4, 2)]
+    failed, other = train.train(cfgs)
+    assert failed.diverged_reason == "non-finite" and failed.diverged_epoch == 2
+    before, last = failed.history
+    assert math.isfinite(last["train_loss"]) and 0 <= last["train_acc"] <= 1
+    assert (last["test_loss"], last["test_acc"]) == (before["test_loss"], before["test_acc"])
+    assert other.diverged_reason == "exploded" and len(other.history) == 3  # trained on
+
+
+class _HostReads(TorchFunctionMode):
+    """Counts the tensor calls that make the host wait for the device."""
+
+    READS = {"item", "tolist", "__bool__", "__int__", "__float__", "__index__", "is_nonzero",
+             "cpu", "numpy", "nonzero", "any", "all"}
+
+    def __init__(self):
+        super().__init__()
+        self.calls = collections.Counter()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", None) in self.READS:
+            self.calls[func.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("extra", [
+    dict(augment=True, l2=1e-3), dict(batchnorm=True, trace="updates", optimizer="adam", lr=1e-3),
+    dict(trace="activations"),
+    dict(prune="gradual", prune_start=1, prune_end=2, density=0.3, epochs=3),
+])
+def test_the_step_loop_reads_nothing_back_from_the_device(extra):
+    """On a GPU a read (``.item()``, ``bool(t)``, ``.cpu()``) inside the step loop makes the host
+    wait for every queued kernel: the reads of a training must not grow with its steps (the old
+    loop's divergence check read the device at every step)."""
+    def reads(steps):
+        cfgs = [RunConfig(**{**dict(epochs=1, width=32, depth=2, seed=s, flow_points=2,
+                                    train_subset=128 * steps), **extra}) for s in (0, 1, 2)]
+        with _HostReads() as counter:
+            train.train(cfgs)
+        return counter.calls
+
+    few, many = reads(3), reads(12)
+    assert sum(few.values()) > 0  # the counter sees the per-epoch reads
+    assert many == few
 
 
 def test_run_keeps_masked_weights_zero(monkeypatch):
