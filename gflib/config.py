@@ -41,7 +41,7 @@ order), each a torch seed below ``2**64``."""
 _INT_FIELDS = ("depth", "width", "epochs", "batch_size", "seed", "flow_points", "match_width",
                "train_subset", "test_subset", "prune_start", "prune_end")
 _FLOAT_FIELDS = ("density", "lr", "l2", "weight_decay")
-_BOOL_FIELDS = ("batchnorm", "skip", "augment")
+_BOOL_FIELDS = ("batchnorm", "skip", "augment", "tf32")
 _NAME_FIELDS = {"dataset": data.DATASETS, "model": models.MODELS,
                 "activation": activations.ACTIVATIONS, "optimizer": optimizers.OPTIMIZERS,
                 "init": INITS, "lr_schedule": LR_SCHEDULES, "prune": PRUNING,
@@ -84,6 +84,9 @@ class RunConfig:
     ``train_subset``/``test_subset``: a fixed random subset of the data (None = all); with
     ``batchnorm`` no training batch may hold one example. ``seed``: 0 to :data:`MAX_SEED`.
     ``trace``: what else to record (:data:`gflib.trace.OBSERVERS`), kept in :attr:`RunResult.trace`.
+    ``tf32``: on a CUDA GPU, matmuls and convolutions in TF32 (10-bit mantissa) instead of fp32
+    (:func:`gflib.train.float32_mode`); CHOICE: off, so GPU numbers are fp32 like the CPU's
+    until TF32 is shown to leave every verdict as it is. A CPU computes fp32 either way.
     """
 
     dataset: str = _field("digits", "value")
@@ -113,6 +116,7 @@ class RunConfig:
     prune_start: int = 0
     prune_end: int = 0
     trace: str = _field("none", "value")
+    tf32: bool = _field(False, "value")
     data_dir: str | None = _field(None, "value", compare=False)
     device: str = _field("cpu", "value", compare=False)
 

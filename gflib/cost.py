@@ -3,6 +3,10 @@ briefly and the times are extrapolated to the whole grid.
 
     python -m gflib.cost sc_sdc_and_egf batchnorm --preset paper --device cuda [--stack K]
                          [--json PATH]
+    python -m gflib.cost CHAPTER ... --preset gpu --stack K --predict h100 [--workers N]
+
+The second form times nothing: it predicts a GPU's seconds from per-step figures measured there
+earlier (:func:`predict`), for sizing a grid before a device is at hand.
 
 One run, trained one by one as :func:`gflib.train.run` trains it, is modelled as
 ``setup + points * flow + epochs * (steps * step + evaluation)`` seconds, where ``steps =
@@ -35,11 +39,12 @@ import time
 import pandas as pd
 import torch
 
-from . import chapters, presets, summaries, train
+from . import chapters, data, presets, summaries, train
 from .config import COST, RunConfig
-from .flops import train_flops
+from .flops import step_flops, train_flops
 from .flow import schedule
 from .stacked import groups as stack_groups
+from .train import PROBE_SIZE
 
 TERMS = ("setup_s", "flow_s", "step_s", "eval_s")
 
@@ -239,6 +244,55 @@ def paper_grid_hours(gpus=(1, 8, 64), figures=H100, grids=PAPER_GRIDS,
     return pd.DataFrame(rows)
 
 
+def predict(configs, figures=H100, stack: int | None = None, workers: int = 1) -> dict:
+    """Seconds ``configs`` would take on a GPU described by per-step ``figures`` (default
+    :data:`H100`), trained as ``gflib.sweep.run(stack=stack)`` groups them, without timing
+    anything here: ``{"runs", "groups", "group_steps", "tflop", "low_s", "high_s"}``.
+
+    Each group of k runs trains ``epochs x ceil(n_train / batch_size)`` steps, each at least
+    the launch floor (``one_by_one_step_s``: a step's kernels, whatever their size) and at least
+    its arithmetic (the k runs' :func:`gflib.flops.step_flops`) at the stacked rate
+    (``stacked_flop_s``); evaluation (the test split once an epoch, forward only: a third of a
+    step per batch) and flow points (the probe batch, forward and backward) add their arithmetic.
+    ``workers`` processes share the GPU: the launch floors overlap, the arithmetic does not.
+    ``low_s`` takes the low floor and the fast rate, ``high_s`` the high floor and the slow rate."""
+    cache: dict = {}
+
+    def flop(c):
+        key = (c.dataset, c.model, c.depth, c.width, c.activation, c.batchnorm, c.skip,
+               c.batch_size)
+        if key not in cache:
+            cache[key] = step_flops(c)
+        return cache[key]
+
+    floors, rates = figures["one_by_one_step_s"], figures["stacked_flop_s"][::-1]
+    per_group, total_flop, total_steps = [], 0.0, 0
+    groups = stack_groups(configs, stack) if stack and stack > 1 else [[c] for c in configs]
+    for group in groups:
+        c = group[0]
+        spec = data.check(c.dataset)
+        n_train = min(c.train_subset or spec.n_train, spec.n_train)
+        n_test = min(c.test_subset or spec.n_test, spec.n_test)
+        steps = c.epochs * math.ceil(n_train / c.batch_size)
+        step = sum(flop(r) for r in group)
+        points = len(schedule(c.epochs, c.flow_points))
+        extra = step * (c.epochs * n_test / c.batch_size / 3 + points * min(PROBE_SIZE, n_train) / c.batch_size)
+        total_flop += steps * step + extra
+        total_steps += steps
+        per_group.append((steps, step, extra))
+    ends = []
+    for floor, rate in zip(floors, rates):
+        serial = sum(max(steps * floor, steps * step / rate) + extra / rate
+                     for steps, step, extra in per_group)
+        ends.append(max(serial / workers, total_flop / rate))
+    return {"runs": len(configs), "groups": len(groups), "group_steps": total_steps,
+            "tflop": total_flop / 1e12, "low_s": ends[0], "high_s": ends[1]}
+
+
+FIGURES = {"h100": H100}
+"""Named per-step figures :func:`predict` (``--predict NAME``) can use."""
+
+
 def main(argv=None, prog: str = "python -m gflib.cost") -> dict:
     parser = argparse.ArgumentParser(prog=prog,
                                      description=__doc__.split("\n\n")[0])
@@ -254,8 +308,15 @@ def main(argv=None, prog: str = "python -m gflib.cost") -> dict:
                         help="also time stacked groups of up to K runs, as sweep.run(stack=K) "
                              "trains them, and estimate the grid as such groups")
     parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
+    parser.add_argument("--predict", choices=FIGURES, default=None, metavar="FIGURES",
+                        help="time nothing: predict from the named per-step figures of a GPU "
+                             f"measured earlier ({', '.join(FIGURES)}; see predict())")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="with --predict: processes sharing the GPU (default 1)")
     args = parser.parse_args(argv)
     p = presets.get(args.preset)
+    if args.predict:
+        return _print_prediction(args, p)
     out = {"preset": p.name, "device": args.device, "stack": args.stack,
            "device_name": summaries.device_name(args.device), "torch": torch.__version__,
            "chapters": {}}
@@ -275,6 +336,29 @@ def main(argv=None, prog: str = "python -m gflib.cost") -> dict:
               f"{seconds / 3600:>10.1f} h")
     out["total_h"] = total / 3600
     print(f"{'total':<18}{'':>22}{total / 3600:>10.1f} h")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return out
+
+
+def _print_prediction(args, p) -> dict:
+    figures = FIGURES[args.predict]
+    out = {"preset": p.name, "figures": args.predict, "stack": args.stack,
+           "workers": args.workers, "chapters": {}}
+    print(f"preset {p.name}, predicted from the {args.predict} figures (not timed here): "
+          f"stack {args.stack}, {args.workers} worker(s)")
+    low = high = 0.0
+    for chapter in args.chapters:
+        configs = chapters.get(chapter).grid(p, device="cuda", data_dir=args.data_dir)
+        row = predict(configs, figures, args.stack, args.workers)
+        out["chapters"][chapter] = row
+        low, high = low + row["low_s"], high + row["high_s"]
+        print(f"{chapter:<18}{row['runs']:>6} runs{row['groups']:>6} groups"
+              f"{row['tflop']:>9,.0f} TFLOP{row['low_s'] / 60:>8.1f} to "
+              f"{row['high_s'] / 60:.1f} min")
+    out.update(low_s=low, high_s=high)
+    print(f"{'total':<18}{'':>38}{low / 60:>8.1f} to {high / 60:.1f} min")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

@@ -3,6 +3,8 @@
 - ``smoke``: seconds per chapter, for the tests (nbval) and CI;
 - ``book``: the CPU default the HTML book shows (digits; the whole book in minutes on 2 cores);
 - ``fmnist``: the paper's own Fashion-MNIST at a scale a 2-core CPU finishes (a training subset);
+- ``gpu``: Fashion-MNIST where the sparse nets are connected at the paper's own width ratios
+  (sparse width 512, 20,000 training images, 20 epochs, 3 seeds), for one GPU in minutes;
 - ``paper``: the paper's settings (Fashion-MNIST, sparse width 3076, 500 epochs), for a GPU.
 
 A chapter's parameters cell reads the default from the environment variable ``GFLIB_PRESET``
@@ -28,8 +30,9 @@ class Preset:
     """One scale: data, widths, seeds, epochs. Widths: the sparse hidden width and the dense
     widths ``round(r * sparse_width)`` (at least 1) for ``r`` in ``dense_ratios`` (the paper:
     3076 and .1, ..., .9), every one below the sparse width. ``trim``: chapters run a reduced
-    grid (their own ``TRIMMED`` settings), for the smoke tests. Chapter-specific settings live
-    with each chapter (:mod:`gflib.chapters`)."""
+    grid (their own ``TRIMMED`` settings), for the smoke tests. ``tf32``: every run's
+    :attr:`gflib.config.RunConfig.tf32` (CUDA matmuls and convolutions in TF32; off: fp32).
+    Chapter-specific settings live with each chapter (:mod:`gflib.chapters`)."""
 
     name: str
     dataset: str
@@ -41,6 +44,7 @@ class Preset:
     train_subset: int | None = None
     test_subset: int | None = None
     trim: bool = False
+    tf32: bool = False
     note: str = ""
 
     def __post_init__(self):
@@ -50,6 +54,9 @@ class Preset:
         for label in ("train_subset", "test_subset"):
             if getattr(self, label) is not None:
                 _positive_int(label, getattr(self, label))
+        for label in ("trim", "tf32"):
+            if not isinstance(getattr(self, label), bool):
+                raise ValueError(f"{label} must be True or False, got {getattr(self, label)!r}")
         seeds = self.seeds
         if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
             raise ValueError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
@@ -75,7 +82,8 @@ class Preset:
         """A :class:`gflib.config.RunConfig` at this scale (dataset, epochs, batch size, subsets)
         with ``fields`` (e.g. ``depth``, ``optimizer``, ``device``)."""
         return RunConfig(dataset=self.dataset, epochs=self.epochs, batch_size=self.batch_size,
-                         train_subset=self.train_subset, test_subset=self.test_subset, **fields)
+                         train_subset=self.train_subset, test_subset=self.test_subset,
+                         tf32=self.tf32, **fields)
 
     @property
     def summary(self) -> str:
@@ -84,7 +92,8 @@ class Preset:
         test = f"{self.test_subset:,}" if self.test_subset else "all"
         return (f"{self.dataset}, {train} training / {test} test images, sparse width "
                 f"{self.sparse_width}, dense widths {', '.join(map(str, self.dense_widths))}, "
-                f"{self.epochs} epochs, seeds {', '.join(map(str, self.seeds))}")
+                f"{self.epochs} epochs, seeds {', '.join(map(str, self.seeds))}"
+                + (", TF32 on a GPU" if self.tf32 else ""))
 
     def pick(self, full: dict, trimmed: dict) -> dict:
         """A chapter's settings at this scale: ``trimmed`` when :attr:`trim`, else ``full``."""
@@ -117,6 +126,11 @@ third of the units with none (a mostly disconnected net that says nothing about 
 training). Widening the sparse net instead (500 units at ratio 0.1) would cost about 5 times the
 CPU time of the whole book."""
 
+GPU_WIDTH = 512
+"""CHOICE for the ``gpu`` preset: the narrowest sparse width at which the paper's ratios leave
+every SC-SDC sparse hidden unit connected, ``0.1^2 x 512 = 5.1`` inputs on average from the
+layer before (``gflib.scsdc.regime``), at a fifth of the paper's arithmetic per step."""
+
 PRESETS = {
     "smoke": Preset(
         "smoke", "digits", sparse_width=16, dense_ratios=(0.25, 0.75), seeds=(0, 1), epochs=2,
@@ -131,6 +145,12 @@ PRESETS = {
         epochs=10, train_subset=6000,
         note="Fashion-MNIST, a fixed 6,000-image training subset, the full 10,000 test images, "
              "sparse width 100, dense widths 25-85, 10 epochs"),
+    "gpu": Preset(
+        "gpu", "fashion_mnist", sparse_width=GPU_WIDTH, dense_ratios=PAPER_DENSITY_RATIOS,
+        seeds=(0, 1, 2), epochs=20, train_subset=20_000,
+        note="Fashion-MNIST for one GPU: a fixed 20,000-image training subset, the full 10,000 "
+             "test images, sparse width 512, dense widths 51-461 (the paper's ratios), 20 "
+             "epochs, 3 seeds"),
     "paper": Preset(
         "paper", "fashion_mnist", sparse_width=3076, dense_ratios=PAPER_DENSITY_RATIOS,
         seeds=(0, 1, 2), epochs=500,

@@ -54,8 +54,9 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
             scheduler: str | None = None, cost_json=None, group_s: float = 600.0) -> Path:
     """Run (or resume) ``chapter``'s sweep at ``preset`` and write its summary; returns the CSV.
     ``stack``: see :func:`gflib.sweep.run`; ``workers``: processes training at once; ``name``:
-    the summary's file name and the results store's folder (default: the preset's name; give
-    another when overrides or the device make it a different scale, e.g. ``fmnist-h100``);
+    the summary's file name and the results store's folder (default: the preset's name, with
+    ``-tf32`` when the override ``tf32=True`` turns TF32 on; give another when overrides or the
+    device make it a different scale, e.g. ``fmnist-h100``);
     ``scheduler``: a Dask scheduler's address or ``local:N`` (:func:`gflib.sweep.executor_for`),
     in place of ``workers``; ``cost_json``: a ``python -m gflib.cost --json`` file covering
     ``chapter``, to size groups at about ``group_s`` estimated seconds each
@@ -68,7 +69,7 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     p = presets.get(preset, **overrides)
     configs = configs_for(chapter, p, device=device, data_dir=data_dir)
-    name = name or p.name
+    name = name or p.name + ("-tf32" if p.tf32 and not presets.get(preset).tf32 else "")
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"summary name {name!r}: use letters, digits, '-' and '_' only")
     store = chapters.results_dir(chapter, name, results_root)
@@ -154,6 +155,9 @@ def main(argv=None, prog: str = "python -m gflib.publish"):
                         help="override the preset's seeds, e.g. --seeds 0 1 2")
     parser.add_argument("--train-subset", type=int, default=None,
                         help="override the preset's number of training examples")
+    parser.add_argument("--tf32", action="store_true", default=None,
+                        help="on a CUDA GPU, matmuls and convolutions in TF32 (default fp32); "
+                             "the summary is then named <preset>-tf32 unless --name says")
     parser.add_argument("--stack", type=int, default=None,
                         help="train up to this many compatible runs at once (gflib.stacked)")
     parser.add_argument("--name", default=None,
@@ -176,7 +180,7 @@ def main(argv=None, prog: str = "python -m gflib.publish"):
         parser.error("give a chapter, or --verdicts")
     overrides = {"sparse_width": args.sparse_width, "epochs": args.epochs,
                  "seeds": tuple(args.seeds) if args.seeds else None,
-                 "train_subset": args.train_subset}
+                 "train_subset": args.train_subset, "tf32": args.tf32}
     csv = publish(args.chapter, args.preset, overrides, args.device, args.data_dir, args.results,
                   Path(args.out), stack=args.stack, workers=args.workers,
                   name=args.name, scheduler=args.scheduler, cost_json=args.cost,

@@ -31,6 +31,7 @@ or before training).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -257,9 +258,30 @@ def train(configs, progress: bool = False, measure_flow: bool = True,
     result is the group's wall time divided by the number of runs.
     """
     configs = check_group(configs)
+    check_device(configs[0].device)
+    with float32_mode(configs[0].tf32):
+        return _train(configs, progress, measure_flow, checkpoint, checkpoint_every_s, observer)
+
+
+@contextlib.contextmanager
+def float32_mode(tf32: bool):
+    """CUDA float32 matmuls and cuDNN convolutions in TF32 when ``tf32``, else in full fp32, while
+    the block runs (the previous settings come back after). torch's own defaults differ between
+    the two (matmuls fp32, convolutions TF32): here one switch sets both. No effect on a CPU."""
+    flags = (torch.backends.cuda.matmul, torch.backends.cudnn)
+    before = [f.allow_tf32 for f in flags]
+    try:
+        for f in flags:
+            f.allow_tf32 = bool(tf32)
+        yield
+    finally:
+        for f, value in zip(flags, before):
+            f.allow_tf32 = value
+
+
+def _train(configs, progress, measure_flow, checkpoint, checkpoint_every_s, observer) -> list:
     start = time.perf_counter()
     cfg, k = configs[0], len(configs)
-    check_device(cfg.device)
     device = torch.device(cfg.device)
     ds = dataset_for(cfg).to(device)
     ens = build_ensemble(configs, ds, device)

@@ -116,3 +116,43 @@ def test_train_flops_of_a_convolution_by_hand():
     small = cost.train_flops(RunConfig(model="cnn", width=10, batch_size=1, epochs=1), 1)
     big = cost.train_flops(RunConfig(model="cnn", width=20, batch_size=1, epochs=1), 1)
     assert small >= 2 * 3 * 9 * 64 * 2 and big > 2 * small
+
+
+def _two_stackable(**extra):
+    """Two digits MLPs that stack (seeds 0, 1) on a GPU: 2 epochs of 2 batches each (256
+    images), the test split's 360 images, 2 flow points."""
+    return [RunConfig(dataset="digits", depth=1, width=8, epochs=2, train_subset=256,
+                      flow_points=2, seed=s, device="cuda", **extra) for s in (0, 1)]
+
+
+def test_predict_is_the_launch_floor_when_steps_are_tiny():
+    runs = _two_stackable()
+    figures = {"one_by_one_step_s": (1e-3, 2e-3), "stacked_flop_s": (1e30, 1e30)}
+    stacked = cost.predict(runs, figures, stack=2)
+    assert stacked["groups"] == 1 and stacked["group_steps"] == 4  # 2 epochs x 2 batches
+    assert stacked["low_s"] == pytest.approx(4e-3) and stacked["high_s"] == pytest.approx(8e-3)
+    alone = cost.predict(runs, figures)
+    assert alone["groups"] == 2 and alone["low_s"] == pytest.approx(8e-3)
+    assert cost.predict(runs, figures, workers=2)["low_s"] == pytest.approx(4e-3)
+
+
+def test_predict_is_the_arithmetic_at_the_stacked_rate_when_steps_are_large():
+    from gflib.flops import step_flops
+    runs = _two_stackable()
+    step = 2 * step_flops(runs[0])  # the group's two runs
+    # 4 steps, evaluation: 2 epochs x 360 / 128 batches at a third of a step, 2 flow points of
+    # the probe batch (all 256 training images: fewer than its 1000)
+    total = step * (4 + 2 * 360 / 128 / 3 + 2 * 256 / 128)
+    figures = {"one_by_one_step_s": (0.0, 0.0), "stacked_flop_s": (1e9, 4e9)}
+    got = cost.predict(runs, figures, stack=2, workers=3)
+    assert got["tflop"] == pytest.approx(total / 1e12)
+    assert got["low_s"] == pytest.approx(total / 4e9) and got["high_s"] == pytest.approx(total / 1e9)
+
+
+def test_predict_command_times_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(cost, "time_shape", lambda *a, **k: pytest.fail("timed a shape"))
+    out = cost.main(["sc_sdc_and_egf", "--preset", "smoke", "--stack", "8", "--predict", "h100",
+                     "--json", str(tmp_path / "p.json")])
+    row = out["chapters"]["sc_sdc_and_egf"]
+    assert 0 < row["low_s"] <= row["high_s"] and out["low_s"] == row["low_s"]
+    assert json.loads((tmp_path / "p.json").read_text())["figures"] == "h100"

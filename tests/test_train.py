@@ -390,3 +390,31 @@ def test_a_checkpoint_the_disk_has_no_room_for_costs_the_group_nothing(tmp_path,
     assert list(tmp_path.iterdir()) == []
     for a, b in zip(whole, done):
         assert _numbers(a) == _numbers(b)
+
+
+def test_float32_mode_sets_both_cuda_switches_and_restores_them():
+    flags = (torch.backends.cuda.matmul, torch.backends.cudnn)
+    before = [f.allow_tf32 for f in flags]
+    with train.float32_mode(True):
+        assert [f.allow_tf32 for f in flags] == [True, True]
+    with train.float32_mode(False):
+        assert [f.allow_tf32 for f in flags] == [False, False]  # cuDNN's default is TF32
+    assert [f.allow_tf32 for f in flags] == before
+    seen = []
+
+    class Watch(Hook):
+        def start(self, loop):
+            seen.append([f.allow_tf32 for f in flags])
+
+    train.train([RunConfig(**TINY, tf32=True)], observer=Watch())
+    assert seen == [[True, True]] and [f.allow_tf32 for f in flags] == before
+
+
+def test_tf32_is_part_of_what_a_run_is():
+    """A TF32 run is stored apart from its fp32 twin: it may compute other numbers on a GPU."""
+    from gflib.config import config_key
+    base = RunConfig(**TINY)
+    assert config_key(base.replace(tf32=True)) != config_key(base)
+    assert config_key(base.replace(tf32=False)) == config_key(base)
+    with pytest.raises(ValueError, match="tf32"):
+        RunConfig(**TINY, tf32=1)

@@ -178,7 +178,7 @@ def wide_resnet50_configs(preset, device="cpu", data_dir=None) -> list:
     for seed in preset.seeds:
         base = RunConfig(dataset=WRN["dataset"], model="wrn50", optimizer=WRN["optimizer"],
                          lr=WRN["lr"], epochs=epochs, batch_size=preset.batch_size, seed=seed,
-                         device=device, data_dir=data_dir)
+                         device=device, data_dir=data_dir, tf32=preset.tf32)
         out += [base, base.replace(density=WRN["density"]),
                 base.replace(density=WRN["density"], prune="oneshot", prune_scope="global",
                              prune_start=at)]
