@@ -211,6 +211,60 @@ def stacked_speedup(width: int, k: int, epochs: int, rounds: int, device="cpu",
             "stacked_s": t["stacked"]}
 
 
+STACKS = (1, 4, 16, 64)
+"""Group sizes :func:`preset_step_figures` times (the ``gpu`` preset's largest group is 15)."""
+
+
+def preset_step_figures(preset: str = "gpu", device="cpu", stacks=STACKS, batches=(10, 40),
+                        repeats: int = 3) -> dict:
+    """What one training step of the preset's costliest MLP kind costs here, stacked ``k`` runs
+    at a time for each ``k`` in ``stacks``: the sparse member of its widest, deepest BatchNorm
+    net (width ``sparse_width``, depth 4, Adam; the BatchNorm chapter's), on the preset's data
+    (digits at the same widths when its dataset is not on this machine: ``scale`` says which).
+
+    A step's seconds are solved from whole short trainings of ``batches`` steps
+    (:func:`gflib.cost.time_shape`: setup, evaluation and flow taken out), in fp32 and, on a
+    GPU, TF32. Per ``k``: ``group_step_ms``, ``run_step_ms`` (``/ k``), ``tflop_s`` (the group's
+    :func:`gflib.flops.step_flops` per second) and ``peak_fraction`` (of ``matmul_tflop_s``:
+    this device's fp32 rate on one large square product, TF32 off); ``tf32_speedup``: fp32 /
+    TF32 step time (GPU only)."""
+    from . import cost
+    from .flops import step_flops
+
+    p = presets.get(preset)
+    config = p.config(device=str(device), depth=4, width=p.sparse_width, batchnorm=True,
+                      match_width=max(p.dense_widths), optimizer="adam", lr=1e-3)
+    scale = p.dataset
+    try:
+        train.dataset_for(config)
+    except ValueError:
+        scale = "digits"
+        config = config.replace(dataset="digits", train_subset=None, test_subset=None)
+    n = 8192 if torch.device(device).type == "cuda" else 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    with train.float32_mode(False):
+        matmul = _alternate({"mm": lambda: torch.mm(a, b)}, 5, device=device)["mm"]
+    peak = 2 * n ** 3 / matmul
+    modes = (False, True) if torch.device(device).type == "cuda" else (False,)
+    out = {"scale": scale, "config": config.to_dict(), "matmul_tflop_s": peak / 1e12,
+           "by_stack": {}}
+    for k in stacks:
+        row = {}
+        for tf32 in modes:
+            step = cost.time_shape(config.replace(tf32=tf32), *batches, repeats=repeats,
+                                   stack=k)["step_s"]
+            rate = k * step_flops(config) / step if step > 0 else float("nan")
+            suffix = "_tf32" if tf32 else ""
+            row.update({f"group_step_ms{suffix}": 1e3 * step,
+                        f"run_step_ms{suffix}": 1e3 * step / k,
+                        f"tflop_s{suffix}": rate / 1e12,
+                        f"peak_fraction{suffix}": rate / peak})
+        if len(modes) == 2:
+            row["tf32_speedup"] = row["group_step_ms"] / row["group_step_ms_tf32"]
+        out["by_stack"][str(k)] = row
+    return out
+
+
 def copy_book(dst: Path, root: Path = REPO) -> Path:
     """Copy the book's sources (:data:`BOOK_FILES`, no build outputs) from ``root`` into ``dst``."""
     dst.mkdir(parents=True, exist_ok=True)
@@ -242,10 +296,12 @@ def book_figures(root: Path = REPO, preset: str = "book") -> dict:
 
 
 def run(quick: bool = False, threads: int | None = None, device: str = "cpu",
-        book: bool = False) -> dict:
+        book: bool = False, steps_preset: str | None = None) -> dict:
     """Every figure as a dict (see the module doc); ``quick`` shrinks every measurement;
     ``device``: where everything runs (``"cuda"`` for a GPU); ``book``: also time the book's
-    build (:func:`book_figures`, at the ``smoke`` preset when ``quick``)."""
+    build (:func:`book_figures`, at the ``smoke`` preset when ``quick``); ``steps_preset``:
+    also :func:`preset_step_figures` of that preset (``preset_steps``; the ``smoke`` preset's
+    shapes, 1 and 4 runs, when ``quick``)."""
     if threads is not None:
         torch.set_num_threads(threads)
     load_before = os.getloadavg()[0]
@@ -278,6 +334,11 @@ def run(quick: bool = False, threads: int | None = None, device: str = "cpu",
                             device=device, **small)
         by_width[str(w)] = r["speedup"]
     out["stacked_speedup_by_width"] = by_width
+    if steps_preset:
+        out["preset_steps"] = (
+            preset_step_figures("smoke", device, (1, 4), (2, 6), 1) if quick
+            else preset_step_figures(steps_preset, device))
+        out["preset_steps"]["preset"] = "smoke" if quick else steps_preset
     if book:
         figures = book_figures(preset="smoke" if quick else "book")
         for name in BOOK_GOALS:
@@ -323,6 +384,16 @@ def format_table(figures: dict) -> str:
                 alone = m["device"] == "cpu" and int(w) > stacked.CPU_MAX_WIDTH
                 lines.append(f"  width {w:<20}{v:>10.3f}"
                              + ("  (a CPU sweep runs these one by one)" if alone else ""))
+    if "preset_steps" in figures:
+        ps = figures["preset_steps"]
+        lines.append(f"steps of the {ps['preset']} preset's costliest MLP kind on {ps['scale']} "
+                     f"(fp32 matmul rate {ps['matmul_tflop_s']:.1f} TFLOP/s):")
+        for k, row in ps["by_stack"].items():
+            tf32 = (f"; TF32 {row['run_step_ms_tf32']:.3f} ms, x{row['tf32_speedup']:.2f}"
+                    if "tf32_speedup" in row else "")
+            lines.append(f"  stack {k:<4}{row['run_step_ms']:>8.3f} ms a run-step "
+                         f"{row['tflop_s']:>7.2f} TFLOP/s {row['peak_fraction']:>6.1%} of peak"
+                         + tf32)
     lines.append(f"({m['mode']} mode on {m['device']}, torch {m['torch']}, {m['threads']} threads "
                  f"on {m['cpus']} "
                  f"CPUs, load average {m['load_avg_before']:.1f} -> {m['load_avg_after']:.1f}, "
@@ -341,12 +412,18 @@ def main(argv=None, prog: str = "python -m gflib.bench") -> dict:
     parser.add_argument("--quick", action="store_true", help="a short run (seconds)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--device", default="cpu", help="where to run: cpu (default) or cuda")
+    parser.add_argument("--steps", metavar="PRESET", default=None,
+                        help="also time a training step of PRESET's costliest MLP kind at "
+                             f"stacks {', '.join(map(str, STACKS))} (ms per run-step, TFLOP/s, "
+                             "fraction of this device's fp32 matmul rate; fp32 against TF32 on "
+                             "a GPU), e.g. --steps gpu")
     parser.add_argument("--book", action="store_true",
                         help="also time building the book (minutes: executes every chapter)")
     args = parser.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
-    figures = run(quick=args.quick, threads=args.threads, device=args.device, book=args.book)
+    figures = run(quick=args.quick, threads=args.threads, device=args.device, book=args.book,
+                  steps_preset=args.steps)
     print(format_table(figures))
     if args.json:
         with open(args.json, "w") as f:

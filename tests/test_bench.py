@@ -15,9 +15,16 @@ from gflib import bench
 def test_quick_bench_writes_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "gflib.bench", "--quick", "--threads", "1",
-                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+                           "--json", str(out), "--steps", "gpu"], capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr
     figures = json.loads(out.read_text())
+    steps = figures["preset_steps"]
+    assert steps["preset"] == "smoke" and set(steps["by_stack"]) == {"1", "4"}  # quick: smoke
+    for k, row in steps["by_stack"].items():
+        assert all(math.isfinite(v) and v > 0 for v in row.values()), row
+        assert math.isclose(row["run_step_ms"], row["group_step_ms"] / int(k))
+    assert "steps of the smoke preset's costliest MLP kind" in proc.stdout
     for name in bench.FIGURES:
         value = figures[name]
         values = value.values() if isinstance(value, dict) else [value]
