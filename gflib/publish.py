@@ -33,6 +33,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from . import chapters, cost, presets, summaries, sweep
@@ -137,6 +138,10 @@ def main(argv=None, prog: str = "python -m gflib.publish"):
     parser.add_argument("--verdicts", action="store_true",
                         help="train nothing: analyse every stored summary under --out again and "
                              "rewrite its <name>-verdicts.json (after a change to the analysis)")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
+                        help="train nothing: the verdicts of the summaries named A and B (e.g. "
+                             "gpu gpu-tf32) side by side, chapter by chapter; exit status 1 "
+                             "when any status differs")
     parser.add_argument("--preset", default="fmnist",
                         help="the scale (default fmnist): one of "
                              + ", ".join(presets.PRESETS) + " (listed below)")
@@ -176,8 +181,18 @@ def main(argv=None, prog: str = "python -m gflib.publish"):
         for path in chapters.write_stored_verdicts(Path(args.out)):
             print(path)
         return
+    if args.compare:
+        table = chapters.compare_verdicts(*args.compare, Path(args.out))
+        if table.empty:
+            parser.error(f"no chapter under {args.out} has summaries named both "
+                         f"{args.compare[0]!r} and {args.compare[1]!r}")
+        with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+            print(table.to_string(index=False))
+        differ = int((~table["same"]).sum())
+        print(f"{len(table) - differ} of {len(table)} statuses the same")
+        return 1 if differ else 0
     if args.chapter is None:
-        parser.error("give a chapter, or --verdicts")
+        parser.error("give a chapter, --verdicts or --compare")
     overrides = {"sparse_width": args.sparse_width, "epochs": args.epochs,
                  "seeds": tuple(args.seeds) if args.seeds else None,
                  "train_subset": args.train_subset, "tf32": args.tf32}
@@ -189,4 +204,4 @@ def main(argv=None, prog: str = "python -m gflib.publish"):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

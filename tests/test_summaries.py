@@ -205,3 +205,33 @@ def test_a_chapter_without_its_own_answer_words_gets_the_first_verdicts():
     own.answer_words = lambda analysis: f"own words at {analysis.scale}"
     assert chapters.Plan.answer_words(types.SimpleNamespace(chapter=own), a) == \
         "own words at book"
+
+
+def test_compare_verdicts_puts_two_stored_summaries_side_by_side(tmp_path, monkeypatch):
+    """``publish --compare gpu gpu-tf32``: the same summary under two names agrees everywhere
+    (exit 0); a status that moves is a row with ``same`` False (exit 1)."""
+    import dataclasses
+    import shutil
+
+    from gflib import chapters, publish, summaries
+
+    (tmp_path / "batchnorm").mkdir()
+    for name in ("gpu", "gpu-tf32"):
+        for src in (DATA / "batchnorm").glob("fmnist*"):
+            shutil.copy(src, tmp_path / "batchnorm" / src.name.replace("fmnist", name, 1))
+    verdicts = chapters.stored_verdicts("batchnorm", "fmnist", DATA)
+    monkeypatch.setattr(chapters, "stored_verdicts", lambda chapter, name, root: verdicts)
+    table = chapters.compare_verdicts("gpu", "gpu-tf32", tmp_path)
+    assert list(table["chapter"].unique()) == ["batchnorm"] and len(table) == len(verdicts)
+    assert table["same"].all()
+    assert publish.main(["--compare", "gpu", "gpu-tf32", "--out", str(tmp_path)]) == 0
+
+    moved = [dataclasses.replace(v, p=0.5, interval=(-1.0, 1.0)) if i == 0 else v
+             for i, v in enumerate(verdicts)]
+    assert moved[0].status != verdicts[0].status
+    monkeypatch.setattr(chapters, "stored_verdicts",
+                        lambda chapter, name, root: moved if name == "gpu-tf32" else verdicts)
+    table = chapters.compare_verdicts("gpu", "gpu-tf32", tmp_path)
+    assert table["same"].tolist() == [False] + [True] * (len(verdicts) - 1)
+    assert publish.main(["--compare", "gpu", "gpu-tf32", "--out", str(tmp_path)]) == 1
+    assert summaries.names("batchnorm", tmp_path) == ["gpu", "gpu-tf32"]

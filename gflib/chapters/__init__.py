@@ -31,6 +31,8 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from .. import plots, presets, summaries, sweep
 from ..atomic import write_json
 from ..config import config_key
@@ -305,6 +307,31 @@ def stored_verdicts(chapter, name: str, root=DATA, write: bool = False) -> list:
     if write:
         write_verdicts(path, verdicts, chapter=module.NAME, summary=key)
     return verdicts
+
+
+def compare_verdicts(a: str, b: str, root=DATA) -> pd.DataFrame:
+    """Every test of every chapter stored under both names ``a`` and ``b`` (e.g. ``gpu`` and
+    ``gpu-tf32``: one grid computed two ways), side by side: one row per (chapter, claim, test)
+    with each side's status and effect, and ``same`` (the statuses agree). What must hold before
+    a faster way of computing (TF32) may become a default."""
+    rows = []
+    for chapter in names():
+        name = get(chapter).NAME
+        stored_names = summaries.names(name, root)
+        if a not in stored_names or b not in stored_names:
+            continue
+        left = {(v.claim, v.test): v for v in stored_verdicts(chapter, a, root)}
+        right = {(v.claim, v.test): v for v in stored_verdicts(chapter, b, root)}
+        for key in list(left) + [k for k in right if k not in left]:
+            va, vb = left.get(key), right.get(key)
+            rows.append({"chapter": chapter, "claim": key[0], "test": key[1],
+                         f"status {a}": va.status if va else "absent",
+                         f"status {b}": vb.status if vb else "absent",
+                         f"effect {a}": va.effect if va else float("nan"),
+                         f"effect {b}": vb.effect if vb else float("nan"),
+                         "same": bool(va and vb and va.status == vb.status)})
+    return pd.DataFrame(rows, columns=["chapter", "claim", "test", f"status {a}",
+                                       f"status {b}", f"effect {a}", f"effect {b}", "same"])
 
 
 def write_stored_verdicts(root=DATA) -> list:
