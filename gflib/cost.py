@@ -196,10 +196,13 @@ def estimator(shapes):
 
 
 H100 = {"one_by_one_step_s": (0.9e-3, 2.4e-3), "stacked_flop_s": (13e12, 15e12),
-        "fp32_flop_s": 51.6e12}
+        "fp32_flop_s": 51.6e12, "sweep_group_step_s": 0.51e-3, "sweep_workers": 12}
 """Per-step figures of one NVIDIA H100 measured earlier by the team (``gflib.cost`` and
-``gflib.bench`` at the paper preset's shapes): one run at a time 0.9 to 2.4 ms a step; stacked
-runs 13 to 15 TFLOP/s of training arithmetic; the fp32 limit 51.6 TFLOP/s (dense matmul)."""
+``gflib.bench`` at the paper preset's shapes, torch 2.11, a training loop that read the device
+at every step): one run at a time 0.9 to 2.4 ms a step; stacked runs 13 to 15 TFLOP/s of
+training arithmetic; the fp32 limit 51.6 TFLOP/s (dense matmul). ``sweep_group_step_s``: one
+whole sweep's wall time per group-step, chapter 1's ``fmnist`` grid on 20,000 images (600 runs,
+180 groups of 1,570 steps: 2.4 min) with ``--stack 64 --workers 12`` (``sweep_workers``)."""
 
 PAPER_GRIDS = {
     "fashion_mnist": {"runs": 600, "epochs": 500, "n_train": 60_000, "inputs": 784},
@@ -255,7 +258,12 @@ def predict(configs, figures=H100, stack: int | None = None, workers: int = 1) -
     (``stacked_flop_s``); evaluation (the test split once an epoch, forward only: a third of a
     step per batch) and flow points (the probe batch, forward and backward) add their arithmetic.
     ``workers`` processes share the GPU: the launch floors overlap, the arithmetic does not.
-    ``low_s`` takes the low floor and the fast rate, ``high_s`` the high floor and the slow rate."""
+    ``low_s`` takes the low floor and the fast rate, ``high_s`` the high floor and the slow rate.
+    ``sweep_s`` (when ``figures`` has ``sweep_group_step_s``): the group-steps at the whole
+    sweep's measured wall time per group-step, at least the arithmetic at the fast rate; it holds
+    for the sweep's number of workers (``sweep_workers``), and on the one sweep measured it was
+    3 to 7 times ``low_s``..``high_s``: launch floors overlap far less across processes than
+    the per-step figures assume."""
     cache: dict = {}
 
     def flop(c):
@@ -285,8 +293,11 @@ def predict(configs, figures=H100, stack: int | None = None, workers: int = 1) -
         serial = sum(max(steps * floor, steps * step / rate) + extra / rate
                      for steps, step, extra in per_group)
         ends.append(max(serial / workers, total_flop / rate))
-    return {"runs": len(configs), "groups": len(groups), "group_steps": total_steps,
-            "tflop": total_flop / 1e12, "low_s": ends[0], "high_s": ends[1]}
+    out = {"runs": len(configs), "groups": len(groups), "group_steps": total_steps,
+           "tflop": total_flop / 1e12, "low_s": ends[0], "high_s": ends[1]}
+    if "sweep_group_step_s" in figures:
+        out["sweep_s"] = max(total_steps * figures["sweep_group_step_s"], total_flop / rates[0])
+    return out
 
 
 FIGURES = {"h100": H100}
@@ -348,17 +359,23 @@ def _print_prediction(args, p) -> dict:
            "workers": args.workers, "chapters": {}}
     print(f"preset {p.name}, predicted from the {args.predict} figures (not timed here): "
           f"stack {args.stack}, {args.workers} worker(s)")
-    low = high = 0.0
+    sweep = "sweep_group_step_s" in figures
+    if sweep:
+        print(f"(last column: at the whole sweep's measured {1e3 * figures['sweep_group_step_s']}"
+              f" ms per group-step with {figures['sweep_workers']} workers)")
+    totals = {"low_s": 0.0, "high_s": 0.0, "sweep_s": 0.0}
     for chapter in args.chapters:
         configs = chapters.get(chapter).grid(p, device="cuda", data_dir=args.data_dir)
         row = predict(configs, figures, args.stack, args.workers)
         out["chapters"][chapter] = row
-        low, high = low + row["low_s"], high + row["high_s"]
+        for key in totals:
+            totals[key] += row.get(key, 0.0)
         print(f"{chapter:<18}{row['runs']:>6} runs{row['groups']:>6} groups"
               f"{row['tflop']:>9,.0f} TFLOP{row['low_s'] / 60:>8.1f} to "
-              f"{row['high_s'] / 60:.1f} min")
-    out.update(low_s=low, high_s=high)
-    print(f"{'total':<18}{'':>38}{low / 60:>8.1f} to {high / 60:.1f} min")
+              f"{row['high_s'] / 60:.1f} min" + (f"{row['sweep_s'] / 60:>8.1f} min" if sweep else ""))
+    out.update(totals if sweep else {k: totals[k] for k in ("low_s", "high_s")})
+    print(f"{'total':<18}{'':>38}{totals['low_s'] / 60:>8.1f} to {totals['high_s'] / 60:.1f} min"
+          + (f"{totals['sweep_s'] / 60:>8.1f} min" if sweep else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
