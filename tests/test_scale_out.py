@@ -614,7 +614,7 @@ def test_publish_verdicts_rewrites_stored_verdicts_and_trains_nothing(tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     with pytest.raises(SystemExit):
         publish.main(["--out", str(tmp_path / "out")])  # neither a chapter nor --verdicts
-    assert "give a chapter, or --verdicts" in capsys.readouterr().err
+    assert "give a chapter, --verdicts or --compare" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------- cost of stacked groups
