@@ -93,11 +93,12 @@ def git_commit() -> str | None:
 def provenance(chapter: str, name: str, preset, overrides: dict, device: str, runs,
                wall_s: float, **extra) -> dict:
     """The provenance of a summary: ``chapter``, ``name``, ``preset`` (its name), ``overrides``,
-    the device and its name, torch, the gflib commit, the date (UTC), ``wall_s`` and, from the
+    the device and its name, torch (and its CUDA version, on a GPU), the gflib commit, the date (UTC), ``wall_s`` and, from the
     run table ``runs``, ``runs_wall_s`` (the runs' own seconds summed), ``n_runs``,
     ``n_diverged``; the preset's scale in words (``note``); then ``extra`` (e.g. stacking)."""
     return {"chapter": chapter, "name": name, "preset": preset.name, "overrides": overrides,
             **extra, "gflib_commit": git_commit(), "torch": torch.__version__,
+            "cuda": torch.version.cuda if str(device).startswith("cuda") else None,
             "device": str(device), "device_name": device_name(device),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "wall_s": round(wall_s, 1), "runs_wall_s": round(float(runs["wall_s"].sum()), 1),
@@ -110,6 +111,7 @@ def provenance_line(meta: dict) -> str:
     commit = (meta.get("gflib_commit") or "unknown")[:10]
     return (f"{meta['n_runs']} runs at preset `{meta['preset']}`"
             + (f" with {meta['overrides']}" if meta.get("overrides") else "")
-            + f" on {meta['device_name']}, torch {meta['torch']}, gflib {commit}, "
+            + f" on {meta['device_name']}, torch {meta['torch']}"
+            + (f" (CUDA {meta['cuda']})" if meta.get("cuda") else "") + f", gflib {commit}, "
             f"{meta['date'][:10]}, {meta['wall_s'] / 60:.1f} min; {meta['n_diverged']} diverged"
             + (f". Scale: {meta['note']}." if meta.get("note") else "."))

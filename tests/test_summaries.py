@@ -54,6 +54,8 @@ def table(chapter: str) -> pd.DataFrame:
 def config_of(row) -> RunConfig:
     fields = {}
     for c in CONFIG_COLUMNS:
+        if c not in row:  # a field added after the summary was made: its default
+            continue
         v = row[c]
         if isinstance(v, float) and math.isnan(v):
             v = None
