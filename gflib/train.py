@@ -22,12 +22,13 @@ a last-epoch training loss above :data:`EXPLODE_FACTOR` times the run's first-ba
 
 The step loop reads nothing back from the device, so a GPU never waits for the host: the data
 sit on the device, each epoch's batch order and augmentation draws are made once and copied
-there in one go (:func:`gflib.data.epoch_order`, :func:`gflib.data.augment_draws`), the metrics
-add up on the device, and a run whose objective turns non-finite is marked in a device mask
-that drops it from the loss and the metrics from that step on; the host reads the mask, and the
-metrics, once per epoch. Its history entry for that epoch has its training metrics up to the
-failing step and the test metrics of its last weights evaluated before (the previous epoch's end,
-or before training).
+there in one go (:func:`gflib.data.epoch_order`, :func:`gflib.data.augment_draws`), and each
+step's losses and correct counts go into device buffers (:class:`_StepRecord`) that the host
+reads once per epoch. A run whose objective turns non-finite is found there: it is marked
+diverged at that epoch, its history entry has its training metrics up to the failing step and
+the test metrics of its last weights evaluated before (the previous epoch's end, or before
+training), and it is left out from then on. Until the epoch ends it trains on with the others:
+each run's slice of a stacked model gets only its own gradient, so its NaNs reach no other run.
 """
 from __future__ import annotations
 
@@ -305,6 +306,7 @@ def _train(configs, progress, measure_flow, checkpoint, checkpoint_every_s, obse
         epochs = tqdm(epochs, desc=f"epochs x{k}", leave=False)
     n = len(ds.y_train)
     sizes = [min(cfg.batch_size, n - i) for i in range(0, n, cfg.batch_size)]
+    weights = torch.tensor(sizes, dtype=torch.float64, device=device)[:, None]
     last_test = evaluate(ens, ds.x_test, ds.y_test)
     ens.train()
     for epoch in epochs:
@@ -313,13 +315,9 @@ def _train(configs, progress, measure_flow, checkpoint, checkpoint_every_s, obse
         order = gdata.epoch_order(n, gens, device)
         draws = [gdata.augment_draws(cfg.dataset, sizes, gen, device) for gen in gens] \
             if cfg.augment else None
-        total = torch.zeros(k, dtype=torch.float64, device=device)
-        correct = torch.zeros(k, dtype=torch.long, device=device)
-        seen = torch.zeros(k, dtype=torch.long, device=device)
-        was_dead = dead.clone()
-        first = None
+        steps = _StepRecord(len(sizes), k, device, separate_objective=bool(cfg.l2))
         at = 0
-        for b in sizes:
+        for step, b in enumerate(sizes):
             idx = order[:, at:at + b].reshape(-1)
             x = ds.x_train.index_select(0, idx).view(k, b, *ds.shape)
             y = ds.y_train.index_select(0, idx).view(k, b)
@@ -330,24 +328,19 @@ def _train(configs, progress, measure_flow, checkpoint, checkpoint_every_s, obse
             logits = ens(x)
             losses = per_run_loss(logits, y)
             objective = losses + cfg.l2 * ens.l2() if cfg.l2 else losses
-            dead |= ~torch.isfinite(objective)
-            if first is None and g.first_loss[0] is None:
-                first = losses.detach().clone()
             opt.zero_grad(set_to_none=True)
-            torch.where(dead, torch.zeros_like(objective), objective).sum().backward()
+            objective.sum().backward()
             tokens = [hook.before_step(loop) for hook in hooks]
             opt.step()
             for hook, token in zip(hooks, tokens):
                 hook.after_step(loop, token, epoch)
-            with torch.no_grad():
-                alive = ~dead
-                total += torch.where(alive, losses.detach().double(), 0.0) * b
-                correct += torch.where(alive, (logits.argmax(2) == y).sum(1), 0)
-                seen += alive * b
-        if first is not None:
-            g.first_loss = first.cpu().tolist()
-        last_test = _record_epoch(g, ens, ds, epoch, total, correct, seen, dead & ~was_dead,
-                                  dead, last_test)
+            steps.add(step, losses, objective, logits, y)
+        if g.first_loss[0] is None:
+            g.first_loss = steps.losses[0].cpu().tolist()
+        total, correct, seen, died = steps.totals(weights, dead)
+        dead |= died
+        last_test = _record_epoch(g, ens, ds, epoch, total, correct, seen, died, dead,
+                                  last_test)
         if all(d is not None for d in g.diverged):
             break
         for hook in hooks:
@@ -367,6 +360,37 @@ def _train(configs, progress, measure_flow, checkpoint, checkpoint_every_s, obse
     if ckpt is not None:
         ckpt.unlink(missing_ok=True)
     return results
+
+
+class _StepRecord:
+    """One epoch's per-step numbers of a group's K runs, kept on the device (the step loop
+    reads nothing back): ``losses`` and ``objective`` ``[steps, K]`` (the objective only when it
+    is not the loss, i.e. with L2) and ``correct`` ``[steps, K]`` (correct predictions)."""
+
+    def __init__(self, steps: int, k: int, device, separate_objective: bool):
+        self.losses = torch.empty(steps, k, device=device)
+        self.objective = torch.empty(steps, k, device=device) if separate_objective else None
+        self.correct = torch.empty(steps, k, dtype=torch.long, device=device)
+
+    @torch.no_grad()
+    def add(self, step: int, losses, objective, logits, y) -> None:
+        self.losses[step] = losses
+        if self.objective is not None:
+            self.objective[step] = objective
+        torch.sum(logits.argmax(2) == y, 1, out=self.correct[step])
+
+    @torch.no_grad()
+    def totals(self, sizes, dead) -> tuple:
+        """``(loss sum, correct, examples, died)``, each ``[K]`` on the device, over each run's
+        steps up to its first non-finite objective this epoch (that step excluded; a run dead
+        before the epoch counts none): ``sizes`` ``[steps, 1]`` examples per step (float64),
+        ``dead`` ``[K]`` the runs dead before; ``died``: the runs that failed this epoch."""
+        finite = torch.isfinite(self.losses if self.objective is None else self.objective)
+        counted = torch.cumprod(finite, 0).bool() & ~dead
+        total = torch.where(counted, self.losses.double() * sizes, 0.0).cumsum(0)[-1]  # in order
+        correct = torch.where(counted, self.correct, 0).sum(0)
+        seen = (counted * sizes).sum(0).long()
+        return total, correct, seen, ~finite.all(0) & ~dead
 
 
 def _record_epoch(g, ens, ds, epoch, total, correct, seen, died, dead, last_test) -> tuple:
