@@ -48,8 +48,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import chapters, optimizers, presets, stacked, train
+from . import chapters, cost, optimizers, presets, stacked, train
 from .config import RunConfig
+from .flops import step_flops
 from .flow import schedule
 from .masks import apply_masks, random_masks
 from .models import MLP
@@ -228,9 +229,6 @@ def preset_step_figures(preset: str = "gpu", device="cpu", stacks=STACKS, batche
     :func:`gflib.flops.step_flops` per second) and ``peak_fraction`` (of ``matmul_tflop_s``:
     this device's fp32 rate on one large square product, TF32 off); ``tf32_speedup``: fp32 /
     TF32 step time (GPU only)."""
-    from . import cost
-    from .flops import step_flops
-
     p = presets.get(preset)
     config = p.config(device=str(device), depth=4, width=p.sparse_width, batchnorm=True,
                       match_width=max(p.dense_widths), optimizer="adam", lr=1e-3)

@@ -6,10 +6,10 @@ import argparse
 import sys
 import textwrap
 
-from . import __version__, bench, cost, execute, pages, publish
+from . import __version__, bench, cost, execute, lease, pages, publish
 
 COMMANDS = {"publish": publish, "execute": execute, "cost": cost, "bench": bench,
-            "pages": pages}
+            "lease": lease, "pages": pages}
 """Command name -> the module whose ``main(argv, prog)`` runs it."""
 
 

@@ -52,7 +52,8 @@ def configs_for(chapter: str, preset, device="cpu", data_dir=None) -> list:
 def publish(chapter: str, preset: str, overrides: dict | None = None, device: str = "cpu",
             data_dir=None, results_root=None, out_root: Path = DATA, stack: int | None = None,
             workers: int = 1, name: str | None = None, progress: bool = True,
-            scheduler: str | None = None, cost_json=None, group_s: float = 600.0) -> Path:
+            scheduler: str | None = None, cost_json=None, group_s: float = 600.0,
+            stop_at: float | None = None) -> Path:
     """Run (or resume) ``chapter``'s sweep at ``preset`` and write its summary; returns the CSV.
     ``stack``: see :func:`gflib.sweep.run`; ``workers``: processes training at once; ``name``:
     the summary's file name and the results store's folder (default: the preset's name, with
@@ -61,7 +62,9 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
     ``scheduler``: a Dask scheduler's address or ``local:N`` (:func:`gflib.sweep.executor_for`),
     in place of ``workers``; ``cost_json``: a ``python -m gflib.cost --json`` file covering
     ``chapter``, to size groups at about ``group_s`` estimated seconds each
-    (:func:`gflib.sweep.balanced_groups`)."""
+    (:func:`gflib.sweep.balanced_groups`); ``stop_at``: a ``time.monotonic()`` time after which
+    no group starts (:func:`gflib.sweep.run`): runs left then raise
+    :class:`gflib.sweep.Stopped` and no summary is written."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     if scheduler is not None and workers > 1:
@@ -94,7 +97,8 @@ def publish(chapter: str, preset: str, overrides: dict | None = None, device: st
         try:
             results = sweep.run(configs, store, executor=executor, progress=progress,
                                 desc=f"{chapter} @ {name}", stack=stack, seconds=seconds,
-                                target_s=group_s if seconds else None, on_group=log)
+                                target_s=group_s if seconds else None, on_group=log,
+                                stop_at=stop_at)
         except BaseException as error:
             log.note(f"stopped after {duration(log.elapsed())}: {type(error).__name__}: {error}")
             raise

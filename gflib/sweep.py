@@ -97,6 +97,7 @@ class Summary:
     splits: int = 0
     failures: list = dataclasses.field(default_factory=list)
     results: Results | None = None
+    not_run: int = 0
 
     def line(self) -> str:
         """The summary in one sentence."""
@@ -125,6 +126,16 @@ class StoreFull(RuntimeError):
     def __init__(self, message: str, unstored: list, summary: Summary):
         super().__init__(message)
         self.unstored, self.summary = unstored, summary
+
+
+class Stopped(RuntimeError):
+    """The sweep reached its ``stop_at`` time: no group started after it, the groups running then
+    finished and were stored. ``summary``: the sweep so far (``not_run``: the runs left); the
+    same sweep again trains only those."""
+
+    def __init__(self, message: str, summary: Summary):
+        super().__init__(message)
+        self.summary = summary
 
 
 class NoWorkers(RuntimeError):
@@ -284,7 +295,8 @@ def failures(store_dir) -> list:
 
 def run(configs, store_dir, executor: Executor | None = None, progress: bool = True,
         desc: str = "runs", stack: int | None = None, checkpoint: bool = True,
-        seconds=None, target_s: float | None = None, on_group=None) -> Results:
+        seconds=None, target_s: float | None = None, on_group=None,
+        stop_at: float | None = None) -> Results:
     """Run every config not yet in ``store_dir`` and return the results of all of them.
 
     Before anything trains: every config is checked (:func:`gflib.train.check_buildable`; its
@@ -308,9 +320,16 @@ def run(configs, store_dir, executor: Executor | None = None, progress: bool = T
     result, all runs, and the runs this sweep trained (e.g. a
     :class:`gflib.progress.ProgressLog`, whose ``note`` also gets the sweep's messages); default:
     :func:`gflib.progress.from_env`'s log when ``$GFLIB_PROGRESS_LOG`` is set, else none.
+    ``stop_at``: a ``time.monotonic()`` time after which no group starts (groups waiting in a
+    process pool or on a cluster are cancelled; those training finish and are stored); runs
+    left then raise :class:`Stopped`.
     """
     summary, first_error = run_summary(configs, store_dir, executor, progress, desc, stack,
-                                       checkpoint, seconds, target_s, on_group)
+                                       checkpoint, seconds, target_s, on_group, stop_at)
+    if summary.not_run:
+        raise Stopped(f"stopped at its time limit: {summary.runs - summary.not_run} of "
+                      f"{summary.runs} runs stored in {store_dir}, {summary.not_run} left; the "
+                      "same sweep again trains only those", summary)
     if summary.failures:
         raise SweepError(summary, Path(store_dir)) from first_error
     return summary.results
@@ -318,8 +337,10 @@ def run(configs, store_dir, executor: Executor | None = None, progress: bool = T
 
 def run_summary(configs, store_dir, executor: Executor | None = None, progress: bool = True,
                 desc: str = "runs", stack: int | None = None, checkpoint: bool = True,
-                seconds=None, target_s: float | None = None, on_group=None) -> tuple:
-    """:func:`run` without raising for failed runs: ``(Summary, first error or None)``."""
+                seconds=None, target_s: float | None = None, on_group=None,
+                stop_at: float | None = None) -> tuple:
+    """:func:`run` without raising for failed runs or a stop: ``(Summary, first error or
+    None)``."""
     configs = _check(configs, stack, seconds, target_s, executor)
     store = ResultStore(store_dir)
     results = {c: r for c in dict.fromkeys(configs) if (r := store.get(c)) is not None}
@@ -341,6 +362,12 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
     window = 1 if isinstance(executor, InlineExecutor) else float("inf")
     first_error, queue, pending = None, list(reversed(batches)), {}
     while queue or pending:
+        if stop_at is not None and time.monotonic() >= stop_at and (queue or pending):
+            queue.clear()
+            for fut in [f for f in pending if f.cancel()]:
+                pending.pop(fut)
+            if not pending:
+                break
         while len(pending) < window and queue:
             group = queue.pop()
             pending[executor.submit(train_group, group, ckpt_dir)] = group
@@ -366,6 +393,10 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
                     _record_failures(store, group, error, summary)
     if bar is not None:
         bar.close()
+    failed = {f.config for f in summary.failures}
+    summary.not_run = sum(1 for c in dict.fromkeys(configs) if c not in results and c not in failed)
+    if summary.not_run:
+        _say(f"stopped at its time limit with {summary.not_run} runs left", on_group)
     summary.results = Results.from_results([results[c] for c in configs if c in results])
     return summary, first_error
 

@@ -17,7 +17,7 @@ LAYERS = {
     "a run": ("config", "stacked", "train"),
     "sweeps and results": ("store", "results", "sweep", "summaries", "presets", "dask_worker"),
     "the study": ("analysis", "correlations", "plots", "monitor", "lightning_flow", "chapters"),
-    "the tools": ("publish", "execute", "cost", "bench", "pages", "dashboard", "cli",
+    "the tools": ("publish", "execute", "cost", "bench", "lease", "pages", "dashboard", "cli",
                   "__main__"),
 }
 """Layer -> its modules (``chapters``: the package and each chapter module), lowest first."""
