@@ -294,18 +294,28 @@ def book_figures(root: Path = REPO, preset: str = "book") -> dict:
 
 
 def run(quick: bool = False, threads: int | None = None, device: str = "cpu",
-        book: bool = False, steps_preset: str | None = None) -> dict:
+        book: bool = False, steps_preset: str | None = None, steps_only: bool = False) -> dict:
     """Every figure as a dict (see the module doc); ``quick`` shrinks every measurement;
     ``device``: where everything runs (``"cuda"`` for a GPU); ``book``: also time the book's
     build (:func:`book_figures`, at the ``smoke`` preset when ``quick``); ``steps_preset``:
     also :func:`preset_step_figures` of that preset (``preset_steps``; the ``smoke`` preset's
-    shapes, 1 and 4 runs, when ``quick``)."""
+    shapes, 1 and 4 runs, when ``quick``); ``steps_only``: that alone (a minute on a GPU)."""
     if threads is not None:
         torch.set_num_threads(threads)
+    if steps_only and not steps_preset:
+        raise ValueError("steps_only needs steps_preset (--steps PRESET)")
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
     out = {}
     details = {}
+    if steps_preset:
+        out["preset_steps"] = (
+            preset_step_figures("smoke", device, (1, 4), (2, 6), 1) if quick
+            else preset_step_figures(steps_preset, device))
+        out["preset_steps"]["preset"] = "smoke" if quick else steps_preset
+    if steps_only:
+        out["meta"] = _meta(quick, device, load_before, start)
+        return out
     steps = step_figures(rounds=3 if quick else 15, device=device)
     out["masked_step_ratio"] = steps.pop("masked_step_ratio")
     out["peak_fraction"] = steps.pop("peak_fraction")
@@ -332,24 +342,23 @@ def run(quick: bool = False, threads: int | None = None, device: str = "cpu",
                             device=device, **small)
         by_width[str(w)] = r["speedup"]
     out["stacked_speedup_by_width"] = by_width
-    if steps_preset:
-        out["preset_steps"] = (
-            preset_step_figures("smoke", device, (1, 4), (2, 6), 1) if quick
-            else preset_step_figures(steps_preset, device))
-        out["preset_steps"]["preset"] = "smoke" if quick else steps_preset
     if book:
         figures = book_figures(preset="smoke" if quick else "book")
         for name in BOOK_GOALS:
             out[name] = figures.pop(name)
         details.update(figures)
-    out["meta"] = {
-        "mode": "quick" if quick else "full", "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "device": _describe(device),
-        "load_avg_before": load_before, "load_avg_after": os.getloadavg()[0],
-        "bench_s": time.perf_counter() - start, "flow_run": dataclasses.asdict(flow_cfg),
-        "stacked_k": 4 if quick else 16, **details,
-    }
+    out["meta"] = _meta(quick, device, load_before, start, flow_run=dataclasses.asdict(flow_cfg),
+                        stacked_k=4 if quick else 16, **details)
     return out
+
+
+def _meta(quick, device, load_before, start, **details) -> dict:
+    return {"mode": "quick" if quick else "full", "torch": torch.__version__,
+            "cuda": torch.version.cuda if torch.device(device).type == "cuda" else None,
+            "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+            "device": _describe(device), "load_avg_before": load_before,
+            "load_avg_after": os.getloadavg()[0], "bench_s": time.perf_counter() - start,
+            **details}
 
 
 def _describe(device) -> str:
@@ -415,13 +424,17 @@ def main(argv=None, prog: str = "python -m gflib.bench") -> dict:
                              f"stacks {', '.join(map(str, STACKS))} (ms per run-step, TFLOP/s, "
                              "fraction of this device's fp32 matmul rate; fp32 against TF32 on "
                              "a GPU), e.g. --steps gpu")
+    parser.add_argument("--steps-only", action="store_true",
+                        help="with --steps: measure that alone")
     parser.add_argument("--book", action="store_true",
                         help="also time building the book (minutes: executes every chapter)")
     args = parser.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.steps_only and not args.steps:
+        parser.error("--steps-only needs --steps PRESET")
     figures = run(quick=args.quick, threads=args.threads, device=args.device, book=args.book,
-                  steps_preset=args.steps)
+                  steps_preset=args.steps, steps_only=args.steps_only)
     print(format_table(figures))
     if args.json:
         with open(args.json, "w") as f:

@@ -7,9 +7,10 @@
     python -m gflib.lease unpack OUT/gpu.tar.gz [OUT/gpu-store.tar.gz]
                                  [--data book/data] [--results results]
 
-``run`` publishes each chapter (:func:`gflib.publish.publish`) at the preset into a temporary
-summary folder, then runs ``python -m gflib.bench --device D --json`` (options from
-``--bench-args``), and writes one archive (rewritten after each chapter, so a command killed at
+``run`` first runs ``python -m gflib.bench --device D --json`` (options from ``--bench-args``,
+e.g. ``"--steps gpu --steps-only"``: a minute on a GPU), then publishes each chapter
+(:func:`gflib.publish.publish`) at the preset into a temporary summary folder, and writes one
+archive (rewritten after each chapter, so a command killed at
 its time limit leaves what was done): ``summaries/<chapter>/<name>.csv``, ``-curves.csv``,
 ``.json``, ``-verdicts.json``; ``logs/<chapter>.log``; ``bench.json``; ``lease.json``, the
 manifest (gflib version and commit, torch and CUDA versions, device, date, command line, preset
@@ -123,6 +124,17 @@ def run(preset: str, device: str, archive, stack: int | None = None, workers: in
     with tempfile.TemporaryDirectory(prefix="gflib-lease-") as tmp:
         out = Path(tmp) / "data"
         files: dict = {}
+        if bench_args is not None:
+            began = time.monotonic()
+            figures = Path(tmp) / "bench.json"
+            try:
+                bench.main(["--device", device, "--json", str(figures), *bench_args])
+                files["bench.json"] = figures
+                manifest["bench"] = {"status": "done", "args": list(bench_args)}
+            except (Exception, SystemExit) as error:  # argparse exits on a bad option
+                manifest["bench"] = {"status": "failed", "args": list(bench_args),
+                                     "error": f"{type(error).__name__}: {error}"}
+            manifest["bench"]["wall_s"] = round(time.monotonic() - began, 1)
         for chapter in chapter_names:
             began = time.monotonic()
             row = manifest["chapters"][chapter] = {"runs": len(publish.configs_for(
@@ -150,17 +162,6 @@ def run(preset: str, device: str, archive, stack: int | None = None, workers: in
                     files[f"summaries/{chapter}/{name}{suffix}"] = folder / f"{name}{suffix}"
             manifest["wall_s"] = round(time.monotonic() - start, 1)
             _write_tar(archive, {**files, "lease.json": _json(manifest)})
-        if bench_args is not None and (stop_at is None or time.monotonic() < stop_at):
-            began = time.monotonic()
-            figures = Path(tmp) / "bench.json"
-            try:
-                bench.main(["--device", device, "--json", str(figures), *bench_args])
-                files["bench.json"] = figures
-                manifest["bench"] = {"status": "done", "args": list(bench_args)}
-            except Exception as error:
-                manifest["bench"] = {"status": "failed", "args": list(bench_args),
-                                     "error": f"{type(error).__name__}: {error}"}
-            manifest["bench"]["wall_s"] = round(time.monotonic() - began, 1)
         manifest["wall_s"] = round(time.monotonic() - start, 1)
         _write_tar(archive, {**files, "lease.json": _json(manifest)})
         left = [c for c, row in manifest["chapters"].items() if row["status"] != "done"]
@@ -284,6 +285,8 @@ def main(argv=None, prog: str = "python -m gflib.lease"):
                    args.stop_after_s, argv=[*prog.split(), *argv])
     for chapter, row in manifest["chapters"].items():
         print(f"{chapter:<18}{row['status']:<9}{row['wall_s']:>8.1f} s  {row.get('error', '')}")
+    if "bench" in manifest:
+        print(f"{'bench':<18}{manifest['bench']['status']:<9}{manifest['bench']['wall_s']:>8.1f} s")
     print(f"{args.archive}: {manifest['wall_s']:.1f} s in all")
     return 0 if all(r["status"] == "done" for r in manifest["chapters"].values()) else 1
 
