@@ -342,6 +342,9 @@ def run_summary(configs, store_dir, executor: Executor | None = None, progress: 
     """:func:`run` without raising for failed runs or a stop: ``(Summary, first error or
     None)``."""
     configs = _check(configs, stack, seconds, target_s, executor)
+    if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, (int, float))):
+        raise ValueError(f"stop_at must be None or a time.monotonic() time in seconds, got "
+                         f"{stop_at!r}")
     store = ResultStore(store_dir)
     results = {c: r for c in dict.fromkeys(configs) if (r := store.get(c)) is not None}
     todo = [c for c in dict.fromkeys(configs) if c not in results]

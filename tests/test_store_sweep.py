@@ -490,3 +490,49 @@ def test_results_csvs_and_checkpoints_follow_the_umask(tmp_path, umask):
              csv.with_name("tiny-curves.csv")]
     assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: want for f in files}
     assert seen == [want]
+
+
+def test_a_stop_time_stops_between_groups_and_the_same_sweep_resumes(tmp_path, calls,
+                                                                     monkeypatch):
+    """``stop_at``: the group in progress finishes and is stored, no later group starts,
+    :class:`sweep.Stopped` says how many runs are stored; the same sweep then trains only the
+    rest. (Adapted from a helper's branch.)"""
+    configs = [RunConfig(**TINY, seed=s) for s in range(4)]
+    clock = [0.0]
+    monkeypatch.setattr(sweep, "time", type("Clock", (), {"monotonic": lambda: clock[0]}))
+
+    def after_group(done, total, trained):
+        clock[0] = 10.0  # the stop time passes while the first group trains
+
+    with pytest.raises(sweep.Stopped, match="1 of 4 runs stored") as stop:
+        sweep.run(configs, tmp_path, progress=False, on_group=after_group, stop_at=5.0)
+    assert stop.value.summary.not_run == 3
+    assert calls == configs[:1] and ResultStore(tmp_path).keys() == [config_key(configs[0])]
+    with pytest.raises(sweep.Stopped, match="1 of 4"):  # a stop time already past: nothing trains
+        sweep.run(configs, tmp_path, progress=False, stop_at=5.0)
+    assert calls == configs[:1]
+    calls.clear()
+    done = sweep.run(configs, tmp_path, progress=False, stop_at=50.0)
+    assert calls == configs[1:] and len(done.runs) == 4
+    assert len(sweep.run(configs, tmp_path, progress=False, stop_at=5.0).runs) == 4  # complete
+    with pytest.raises(ValueError, match="stop_at"):
+        sweep.run(configs, tmp_path, progress=False, stop_at="soon")
+
+
+def test_a_stop_time_cancels_pooled_groups_that_have_not_started(tmp_path, calls, monkeypatch):
+    """With an executor that takes every group at once, those not yet started are cancelled at
+    the stop time; every run is either stored or counted as not run."""
+    from concurrent.futures import ThreadPoolExecutor
+    configs = [RunConfig(**TINY, seed=s) for s in range(4)]
+    clock = [0.0]
+    monkeypatch.setattr(sweep, "time", type("Clock", (), {"monotonic": lambda: clock[0]}))
+
+    def after_group(done, total, trained):
+        clock[0] = 10.0
+
+    with ThreadPoolExecutor(1) as pool, pytest.raises(sweep.Stopped) as stop:
+        sweep.run(configs, tmp_path, executor=pool, progress=False, on_group=after_group,
+                  stop_at=5.0)
+    summary = stop.value.summary
+    assert summary.not_run >= 1 and summary.trained + summary.not_run == 4
+    assert len(ResultStore(tmp_path).keys()) == summary.trained == len(calls)
