@@ -17,8 +17,10 @@ manifest (gflib version and commit, torch and CUDA versions, device, date, comma
 and overrides, wall time, and per chapter its runs, seconds and status: ``done``, ``stopped`` or
 ``failed`` with the error). ``--stop-after-s S``: nothing starts after S seconds (a chapter's
 sweep stops after the groups then training; :class:`gflib.sweep.Stopped`); the raw results of a
-chapter stopped or failed go into ``<archive>-store.tar.gz`` beside it, so a later lease that is
-given them back trains only what is missing. It needs torch, numpy, scipy, pandas, matplotlib
+chapter stopped or failed go into ``<archive>-store.tar.gz`` beside it (without checkpoints), so
+a later lease that is given them back trains only what is missing. Groups already handed to a
+worker process when the time comes still train: leave ``S`` below the lease's limit by the
+longest group, and the packing. It needs torch, numpy, scipy, pandas, matplotlib
 and tqdm: none of the notebook tools.
 
 ``unpack`` puts the summaries in ``<data>/<chapter>/<name>.*`` (where the chapters and the
@@ -72,6 +74,12 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def _no_checkpoints(info: tarfile.TarInfo):
+    """Leave a store's ``.checkpoints`` out: a stacked group's state at the ``gpu`` preset is
+    hundreds of MB (weights and Adam's moments), and a resumed group starts afresh."""
+    return None if ".checkpoints" in Path(info.name).parts else info
+
+
 def _write_tar(path: Path, files: dict) -> int:
     """Write ``{member name: local path or bytes}`` as gzipped tar ``path`` (atomically);
     returns its size in bytes, with a warning on stderr past :data:`LIMIT_BYTES`."""
@@ -81,7 +89,7 @@ def _write_tar(path: Path, files: dict) -> int:
                 if isinstance(source, bytes):
                     _add_bytes(tar, name, source)
                 else:
-                    tar.add(source, arcname=name)
+                    tar.add(source, arcname=name, filter=_no_checkpoints)
     size = path.stat().st_size
     if size > LIMIT_BYTES:
         print(f"gflib.lease: {path} is {size / 2 ** 20:.1f} MiB, over the "

@@ -131,3 +131,15 @@ def test_bad_input_is_refused_before_anything_trains(tmp_path, monkeypatch, kwar
     args = {"preset": "smoke", "device": "cpu", "archive": "out/gpu.tar.gz", **kwargs}
     with pytest.raises(ValueError, match=words):
         lease.run(**args)
+
+
+def test_a_store_archive_leaves_the_checkpoints_out(tmp_path):
+    store = tmp_path / "res" / "batchnorm" / "gpu"
+    (store / ".checkpoints").mkdir(parents=True)
+    (store / ".checkpoints" / "group.pt").write_bytes(b"x" * 1000)
+    (store / "abc.json").write_text("{}")
+    lease._write_tar(tmp_path / "gpu-store.tar.gz", {"store/batchnorm/gpu": store})
+    with tarfile.open(tmp_path / "gpu-store.tar.gz") as tar:
+        assert sorted(tar.getnames()) == ["store/batchnorm/gpu", "store/batchnorm/gpu/abc.json"]
+    written = lease.unpack(tmp_path / "gpu-store.tar.gz", results_root=tmp_path / "back")
+    assert written == [tmp_path / "back" / "batchnorm" / "gpu" / "abc.json"]
