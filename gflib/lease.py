@@ -121,6 +121,7 @@ def run(preset: str, device: str, archive, stack: int | None = None, workers: in
     train.check_device(device)
     start = time.monotonic()
     stop_at = None if stop_after_s is None else start + stop_after_s
+    store_archive(archive).unlink(missing_ok=True)  # an earlier lease's, to this folder
     manifest = {"gflib": __version__, "gflib_commit": summaries.git_commit(),
                 "torch": torch.__version__,
                 "cuda": torch.version.cuda if str(device).startswith("cuda") else None,
@@ -186,7 +187,7 @@ def _json(value) -> bytes:
 
 
 def _members(tar: tarfile.TarFile, allowed) -> list:
-    """The tar's file members, after checking each name with ``allowed(parts)``; ValueError
+    """The tar's members, after checking each with ``allowed(name parts, member)``; ValueError
     naming the first that is not in the layout (or is a link, absolute or has ``..``)."""
     out = []
     for member in tar.getmembers():

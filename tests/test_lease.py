@@ -102,6 +102,7 @@ def test_a_lease_cut_short_keeps_its_runs_and_the_next_trains_only_the_rest(tmp_
                       chapter_names=["sc_sdc_and_egf"])
     assert again["chapters"]["sc_sdc_and_egf"]["status"] == "done"
     assert len(trained) == rows["sc_sdc_and_egf"]["runs"] - 2
+    assert not kept.exists()  # nothing is left to resume: the first lease's store archive goes
 
 
 def test_unpack_refuses_what_a_lease_archive_does_not_hold(tmp_path):
