@@ -41,8 +41,11 @@ class Ensemble(nn.Module):
 
     def tensor(self, name: str) -> torch.Tensor:
         """Tensor ``name`` of every run, ``[K, *single model's shape]`` (a view)."""
-        t = self.get_parameter(self.param_name(name)) if name in self.param_names() \
-            else self.get_buffer(self.param_name(name))
+        full = self.param_name(name)
+        try:  # asked once per weight at every L2 step: no list of every parameter name
+            t = self.get_parameter(full)
+        except AttributeError:
+            t = self.get_buffer(full)
         return self.as_runs(name, t)
 
     def param_names(self) -> list:
