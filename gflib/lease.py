@@ -115,9 +115,10 @@ def run(preset: str, device: str, archive, stack: int | None = None, workers: in
     overrides = {"tf32": True} if tf32 else {}
     p = presets.get(preset, **overrides)
     name = name or p.name + ("-tf32" if tf32 and not presets.get(preset).tf32 else "")
-    for chapter in chapter_names:  # every grid checked before the first chapter trains
-        for config in publish.configs_for(chapter, p, device=device, data_dir=data_dir):
-            train.check_buildable(config)
+    grids = {c: publish.configs_for(c, p, device=device, data_dir=data_dir)
+             for c in chapter_names}
+    for config in (c for grid in grids.values() for c in grid):  # all before any trains
+        train.check_buildable(config)
     train.check_device(device)
     start = time.monotonic()
     stop_at = None if stop_after_s is None else start + stop_after_s
@@ -146,8 +147,7 @@ def run(preset: str, device: str, archive, stack: int | None = None, workers: in
             manifest["bench"]["wall_s"] = round(time.monotonic() - began, 1)
         for chapter in chapter_names:
             began = time.monotonic()
-            row = manifest["chapters"][chapter] = {"runs": len(publish.configs_for(
-                chapter, p, device=device, data_dir=data_dir))}
+            row = manifest["chapters"][chapter] = {"runs": len(grids[chapter])}
             if stop_at is not None and began >= stop_at:
                 row.update(status="stopped", wall_s=0.0, error="not started: time limit")
             else:
